@@ -1,0 +1,53 @@
+"""The contract shared by the steps and the driver: step names, artifact paths, tags and metrics."""
+
+# Entry points of MLproject, one MLflow run each.
+DOWNLOAD_STEP = "download_raw_data"
+TRANSFORM_STEP = "transform_data"
+TRAIN_STEP = "train_model"
+PIPELINE_STEPS = (DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP)
+MAIN_ENTRY_POINT = "main"
+
+# Artifacts each step writes, relative to its run's artifact root.
+RAW_DATA_DIR = "raw-data"
+TRANSFORMED_DATA_PATH = "transformed-data/prices.csv"
+MODEL_NAME = "model"
+PREDICTIONS_PATH = "evaluation/predictions.csv"
+
+# Columns of the transformed data: the only columns train_model and the served model need.
+DATE_COLUMN = "Date"
+PRICE_COLUMN = "Close"
+
+# Tags.
+TAG_CODE_VERSION = "code_version"
+TAG_ERROR = "error"
+TAG_REUSED_PREFIX = "reused_"  # on the parent run: reused_<step> = "true" / "false"
+TAG_CHILD_RUN_PREFIX = "run_id_"  # on the parent run: run_id_<step> = child run id
+TAG_RAW_SHA256 = "raw_sha256"
+TAG_RAW_ROWS = "raw_rows"
+TAG_RAW_FIRST_DATE = "raw_first_date"
+TAG_RAW_LAST_DATE = "raw_last_date"
+TAG_DATA_SOURCE = "data_source_resolved"
+
+# Metrics of train_model (the LSTM and the naive "tomorrow = today" forecast on the same test days).
+METRIC_TEST_RMSE = "test_rmse"
+METRIC_TEST_MAE = "test_mae"
+METRIC_NAIVE_TEST_RMSE = "naive_test_rmse"
+METRIC_NAIVE_TEST_MAE = "naive_test_mae"
+METRIC_TEST_RMSE_VS_NAIVE = "test_rmse_vs_naive"
+METRIC_TRAIN_LOSS = "train_loss"
+HEADLINE_METRICS = (
+    METRIC_TEST_RMSE,
+    METRIC_NAIVE_TEST_RMSE,
+    METRIC_TEST_RMSE_VS_NAIVE,
+    METRIC_TEST_MAE,
+    METRIC_NAIVE_TEST_MAE,
+)
+
+# The bundled sample.
+SAMPLE_SOURCE = "sample"
+SAMPLE_TICKER = "MSFT"
+
+
+def raw_data_path(ticker: str) -> str:
+    """Artifact path of the raw CSV that download_raw_data logs for `ticker`."""
+    return f"{RAW_DATA_DIR}/{ticker}.csv"

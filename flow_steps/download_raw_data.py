@@ -1,0 +1,101 @@
+"""Step 1: fetch daily prices and log them, as the source gave them, as `raw-data/<TICKER>.csv`."""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from pathlib import Path
+
+import click
+import mlflow
+
+from flow_steps.constants import (
+    DOWNLOAD_STEP,
+    RAW_DATA_DIR,
+    SAMPLE_SOURCE,
+    TAG_DATA_SOURCE,
+    TAG_RAW_FIRST_DATE,
+    TAG_RAW_LAST_DATE,
+    TAG_RAW_ROWS,
+    TAG_RAW_SHA256,
+)
+from flow_steps.errors import PipelineError
+from flow_steps.lineage import sha256_bytes
+from flow_steps.preparation import clean_prices, decode_csv, read_price_table, summarize_raw
+from flow_steps.sources import fetch_raw_prices
+from flow_steps.step_run import run_step
+
+logger = logging.getLogger(__name__)
+
+TICKER_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,19}$")
+
+
+def normalize_ticker(company_abbreviation: str) -> str:
+    """Upper-case ticker, refused unless it is a plain symbol (it names the artifact file)."""
+    ticker = company_abbreviation.strip().upper()
+    if not TICKER_PATTERN.match(ticker):
+        raise PipelineError(
+            f"company_abbreviation '{company_abbreviation}' is not a ticker symbol "
+            "(letters, digits, '.', '_' or '-', at most 20)"
+        )
+    return ticker
+
+
+def download(company_abbreviation: str, data_source: str) -> None:
+    """Fetch, check and log the raw price file with its lineage tags."""
+    ticker = normalize_ticker(company_abbreviation)
+    raw = fetch_raw_prices(data_source, ticker)
+    table = read_price_table(decode_csv(raw.content, raw.resolved_source), raw.resolved_source)
+    _, report = clean_prices(table)  # refuse bad data here, before anything downstream runs
+    summary = summarize_raw(table)
+    mlflow.set_tags(
+        {
+            TAG_DATA_SOURCE: raw.resolved_source,
+            TAG_RAW_SHA256: sha256_bytes(raw.content),
+            TAG_RAW_ROWS: str(summary.rows),
+            TAG_RAW_FIRST_DATE: summary.first_date,
+            TAG_RAW_LAST_DATE: summary.last_date,
+        }
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{ticker}.csv"
+        path.write_bytes(raw.content)
+        mlflow.log_artifact(str(path), artifact_path=RAW_DATA_DIR)
+    logger.info(
+        "Logged %s/%s.csv: %d rows, %s .. %s, price column '%s'",
+        RAW_DATA_DIR,
+        ticker,
+        summary.rows,
+        summary.first_date,
+        summary.last_date,
+        report.price_column,
+    )
+
+
+@click.command(
+    help="Fetch daily prices for a ticker and log them unchanged as the artifact "
+    "raw-data/<TICKER>.csv, with their SHA-256, row count and date range as tags."
+)
+@click.option(
+    "--company-abbreviation",
+    default="MSFT",
+    show_default=True,
+    help="Ticker symbol, e.g. MSFT; names the artifact file.",
+)
+@click.option(
+    "--data-source",
+    default=SAMPLE_SOURCE,
+    show_default=True,
+    help=f"'{SAMPLE_SOURCE}' (bundled public-domain MSFT prices, offline) or a path to a CSV file.",
+)
+def cli(company_abbreviation: str, data_source: str) -> None:
+    run_step(
+        DOWNLOAD_STEP,
+        {"company_abbreviation": company_abbreviation, "data_source": data_source},
+        lambda: download(company_abbreviation, data_source),
+    )
+
+
+if __name__ == "__main__":
+    cli()

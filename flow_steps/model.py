@@ -1,0 +1,69 @@
+"""The Keras LSTM and the MLflow pyfunc wrapper that serves it on raw prices."""
+
+from __future__ import annotations
+
+import keras
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from flow_steps.errors import DataValidationError
+from flow_steps.preparation import (
+    ReturnScaler,
+    closes_from_input,
+    closes_from_scaled_returns,
+    model_inputs,
+)
+
+KERAS_ARTIFACT = "keras_model"
+OUTPUT_COLUMN = "next_close"
+
+
+def build_lstm(window: int, units: int, learning_rate: float = 1e-3) -> keras.Model:
+    """Two stacked LSTM layers of `units` and a Dense output: one scaled log return per window."""
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(window, 1)),
+            keras.layers.LSTM(units, return_sequences=True),
+            keras.layers.LSTM(units),
+            keras.layers.Dense(1),
+        ],
+        name="stock_lstm",
+    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
+    return model
+
+
+def predict_next_closes(
+    keras_model: keras.Model, windows: np.ndarray, scaler: ReturnScaler, batch_size: int = 256
+) -> np.ndarray:
+    """Next-day close after each window of raw closes, in the windows' own units."""
+    scaled_returns = keras_model.predict(model_inputs(windows, scaler), batch_size=batch_size, verbose=0)
+    return closes_from_scaled_returns(windows, scaled_returns, scaler)
+
+
+class LstmPriceForecaster(mlflow.pyfunc.PythonModel):
+    """Pyfunc model: a DataFrame of chronological closes (column `Close`) -> the next-day close.
+
+    It carries its own preprocessing (window, relative log prices, return scale), so it takes raw
+    prices at any level, in the units the source gives, and answers in the same units.
+    """
+
+    def __init__(self, window: int, return_scale: float):
+        self.window = window
+        self.return_scale = return_scale
+        self._keras_model: keras.Model | None = None
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self._keras_model = keras.saving.load_model(context.artifacts[KERAS_ARTIFACT])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        try:
+            closes = closes_from_input(model_input, self.window)
+        except DataValidationError as error:
+            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from error
+        last_window = closes[-self.window :][np.newaxis, :]
+        next_close = predict_next_closes(self._keras_model, last_window, ReturnScaler(self.return_scale))
+        return pd.DataFrame({OUTPUT_COLUMN: next_close})

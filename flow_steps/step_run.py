@@ -1,0 +1,50 @@
+"""The thin shell every step shares: logging, its MLflow run, and one-line failures."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+import mlflow
+
+from flow_steps.constants import TAG_CODE_VERSION, TAG_ERROR
+from flow_steps.errors import PipelineError
+from flow_steps.lineage import code_version
+
+logger = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Log to stderr with timestamps; called by entry points, never on import."""
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
+
+
+def run_step(step_name: str, params: dict[str, object], work: Callable[[], None]) -> None:
+    """Run `work` inside the step's MLflow run and exit 1 with one line on a `PipelineError`.
+
+    Under `mlflow run` the run already exists (MLFLOW_RUN_ID) and is resumed; run alone, the step
+    starts its own. The run gets the code version tag and any parameter MLflow has not logged yet.
+    A `PipelineError` is stored as the run's `error` tag and the run ends FAILED.
+    """
+    configure_logging()
+    try:
+        with mlflow.start_run(run_name=step_name) as run:
+            mlflow.set_tag(TAG_CODE_VERSION, code_version())
+            logged = run.data.params
+            mlflow.log_params({key: value for key, value in params.items() if key not in logged})
+            try:
+                work()
+            except PipelineError as error:
+                mlflow.set_tag(TAG_ERROR, one_line(error))
+                raise
+    except PipelineError as error:
+        logger.error("%s failed: %s", step_name, one_line(error))
+        sys.exit(1)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on a single line."""
+    return " ".join(str(error).split())

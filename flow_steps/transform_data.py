@@ -1,0 +1,89 @@
+"""Step 2: raw price CSV -> `transformed-data/prices.csv` (Date ascending, one `Close` column)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import click
+import mlflow
+import pandas as pd
+
+from flow_steps.constants import DATE_COLUMN, TRANSFORM_STEP, TRANSFORMED_DATA_PATH
+from flow_steps.errors import SourceError
+from flow_steps.preparation import clean_prices, decode_csv, read_price_table
+from flow_steps.step_run import run_step
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_ROW_LIMIT = 100_000
+
+
+def transform(dataset_stock_csv: str, max_row_limit: int) -> None:
+    """Clean the raw prices, log what was dropped, and log the prepared CSV."""
+    path = Path(dataset_stock_csv)
+    if not path.is_file():
+        raise SourceError(f"dataset_stock_csv '{dataset_stock_csv}' is not a file")
+    table = read_price_table(decode_csv(path.read_bytes(), path.name), path.name)
+    prepared, report = clean_prices(table, max_row_limit)
+    mlflow.set_tags({"price_column": report.price_column, "source_newest_first": str(report.newest_first)})
+    mlflow.log_metrics(
+        {
+            "rows_in": report.rows_in,
+            "rows_out": report.rows_out,
+            "missing_rows_dropped": report.missing_dropped,
+            "duplicate_rows_dropped": report.duplicates_dropped,
+            "limit_rows_dropped": report.limit_dropped,
+        }
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        output = Path(folder) / Path(TRANSFORMED_DATA_PATH).name
+        write_prices(prepared, output)
+        mlflow.log_artifact(str(output), artifact_path=str(Path(TRANSFORMED_DATA_PATH).parent))
+    logger.info(
+        "Prepared %d of %d rows from '%s' (%s .. %s); dropped %d missing, %d duplicate, %d over the limit",
+        report.rows_out,
+        report.rows_in,
+        report.price_column,
+        prepared[DATE_COLUMN].iloc[0].date(),
+        prepared[DATE_COLUMN].iloc[-1].date(),
+        report.missing_dropped,
+        report.duplicates_dropped,
+        report.limit_dropped,
+    )
+
+
+def write_prices(prepared: pd.DataFrame, path: Path) -> None:
+    """Write `Date, Close` with ISO dates and full float precision."""
+    prepared.to_csv(path, index=False, date_format="%Y-%m-%d")
+
+
+@click.command(
+    help="Clean a raw price CSV: sort by date ascending, drop duplicate dates, use the adjusted "
+    "close when the source has one, keep the most recent rows. Logs the artifact "
+    f"{TRANSFORMED_DATA_PATH} with columns Date, Close."
+)
+@click.option(
+    "--dataset-stock-csv",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Raw price CSV (under `mlflow run`, a run's artifact URI, downloaded by MLflow).",
+)
+@click.option(
+    "--max-row-limit",
+    default=DEFAULT_MAX_ROW_LIMIT,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Keep at most this many of the most recent rows.",
+)
+def cli(dataset_stock_csv: str, max_row_limit: int) -> None:
+    run_step(
+        TRANSFORM_STEP,
+        {"dataset_stock_csv": dataset_stock_csv, "max_row_limit": max_row_limit},
+        lambda: transform(dataset_stock_csv, max_row_limit),
+    )
+
+
+if __name__ == "__main__":
+    cli()

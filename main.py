@@ -1,0 +1,273 @@
+"""The driver: one parent MLflow run, one child run per step, finished steps reused.
+
+Each step's output reaches the next as a logged artifact URI:
+download_raw_data -> raw-data/<TICKER>.csv -> transform_data -> transformed-data/prices.csv -> train_model.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+import mlflow
+from mlflow.entities import Run
+from mlflow.exceptions import ExecutionException
+from mlflow.tracking import MlflowClient
+
+from flow_steps.constants import (
+    DOWNLOAD_STEP,
+    HEADLINE_METRICS,
+    MODEL_NAME,
+    SAMPLE_SOURCE,
+    TAG_CHILD_RUN_PREFIX,
+    TAG_CODE_VERSION,
+    TAG_ERROR,
+    TAG_RAW_SHA256,
+    TAG_REUSED_PREFIX,
+    TRAIN_STEP,
+    TRANSFORM_STEP,
+    TRANSFORMED_DATA_PATH,
+    raw_data_path,
+)
+from flow_steps.errors import PipelineError
+from flow_steps.lineage import code_version, sha256_bytes
+from flow_steps.step_run import configure_logging, one_line
+
+logger = logging.getLogger("main")
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+ENTRY_POINT_TAG = "mlflow.project.entryPoint"
+PARENT_RUN_TAG = "mlflow.parentRunId"
+
+
+def reuse_filter(entry_point: str, params: dict[str, str], version: str, tags: dict[str, str]) -> str:
+    """MLflow search filter for a FINISHED run of `entry_point` with these params and code version."""
+    clauses = [
+        "attributes.status = 'FINISHED'",
+        f"tags.`{ENTRY_POINT_TAG}` = {_quote(entry_point)}",
+        f"tags.{TAG_CODE_VERSION} = {_quote(version)}",
+    ]
+    clauses += [f"params.{name} = {_quote(value)}" for name, value in sorted(params.items())]
+    clauses += [f"tags.{name} = {_quote(value)}" for name, value in sorted(tags.items())]
+    return " and ".join(clauses)
+
+
+def download_reuse_tags(data_source: str) -> dict[str, str] | None:
+    """Extra tags a reusable download run must carry, or None when the source may have changed.
+
+    The bundled sample is part of the code version; a local file is reused only while its
+    content hash is unchanged. Anything else is fetched again.
+    """
+    if data_source == SAMPLE_SOURCE:
+        return {}
+    path = Path(data_source).expanduser()
+    if "://" not in data_source and path.is_file():
+        return {TAG_RAW_SHA256: sha256_bytes(path.read_bytes())}
+    return None
+
+
+class StepRunner:
+    """Runs pipeline steps as child runs of the active run, reusing finished ones."""
+
+    def __init__(self, client: MlflowClient, parent: Run, version: str):
+        self.client = client
+        self.parent = parent
+        self.version = version
+
+    def find_finished(self, entry_point: str, params: dict[str, str], tags: dict[str, str]) -> Run | None:
+        """The newest FINISHED run with the same entry point, params, code version and tags."""
+        if any("'" in value for value in [*params.values(), *tags.values()]):
+            return None  # not expressible in a filter string: run the step instead
+        found = self.client.search_runs(
+            experiment_ids=[self.parent.info.experiment_id],
+            filter_string=reuse_filter(entry_point, params, self.version, tags),
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return found[0] if found else None
+
+    def run(self, entry_point: str, params: dict[str, str], reuse_tags: dict[str, str] | None) -> Run:
+        """Reuse a finished run when `reuse_tags` is not None and one matches, else launch the step."""
+        if reuse_tags is not None and (previous := self.find_finished(entry_point, params, reuse_tags)):
+            logger.info("Reusing %s run %s (same params and code version)", entry_point, previous.info.run_id)
+            self._record(entry_point, previous, reused=True)
+            return previous
+        logger.info("Running %s with %s", entry_point, params)
+        try:
+            submitted = mlflow.run(
+                str(PROJECT_ROOT),
+                entry_point=entry_point,
+                parameters=params,
+                experiment_id=self.parent.info.experiment_id,
+                run_name=entry_point,
+                env_manager="local",
+            )
+        except ExecutionException as error:
+            raise PipelineError(
+                f"step {entry_point} failed: {self._failure_reason(entry_point, error)}"
+            ) from error
+        child = self.client.get_run(submitted.run_id)
+        self._record(entry_point, child, reused=False)
+        return child
+
+    def _record(self, entry_point: str, child: Run, reused: bool) -> None:
+        self.client.set_tag(self.parent.info.run_id, TAG_CHILD_RUN_PREFIX + entry_point, child.info.run_id)
+        self.client.set_tag(self.parent.info.run_id, TAG_REUSED_PREFIX + entry_point, str(reused).lower())
+
+    def _failure_reason(self, entry_point: str, error: Exception) -> str:
+        """The failed child's own `error` tag when it set one, else MLflow's message."""
+        failed = self.client.search_runs(
+            experiment_ids=[self.parent.info.experiment_id],
+            filter_string=f"tags.`{PARENT_RUN_TAG}` = {_quote(self.parent.info.run_id)} "
+            f"and tags.`{ENTRY_POINT_TAG}` = {_quote(entry_point)}",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if failed and TAG_ERROR in failed[0].data.tags:
+            return failed[0].data.tags[TAG_ERROR]
+        return one_line(error)
+
+
+DOWNLOAD_PARAMS = ("company_abbreviation", "data_source")
+TRANSFORM_PARAMS = ("max_row_limit",)
+TRAIN_PARAMS = ("lstm_units", "window", "epochs", "batch_size", "test_fraction", "seed")
+
+
+def run_pipeline(params: dict[str, str], reuse_training: bool = False) -> Run:
+    """Run (or reuse) the three steps under one parent run; returns the train run.
+
+    `params` holds every step parameter (names as in MLproject) as strings.
+    """
+    version = code_version()
+    with mlflow.start_run(run_name="main") as parent:
+        started = time.perf_counter()
+        mlflow.set_tag(TAG_CODE_VERSION, version)
+        own_params = {**params, "reuse_training": str(reuse_training).lower()}
+        mlflow.log_params({key: value for key, value in own_params.items() if key not in parent.data.params})
+        try:
+            train = _run_steps(StepRunner(MlflowClient(), parent, version), params, reuse_training)
+        except PipelineError as error:
+            mlflow.set_tag(TAG_ERROR, one_line(error))
+            raise
+        mlflow.log_metrics(
+            {name: train.data.metrics[name] for name in HEADLINE_METRICS if name in train.data.metrics}
+        )
+        mlflow.log_metric("pipeline_seconds", time.perf_counter() - started)
+        mlflow.set_tag("model_uri", f"runs:/{train.info.run_id}/{MODEL_NAME}")
+        logger.info("Model: runs:/%s/%s", train.info.run_id, MODEL_NAME)
+        return train
+
+
+def _run_steps(steps: StepRunner, params: dict[str, str], reuse_training: bool) -> Run:
+    download = steps.run(
+        DOWNLOAD_STEP,
+        {name: params[name] for name in DOWNLOAD_PARAMS},
+        download_reuse_tags(params["data_source"]),
+    )
+    ticker = params["company_abbreviation"].strip().upper()
+    transform = steps.run(
+        TRANSFORM_STEP,
+        {
+            "dataset_stock_csv": f"{download.info.artifact_uri}/{raw_data_path(ticker)}",
+            **{name: params[name] for name in TRANSFORM_PARAMS},
+        },
+        {},
+    )
+    return steps.run(
+        TRAIN_STEP,
+        {
+            "stock_data": f"{transform.info.artifact_uri}/{TRANSFORMED_DATA_PATH}",
+            **{name: params[name] for name in TRAIN_PARAMS},
+        },
+        {} if reuse_training else None,
+    )
+
+
+def _quote(value: str) -> str:
+    return f"'{value}'"
+
+
+@click.command(
+    help="Run the pipeline download_raw_data -> transform_data -> train_model as child runs of one "
+    "MLflow run. Finished download and transform runs with the same parameters and code version "
+    "are reused; training always runs unless --reuse-training is given."
+)
+@click.option("--company-abbreviation", default="MSFT", show_default=True, help="Ticker symbol.")
+@click.option(
+    "--data-source",
+    default=SAMPLE_SOURCE,
+    show_default=True,
+    help=f"'{SAMPLE_SOURCE}' (bundled MSFT prices, offline) or a path to a CSV file.",
+)
+@click.option(
+    "--max-row-limit",
+    default=100_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Keep at most this many recent rows.",
+)
+@click.option(
+    "--lstm-units", default=50, show_default=True, type=click.IntRange(min=1), help="Units per LSTM layer."
+)
+@click.option(
+    "--window",
+    default=60,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Days of history per forecast.",
+)
+@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1), help="Training epochs.")
+@click.option(
+    "--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Training batch size."
+)
+@click.option(
+    "--test-fraction",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(min=0, max=0.5, min_open=True),
+    help="Share of the most recent days held out for testing.",
+)
+@click.option("--seed", default=42, show_default=True, type=int, help="Random seed for training.")
+@click.option(
+    "--reuse-training",
+    default=False,
+    show_default=True,
+    type=click.BOOL,
+    help="Also reuse a finished train_model run with the same inputs.",
+)
+def cli(
+    company_abbreviation: str,
+    data_source: str,
+    max_row_limit: int,
+    lstm_units: int,
+    window: int,
+    epochs: int,
+    batch_size: int,
+    test_fraction: float,
+    seed: int,
+    reuse_training: bool,
+) -> None:
+    configure_logging()
+    params = {
+        "company_abbreviation": company_abbreviation,
+        "data_source": data_source,
+        "max_row_limit": max_row_limit,
+        "lstm_units": lstm_units,
+        "window": window,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "test_fraction": test_fraction,
+        "seed": seed,
+    }
+    try:
+        run_pipeline({name: str(value) for name, value in params.items()}, reuse_training)
+    except PipelineError as error:
+        logger.error("Pipeline failed: %s", one_line(error))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    cli()
