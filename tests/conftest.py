@@ -1,0 +1,73 @@
+"""Shared fixtures: a temporary MLflow tracking store and helpers to run the real entry points."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = PROJECT_ROOT / "tests" / "fixtures"
+EXPERIMENT = "pipeline-tests"
+# Small enough to train in seconds on 2 cores, large enough for a real split.
+TINY_PARAMS = {"max_row_limit": "300", "window": "10", "epochs": "1", "lstm_units": "8", "batch_size": "32"}
+
+
+@dataclass
+class Tracking:
+    """A temporary tracking store (sqlite) with its own experiment and artifact folder."""
+
+    uri: str
+    client: MlflowClient
+    experiment_id: str
+    env: dict[str, str]
+    folder: Path
+
+    def runs(self, filter_string: str = "") -> list[Run]:
+        return self.client.search_runs([self.experiment_id], filter_string, max_results=1000)
+
+    def runs_of(self, entry_point: str) -> list[Run]:
+        return self.runs(f"tags.`mlflow.project.entryPoint` = '{entry_point}'")
+
+    def parents(self) -> list[Run]:
+        return [run for run in self.runs() if "mlflow.parentRunId" not in run.data.tags]
+
+    def children(self, parent: Run) -> dict[str, Run]:
+        found = self.runs(f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+        return {run.data.tags["mlflow.project.entryPoint"]: run for run in found}
+
+
+@pytest.fixture
+def tracking(tmp_path: Path) -> Tracking:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.create_experiment(EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri())
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+    env.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": EXPERIMENT})
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    yield Tracking(uri, client, experiment_id, env, tmp_path)
+    mlflow.set_tracking_uri(previous)
+
+
+def run_command(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a command from the project root, capturing its output."""
+    return subprocess.run(
+        args, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def python_main(tracking: Tracking, *options: str) -> subprocess.CompletedProcess:
+    return run_command([sys.executable, "main.py", *options], tracking.env)
+
+
+def cli_options(params: dict[str, str]) -> list[str]:
+    """`{"max_row_limit": "300"}` -> `["--max-row-limit", "300"]`."""
+    return [item for name, value in params.items() for item in (f"--{name.replace('_', '-')}", value)]

@@ -1,0 +1,141 @@
+"""The real pipeline: `mlflow run .` and `python main.py` on a temporary tracking store."""
+
+from __future__ import annotations
+
+import shutil
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.entities import RunStatus
+
+from flow_steps.constants import (
+    DOWNLOAD_STEP,
+    MODEL_NAME,
+    PREDICTIONS_PATH,
+    TAG_CODE_VERSION,
+    TAG_ERROR,
+    TRAIN_STEP,
+    TRANSFORM_STEP,
+    TRANSFORMED_DATA_PATH,
+)
+from flow_steps.lineage import code_version
+from tests.conftest import EXPERIMENT, FIXTURES, TINY_PARAMS, cli_options, python_main, run_command
+
+pytestmark = pytest.mark.integration
+
+
+def assert_chained(tracking, parent) -> dict:
+    """Three FINISHED children of `parent`, each consuming the previous one's artifact URI."""
+    children = tracking.children(parent)
+    assert set(children) == {DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP}
+    assert all(run.info.status == "FINISHED" for run in children.values())
+    download, transform, train = children[DOWNLOAD_STEP], children[TRANSFORM_STEP], children[TRAIN_STEP]
+    assert transform.data.params["dataset_stock_csv"] == f"{download.info.artifact_uri}/raw-data/MSFT.csv"
+    assert train.data.params["stock_data"] == f"{transform.info.artifact_uri}/{TRANSFORMED_DATA_PATH}"
+    for run in children.values():
+        assert run.info.run_name == run.data.tags["mlflow.project.entryPoint"]
+        assert run.data.tags[TAG_CODE_VERSION] == parent.data.tags[TAG_CODE_VERSION]
+    return children
+
+
+def test_mlflow_run_chains_three_steps_and_logs_a_model_that_serves_any_price_level(tracking):
+    params = {**TINY_PARAMS, "lstm_units": "6"}
+    result = run_command(
+        ["mlflow", "run", ".", "--env-manager", "local", "--experiment-name", EXPERIMENT]
+        + [item for name, value in params.items() for item in ("-P", f"{name}={value}")],
+        tracking.env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    [parent] = tracking.parents()
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["lstm_units"] == "6"
+    children = assert_chained(tracking, parent)
+    train = children[TRAIN_STEP]
+    assert train.data.params["lstm_units"] == "6"
+    assert train.data.params["window"] == "10"
+    assert {"test_rmse", "naive_test_rmse", "test_rmse_vs_naive"} <= train.data.metrics.keys()
+    assert len(tracking.client.get_metric_history(train.info.run_id, "train_loss")) == 1
+    assert children[DOWNLOAD_STEP].data.tags["raw_rows"] == "3270"
+    assert parent.data.tags["model_uri"] == f"runs:/{train.info.run_id}/{MODEL_NAME}"
+
+    prices = pd.read_csv(mlflow.artifacts.download_artifacts(f"{train.data.params['stock_data']}"))
+    assert list(prices.columns) == ["Date", "Close"] and len(prices) == 300
+    assert prices["Date"].is_monotonic_increasing
+    predictions = pd.read_csv(
+        mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path=PREDICTIONS_PATH)
+    )
+    assert len(predictions) == train.data.metrics["n_test_days"] == 60
+
+    model = mlflow.pyfunc.load_model(f"runs:/{train.info.run_id}/{MODEL_NAME}")
+    assert model.metadata.get_input_schema().input_names() == ["Close"]
+    # 300 real closes from 2016-2017, far above anything in the bundled 2000-2013 sample.
+    later = pd.read_csv(FIXTURES / "EOD-MSFT.csv").sort_values("Date")["Adj_Close"].tail(300)
+    assert later.min() > prices["Close"].max() * 1.5
+    forecast = model.predict(pd.DataFrame({"Close": later.to_numpy()}))
+    assert forecast.iloc[0, 0] == pytest.approx(later.iloc[-1], rel=0.05)
+
+
+def test_python_main_twice_reuses_download_and_transform_and_trains_deterministically(tracking):
+    # A failed and a killed run with the right parameters must never be reused.
+    for status in (RunStatus.FAILED, RunStatus.KILLED):
+        run = tracking.client.create_run(
+            tracking.experiment_id,
+            tags={"mlflow.project.entryPoint": DOWNLOAD_STEP, TAG_CODE_VERSION: code_version()},
+        )
+        tracking.client.log_param(run.info.run_id, "company_abbreviation", "MSFT")
+        tracking.client.log_param(run.info.run_id, "data_source", "sample")
+        tracking.client.set_terminated(run.info.run_id, RunStatus.to_string(status))
+
+    for _ in range(2):
+        result = python_main(tracking, *cli_options(TINY_PARAMS))
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    first, second = sorted(tracking.parents(), key=lambda run: run.info.start_time)[-2:]
+    first_children, second_children = assert_chained(tracking, first), tracking.children(second)
+    assert [len(tracking.runs_of(step)) for step in (DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP)] == [3, 1, 2]
+    assert first.data.tags[f"reused_{DOWNLOAD_STEP}"] == "false"
+    assert second.data.tags[f"reused_{DOWNLOAD_STEP}"] == "true"
+    assert second.data.tags[f"reused_{TRANSFORM_STEP}"] == "true"
+    assert second.data.tags[f"reused_{TRAIN_STEP}"] == "false"
+    assert second.data.tags[f"run_id_{TRANSFORM_STEP}"] == first_children[TRANSFORM_STEP].info.run_id
+    second_train = tracking.client.get_run(second.data.tags[f"run_id_{TRAIN_STEP}"])
+    assert second_train.info.run_id != first_children[TRAIN_STEP].info.run_id
+    assert second_train.data.params["stock_data"] == first_children[TRAIN_STEP].data.params["stock_data"]
+    # Same params and seed: same metrics.
+    assert second_train.data.metrics["test_rmse"] == first_children[TRAIN_STEP].data.metrics["test_rmse"]
+    assert second.data.metrics["test_rmse"] == second_train.data.metrics["test_rmse"]
+    assert set(second_children) == {TRAIN_STEP}  # reused runs stay children of the run that made them
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("missing.csv", "neither 'sample' nor an existing CSV file"),
+        ("no_price_column.csv", "no price column (expected one of"),
+    ],
+)
+def test_bad_data_source_fails_the_download_and_the_parent_with_one_line(tracking, source, message):
+    path = tracking.folder / source
+    if source != "missing.csv":
+        shutil.copy(FIXTURES / source, path)
+    result = python_main(tracking, "--data-source", str(path), *cli_options(TINY_PARAMS))
+
+    assert result.returncode == 1
+    error_lines = [line for line in result.stderr.splitlines() if "ERROR" in line and message in line]
+    assert len(error_lines) >= 2, result.stderr[-3000:]  # the step's own line and the driver's
+    [parent] = tracking.parents()
+    assert parent.info.status == "FAILED"
+    assert message in parent.data.tags[TAG_ERROR]
+    [download] = tracking.runs_of(DOWNLOAD_STEP)
+    assert download.info.status == "FAILED"
+    assert message in download.data.tags[TAG_ERROR]
+    assert tracking.runs_of(TRANSFORM_STEP) == [] and tracking.runs_of(TRAIN_STEP) == []
+
+
+@pytest.mark.parametrize("step", ["download_raw_data", "transform_data", "train_model"])
+def test_each_step_documents_its_options(tracking, step):
+    result = run_command(["python", "-m", f"flow_steps.{step}", "--help"], tracking.env)
+    assert result.returncode == 0
+    assert "Usage:" in result.stdout and "--" in result.stdout
