@@ -19,6 +19,8 @@ from flow_steps.preparation import (
 
 KERAS_ARTIFACT = "keras_model"
 OUTPUT_COLUMN = "next_close"
+WINDOW_CONFIG = "window"
+RETURN_SCALE_CONFIG = "return_scale"
 
 
 def build_lstm(window: int, units: int, learning_rate: float = 1e-3) -> keras.Model:
@@ -48,15 +50,18 @@ class LstmPriceForecaster(mlflow.pyfunc.PythonModel):
     """Pyfunc model: a DataFrame of chronological closes (column `Close`) -> the next-day close.
 
     It carries its own preprocessing (window, relative log prices, return scale), so it takes raw
-    prices at any level, in the units the source gives, and answers in the same units.
+    prices at any level, in the units the source gives, and answers in the same units. Logged as
+    code (`flow_steps/pyfunc_model.py`), with `window` and `return_scale` in its model config.
     """
 
-    def __init__(self, window: int, return_scale: float):
+    def __init__(self, window: int | None = None, return_scale: float | None = None):
         self.window = window
         self.return_scale = return_scale
         self._keras_model: keras.Model | None = None
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self.window = int(context.model_config[WINDOW_CONFIG])
+        self.return_scale = float(context.model_config[RETURN_SCALE_CONFIG])
         self._keras_model = keras.saving.load_model(context.artifacts[KERAS_ARTIFACT])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
@@ -65,5 +70,5 @@ class LstmPriceForecaster(mlflow.pyfunc.PythonModel):
         except DataValidationError as error:
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from error
         last_window = closes[-self.window :][np.newaxis, :]
-        next_close = predict_next_closes(self._keras_model, last_window, ReturnScaler(self.return_scale))
-        return pd.DataFrame({OUTPUT_COLUMN: next_close})
+        scaler = ReturnScaler(self.return_scale)
+        return pd.DataFrame({OUTPUT_COLUMN: predict_next_closes(self._keras_model, last_window, scaler)})

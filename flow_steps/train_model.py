@@ -38,7 +38,8 @@ from flow_steps.evaluation import forecast_metrics, naive_forecast
 from flow_steps.model import (
     KERAS_ARTIFACT,
     OUTPUT_COLUMN,
-    LstmPriceForecaster,
+    RETURN_SCALE_CONFIG,
+    WINDOW_CONFIG,
     build_lstm,
     predict_next_closes,
 )
@@ -151,8 +152,7 @@ def train_and_evaluate(
 
 
 def log_model(result: TrainResult, prices: pd.DataFrame, window: int) -> None:
-    """Log the pyfunc model with its Keras weights, its code, a signature and an input example."""
-    forecaster = LstmPriceForecaster(window=window, return_scale=result.scaler.scale)
+    """Log the pyfunc model as code, with its Keras weights, config, signature and input example."""
     input_example = prices[[PRICE_COLUMN]].iloc[-window:].reset_index(drop=True)
     example_output = pd.DataFrame(
         {
@@ -167,7 +167,8 @@ def log_model(result: TrainResult, prices: pd.DataFrame, window: int) -> None:
         code_dir = _copy_package_sources(Path(folder) / "code")
         mlflow.pyfunc.log_model(
             name=MODEL_NAME,
-            python_model=forecaster,
+            python_model=str(code_dir / PACKAGE_DIR.name / "pyfunc_model.py"),
+            model_config={WINDOW_CONFIG: window, RETURN_SCALE_CONFIG: result.scaler.scale},
             artifacts={KERAS_ARTIFACT: str(keras_path)},
             code_paths=[str(code_dir / PACKAGE_DIR.name)],
             signature=infer_signature(input_example, example_output),

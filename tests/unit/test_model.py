@@ -32,7 +32,7 @@ def test_forecasts_scale_with_the_price_level(tiny_lstm):
 
 def test_pyfunc_predicts_from_the_last_window(tiny_lstm):
     forecaster = LstmPriceForecaster(window=5, return_scale=0.02)
-    forecaster._keras_model = tiny_lstm
+    forecaster._keras_model = tiny_lstm  # what load_context does with the logged artifact
     closes = pd.DataFrame({"Close": [1.0, 2, 10.0, 10.5, 10.2, 10.8, 11.0]})
     answer = forecaster.predict(None, closes)
     expected = predict_next_closes(tiny_lstm, closes["Close"].to_numpy()[None, -5:], ReturnScaler(0.02))
