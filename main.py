@@ -34,6 +34,7 @@ from flow_steps.constants import (
 )
 from flow_steps.errors import PipelineError
 from flow_steps.lineage import code_version, sha256_bytes
+from flow_steps.options import DOWNLOAD_OPTIONS, TRAIN_OPTIONS, TRANSFORM_OPTIONS, with_options
 from flow_steps.step_run import configure_logging, one_line
 
 logger = logging.getLogger("main")
@@ -195,42 +196,7 @@ def _quote(value: str) -> str:
     "MLflow run. Finished download and transform runs with the same parameters and code version "
     "are reused; training always runs unless --reuse-training is given."
 )
-@click.option("--company-abbreviation", default="MSFT", show_default=True, help="Ticker symbol.")
-@click.option(
-    "--data-source",
-    default=SAMPLE_SOURCE,
-    show_default=True,
-    help=f"'{SAMPLE_SOURCE}' (bundled MSFT prices, offline) or a path to a CSV file.",
-)
-@click.option(
-    "--max-row-limit",
-    default=100_000,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Keep at most this many recent rows.",
-)
-@click.option(
-    "--lstm-units", default=50, show_default=True, type=click.IntRange(min=1), help="Units per LSTM layer."
-)
-@click.option(
-    "--window",
-    default=60,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Days of history per forecast.",
-)
-@click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1), help="Training epochs.")
-@click.option(
-    "--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Training batch size."
-)
-@click.option(
-    "--test-fraction",
-    default=0.2,
-    show_default=True,
-    type=click.FloatRange(min=0, max=0.5, min_open=True),
-    help="Share of the most recent days held out for testing.",
-)
-@click.option("--seed", default=42, show_default=True, type=int, help="Random seed for training.")
+@with_options(DOWNLOAD_OPTIONS, TRANSFORM_OPTIONS, TRAIN_OPTIONS)
 @click.option(
     "--reuse-training",
     default=False,
@@ -238,30 +204,8 @@ def _quote(value: str) -> str:
     type=click.BOOL,
     help="Also reuse a finished train_model run with the same inputs.",
 )
-def cli(
-    company_abbreviation: str,
-    data_source: str,
-    max_row_limit: int,
-    lstm_units: int,
-    window: int,
-    epochs: int,
-    batch_size: int,
-    test_fraction: float,
-    seed: int,
-    reuse_training: bool,
-) -> None:
+def cli(reuse_training: bool, **params: str | int | float) -> None:
     configure_logging()
-    params = {
-        "company_abbreviation": company_abbreviation,
-        "data_source": data_source,
-        "max_row_limit": max_row_limit,
-        "lstm_units": lstm_units,
-        "window": window,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "test_fraction": test_fraction,
-        "seed": seed,
-    }
     try:
         run_pipeline({name: str(value) for name, value in params.items()}, reuse_training)
     except PipelineError as error:

@@ -13,7 +13,6 @@ import mlflow
 from flow_steps.constants import (
     DOWNLOAD_STEP,
     RAW_DATA_DIR,
-    SAMPLE_SOURCE,
     TAG_DATA_SOURCE,
     TAG_RAW_FIRST_DATE,
     TAG_RAW_LAST_DATE,
@@ -22,6 +21,7 @@ from flow_steps.constants import (
 )
 from flow_steps.errors import PipelineError
 from flow_steps.lineage import sha256_bytes
+from flow_steps.options import DOWNLOAD_OPTIONS, with_options
 from flow_steps.preparation import clean_prices, decode_csv, read_price_table, summarize_raw
 from flow_steps.sources import fetch_raw_prices
 from flow_steps.step_run import run_step
@@ -77,18 +77,7 @@ def download(company_abbreviation: str, data_source: str) -> None:
     help="Fetch daily prices for a ticker and log them unchanged as the artifact "
     "raw-data/<TICKER>.csv, with their SHA-256, row count and date range as tags."
 )
-@click.option(
-    "--company-abbreviation",
-    default="MSFT",
-    show_default=True,
-    help="Ticker symbol, e.g. MSFT; names the artifact file.",
-)
-@click.option(
-    "--data-source",
-    default=SAMPLE_SOURCE,
-    show_default=True,
-    help=f"'{SAMPLE_SOURCE}' (bundled public-domain MSFT prices, offline) or a path to a CSV file.",
-)
+@with_options(DOWNLOAD_OPTIONS)
 def cli(company_abbreviation: str, data_source: str) -> None:
     run_step(
         DOWNLOAD_STEP,

@@ -43,6 +43,7 @@ from flow_steps.model import (
     build_lstm,
     predict_next_closes,
 )
+from flow_steps.options import TRAIN_OPTIONS, with_options
 from flow_steps.preparation import (
     ReturnScaler,
     check_enough_rows,
@@ -233,61 +234,12 @@ def _copy_package_sources(target: Path) -> Path:
     "--stock-data",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Prepared prices CSV (transform_data's artifact).",
+    help="Prepared prices CSV (transform_data's artifact transformed-data/prices.csv).",
 )
-@click.option(
-    "--lstm-units",
-    default=TrainParams.lstm_units,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Units in each of the two LSTM layers.",
-)
-@click.option(
-    "--window",
-    default=TrainParams.window,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Days of history the model reads per forecast.",
-)
-@click.option(
-    "--epochs",
-    default=TrainParams.epochs,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Training epochs.",
-)
-@click.option(
-    "--batch-size",
-    default=TrainParams.batch_size,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Training batch size.",
-)
-@click.option(
-    "--test-fraction",
-    default=TrainParams.test_fraction,
-    show_default=True,
-    type=click.FloatRange(min=0, max=0.5, min_open=True),
-    help="Share of the most recent days held out for testing.",
-)
-@click.option(
-    "--seed",
-    default=TrainParams.seed,
-    show_default=True,
-    type=int,
-    help="Random seed (same seed and params give the same metrics).",
-)
-def cli(
-    stock_data: str,
-    lstm_units: int,
-    window: int,
-    epochs: int,
-    batch_size: int,
-    test_fraction: float,
-    seed: int,
-) -> None:
-    params = TrainParams(lstm_units, window, epochs, batch_size, test_fraction, seed)
-    run_step(TRAIN_STEP, {"stock_data": stock_data, **params.__dict__}, lambda: train(stock_data, params))
+@with_options(TRAIN_OPTIONS)
+def cli(stock_data: str, **options: int | float) -> None:
+    params = TrainParams(**options)
+    run_step(TRAIN_STEP, {"stock_data": stock_data, **options}, lambda: train(stock_data, params))
 
 
 if __name__ == "__main__":

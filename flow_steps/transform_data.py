@@ -12,12 +12,11 @@ import pandas as pd
 
 from flow_steps.constants import DATE_COLUMN, TRANSFORM_STEP, TRANSFORMED_DATA_PATH
 from flow_steps.errors import SourceError
+from flow_steps.options import TRANSFORM_OPTIONS, with_options
 from flow_steps.preparation import clean_prices, decode_csv, read_price_table
 from flow_steps.step_run import run_step
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_ROW_LIMIT = 100_000
 
 
 def transform(dataset_stock_csv: str, max_row_limit: int) -> None:
@@ -70,13 +69,7 @@ def write_prices(prepared: pd.DataFrame, path: Path) -> None:
     type=click.Path(dir_okay=False),
     help="Raw price CSV (under `mlflow run`, a run's artifact URI, downloaded by MLflow).",
 )
-@click.option(
-    "--max-row-limit",
-    default=DEFAULT_MAX_ROW_LIMIT,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Keep at most this many of the most recent rows.",
-)
+@with_options(TRANSFORM_OPTIONS)
 def cli(dataset_stock_csv: str, max_row_limit: int) -> None:
     run_step(
         TRANSFORM_STEP,

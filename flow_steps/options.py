@@ -1,0 +1,77 @@
+"""Click options shared by the step CLIs and main.py: names, types, ranges, defaults and help.
+
+They mirror MLproject's parameters in kebab case; tests/unit/test_options.py checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from flow_steps.constants import SAMPLE_SOURCE
+
+positive = click.IntRange(min=1)
+
+DOWNLOAD_OPTIONS = (
+    click.option(
+        "--company-abbreviation",
+        default="MSFT",
+        show_default=True,
+        help="Ticker symbol, e.g. MSFT; names the artifact raw-data/<TICKER>.csv.",
+    ),
+    click.option(
+        "--data-source",
+        default=SAMPLE_SOURCE,
+        show_default=True,
+        help=f"'{SAMPLE_SOURCE}' (bundled public-domain MSFT prices, offline) or a path to a CSV file.",
+    ),
+)
+TRANSFORM_OPTIONS = (
+    click.option(
+        "--max-row-limit",
+        default=100_000,
+        show_default=True,
+        type=positive,
+        help="Keep at most this many of the most recent rows.",
+    ),
+)
+TRAIN_OPTIONS = (
+    click.option(
+        "--lstm-units",
+        default=50,
+        show_default=True,
+        type=positive,
+        help="Units in each of the two LSTM layers.",
+    ),
+    click.option(
+        "--window", default=60, show_default=True, type=positive, help="Days of history per forecast."
+    ),
+    click.option("--epochs", default=10, show_default=True, type=positive, help="Training epochs."),
+    click.option("--batch-size", default=32, show_default=True, type=positive, help="Training batch size."),
+    click.option(
+        "--test-fraction",
+        default=0.2,
+        show_default=True,
+        type=click.FloatRange(min=0, max=0.5, min_open=True),
+        help="Share of the most recent days held out as the test set.",
+    ),
+    click.option(
+        "--seed",
+        default=42,
+        show_default=True,
+        type=int,
+        help="Random seed: the same parameters and seed give the same metrics.",
+    ),
+)
+
+
+def with_options(*groups: tuple[Callable, ...]) -> Callable:
+    """Decorator applying option groups so that `--help` lists them in the order given."""
+
+    def decorate(command: Callable) -> Callable:
+        for option in reversed([option for group in groups for option in group]):
+            command = option(command)
+        return command
+
+    return decorate
