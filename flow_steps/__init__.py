@@ -1,0 +1,1 @@
+"""The pipeline steps (run as `python -m flow_steps.<step>`) and their pure core."""

@@ -30,12 +30,11 @@ def fetch_raw_prices(data_source: str, ticker: str) -> RawPrices:
     """Fetch the raw price file for `ticker` from `data_source` (`sample` or a CSV path)."""
     if data_source == SAMPLE_SOURCE:
         return _sample(ticker)
-    path = Path(data_source).expanduser()
     if "://" in data_source:
         raise SourceError(
             f"unknown data_source '{data_source}': use '{SAMPLE_SOURCE}' or a path to a CSV file"
         )
-    return _local_file(path)
+    return _local_file(Path(data_source).expanduser())
 
 
 def _sample(ticker: str) -> RawPrices:

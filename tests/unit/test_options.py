@@ -18,7 +18,11 @@ def mlproject_defaults(entry_point: str) -> dict[str, str | None]:
 
 def click_defaults(command: click.Command) -> dict[str, str | None]:
     return {
-        param.name: None if param.required else str(param.default).lower() if param.type is click.BOOL else str(param.default)
+        param.name: None
+        if param.required
+        else str(param.default).lower()
+        if param.type is click.BOOL
+        else str(param.default)
         for param in command.params
     }
 
@@ -38,7 +42,9 @@ def test_cli_mirrors_mlproject(entry_point, command):
 
 def test_train_params_defaults_match_the_cli():
     defaults = {name: str(value) for name, value in asdict(train_model.TrainParams()).items()}
-    assert defaults == {name: value for name, value in click_defaults(train_model.cli).items() if name != "stock_data"}
+    assert defaults == {
+        name: value for name, value in click_defaults(train_model.cli).items() if name != "stock_data"
+    }
 
 
 def test_every_step_parameter_can_be_set_on_main():
