@@ -134,7 +134,19 @@ class StepRunner:
 
 DOWNLOAD_PARAMS = ("company_abbreviation", "data_source")
 TRANSFORM_PARAMS = ("max_row_limit",)
-TRAIN_PARAMS = ("lstm_units", "window", "epochs", "batch_size", "test_fraction", "seed")
+TRAIN_PARAMS = (
+    "lstm_units",
+    "window",
+    "epochs",
+    "batch_size",
+    "test_fraction",
+    "seed",
+    "validation_fraction",
+    "patience",
+    "ma_window",
+    "knn_neighbors",
+    "backtest_folds",
+)
 
 
 def run_pipeline(params: dict[str, str], reuse_training: bool = False) -> Run:

@@ -1,8 +1,25 @@
-"""Pure evaluation: error metrics and the naive "tomorrow = today" forecast."""
+"""Pure evaluation: error metrics and the baselines every model is shown against.
+
+Every forecast here is one step ahead from true past prices: the forecast of test day t uses closes
+before t only. "The last `n_test` closes" are the test days throughout.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+from sklearn.linear_model import LinearRegression
+from sklearn.neighbors import KNeighborsRegressor
+
+from flow_steps.preparation import make_windows, next_log_returns, relative_log_prices
+
+NAIVE = "naive"
+MOVING_AVERAGE = "moving_average"
+LINEAR_REGRESSION = "linear_regression"
+KNN = "knn"
+LSTM = "lstm"
+BASELINES = (NAIVE, MOVING_AVERAGE, LINEAR_REGRESSION, KNN)
+METRIC_NAMES = ("rmse", "mae", "mape", "mase", "directional_accuracy")
 
 
 def rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
@@ -16,20 +33,127 @@ def mae(actual: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(np.abs(_errors(actual, predicted))))
 
 
+def mape(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean absolute percentage error, in percent of the actual value."""
+    return float(np.mean(np.abs(_errors(actual, predicted)) / np.abs(np.asarray(actual, dtype=float))) * 100)
+
+
+def naive_mae_scale(training_closes: np.ndarray) -> float:
+    """In-sample MAE of the naive forecast: mean absolute day-to-day change of the training closes."""
+    changes = np.abs(np.diff(np.asarray(training_closes, dtype=float)))
+    if changes.size == 0 or not np.any(changes > 0):
+        raise ValueError("need at least two different training closes to scale MASE")
+    return float(np.mean(changes))
+
+
+def mase(actual: np.ndarray, predicted: np.ndarray, scale: float) -> float:
+    """Mean absolute scaled error: MAE divided by the naive forecast's in-sample MAE."""
+    return mae(actual, predicted) / scale
+
+
+def directional_accuracy(previous: np.ndarray, actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Share of days whose move from the previous close (up, down or flat) was called right.
+
+    The naive forecast calls every day flat, so it scores only on days that did not move.
+    """
+    previous = np.asarray(previous, dtype=float)
+    called = np.sign(np.asarray(predicted, dtype=float) - previous)
+    happened = np.sign(np.asarray(actual, dtype=float) - previous)
+    return float(np.mean(called == happened))
+
+
+def up_share(previous: np.ndarray, actual: np.ndarray) -> float:
+    """Share of days that closed above the day before: the directional accuracy of "always up"."""
+    return float(np.mean(np.asarray(actual, dtype=float) > np.asarray(previous, dtype=float)))
+
+
+def forecast_metrics(
+    actual: np.ndarray, predicted: np.ndarray, previous: np.ndarray, mase_scale: float, prefix: str = ""
+) -> dict[str, float]:
+    """RMSE, MAE, MAPE, MASE and directional accuracy, named `<prefix>test_<metric>`."""
+    values = {
+        "rmse": rmse(actual, predicted),
+        "mae": mae(actual, predicted),
+        "mape": mape(actual, predicted),
+        "mase": mase(actual, predicted, mase_scale),
+        "directional_accuracy": directional_accuracy(previous, actual, predicted),
+    }
+    return {f"{prefix}test_{name}": value for name, value in values.items()}
+
+
 def naive_forecast(closes: np.ndarray, n_test: int) -> np.ndarray:
     """Persistence forecast of the last `n_test` closes: each day's forecast is the day before's close."""
-    closes = np.asarray(closes, dtype=float)
-    if not 1 <= n_test < len(closes):
-        raise ValueError(f"n_test must be in [1, {len(closes) - 1}], got {n_test}")
+    closes = _checked(closes, n_test)
     return closes[-n_test - 1 : -1].copy()
 
 
-def forecast_metrics(actual: np.ndarray, predicted: np.ndarray, prefix: str = "") -> dict[str, float]:
-    """RMSE and MAE of a forecast, named `<prefix>test_rmse` and `<prefix>test_mae`."""
+def moving_average_forecast(closes: np.ndarray, n_test: int, ma_window: int) -> np.ndarray:
+    """Each test day's forecast is the mean of the `ma_window` closes before it."""
+    closes = _checked(closes, n_test)
+    if not 1 <= ma_window <= len(closes) - n_test:
+        raise ValueError(f"ma_window must be in [1, {len(closes) - n_test}], got {ma_window}")
+    cumulative = np.concatenate([[0.0], np.cumsum(closes)])
+    ends = np.arange(len(closes) - n_test, len(closes))  # forecast of day t averages closes[t - w : t]
+    return (cumulative[ends] - cumulative[ends - ma_window]) / ma_window
+
+
+def window_regression_forecast(
+    estimator: LinearRegression | KNeighborsRegressor, closes: np.ndarray, n_test: int, window: int
+) -> np.ndarray:
+    """Fit `estimator` on training windows (relative log prices -> next log return) and forecast.
+
+    Windows are taken relative to their last close, as the LSTM's are, so the baseline reads a
+    price level it has never seen the same way as a familiar one.
+    """
+    closes = _checked(closes, n_test)
+    windows, targets = make_windows(closes, window)
+    first_test = len(closes) - n_test - window
+    if first_test < 1:
+        raise ValueError(f"{len(closes)} closes leave no training window of {window} before the test days")
+    estimator.fit(
+        relative_log_prices(windows[:first_test]),
+        next_log_returns(windows[:first_test], targets[:first_test]),
+    )
+    test_windows = windows[first_test:]
+    return test_windows[:, -1] * np.exp(estimator.predict(relative_log_prices(test_windows)))
+
+
+def baseline_forecasts(
+    closes: np.ndarray, n_test: int, window: int, ma_window: int, knn_neighbors: int
+) -> dict[str, np.ndarray]:
+    """The forecasts of the last `n_test` closes by every baseline, each from true past prices."""
+    n_training_windows = len(closes) - n_test - window
     return {
-        f"{prefix}test_rmse": rmse(actual, predicted),
-        f"{prefix}test_mae": mae(actual, predicted),
+        NAIVE: naive_forecast(closes, n_test),
+        MOVING_AVERAGE: moving_average_forecast(closes, n_test, ma_window),
+        LINEAR_REGRESSION: window_regression_forecast(LinearRegression(), closes, n_test, window),
+        KNN: window_regression_forecast(
+            KNeighborsRegressor(n_neighbors=min(knn_neighbors, n_training_windows)), closes, n_test, window
+        ),
     }
+
+
+def comparison(closes: np.ndarray, forecasts: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per model: every metric and the RMSE ratio to the naive forecast on the same days."""
+    closes = np.asarray(closes, dtype=float)
+    n_test = len(next(iter(forecasts.values())))
+    actual, previous = closes[-n_test:], closes[-n_test - 1 : -1]
+    scale = naive_mae_scale(closes[:-n_test])
+    rows = []
+    for name, predicted in forecasts.items():
+        metrics = forecast_metrics(actual, predicted, previous, scale)
+        rows.append({"model": name, **{metric: metrics[f"test_{metric}"] for metric in METRIC_NAMES}})
+    table = pd.DataFrame(rows)
+    naive_rmse = rmse(actual, naive_forecast(closes, n_test))
+    table["rmse_vs_naive"] = table["rmse"] / naive_rmse
+    return table
+
+
+def _checked(closes: np.ndarray, n_test: int) -> np.ndarray:
+    closes = np.asarray(closes, dtype=float)
+    if not 1 <= n_test < len(closes):
+        raise ValueError(f"n_test must be in [1, {len(closes) - 1}], got {n_test}")
+    return closes
 
 
 def _errors(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -37,3 +161,20 @@ def _errors(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     if actual.shape != predicted.shape or actual.size == 0:
         raise ValueError(f"need two non-empty arrays of one shape, got {actual.shape} and {predicted.shape}")
     return actual - predicted
+
+
+def metrics_by_name(table: pd.DataFrame, previous: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    """Flatten a comparison table into MLflow metric names.
+
+    The LSTM's metrics are `test_<metric>`, a baseline's `<baseline>_test_<metric>`; RMSE ratios to
+    the naive forecast are `test_rmse_vs_naive` and `<baseline>_test_rmse_vs_naive`; `test_up_share`
+    is the share of up days (the directional accuracy of "always up").
+    """
+    metrics: dict[str, float] = {}
+    for row in table.to_dict("records"):
+        prefix = "" if row["model"] == LSTM else f"{row['model']}_"
+        metrics.update({f"{prefix}test_{name}": float(row[name]) for name in METRIC_NAMES})
+        if row["model"] != NAIVE:
+            metrics[f"{prefix}test_rmse_vs_naive"] = float(row["rmse_vs_naive"])
+    metrics["test_up_share"] = up_share(previous, actual)
+    return metrics

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import keras
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
@@ -14,7 +18,9 @@ from flow_steps.preparation import (
     ReturnScaler,
     closes_from_input,
     closes_from_scaled_returns,
+    make_windows,
     model_inputs,
+    next_log_returns,
 )
 
 KERAS_ARTIFACT = "keras_model"
@@ -36,6 +42,73 @@ def build_lstm(window: int, units: int, learning_rate: float = 1e-3) -> keras.Mo
     )
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
     return model
+
+
+@dataclass
+class FittedLstm:
+    """A trained LSTM with the preprocessing it was trained with and how training went."""
+
+    keras_model: keras.Model
+    scaler: ReturnScaler
+    history: dict[str, list[float]]
+    best_epoch: int
+    n_fit_samples: int
+    n_validation_samples: int
+    train_seconds: float
+
+
+def fit_lstm(
+    training_closes: np.ndarray,
+    window: int,
+    units: int,
+    epochs: int,
+    batch_size: int,
+    validation_fraction: float,
+    patience: int,
+    seed: int,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+) -> FittedLstm:
+    """Train on windows of `training_closes`, keeping the latest `validation_fraction` for validation.
+
+    The scaler is fit on the fit windows only; training stops when validation loss has not improved
+    for `patience` epochs, and the weights of the best validation epoch are kept. The same inputs
+    and seed give the same model.
+    """
+    windows, targets = make_windows(training_closes, window)
+    n_validation = max(1, round(len(windows) * validation_fraction))
+    if len(windows) - n_validation < 1:
+        raise ValueError(f"{len(windows)} training windows leave none to fit after validation")
+    fit_windows, fit_targets = windows[:-n_validation], targets[:-n_validation]
+    validation_windows, validation_targets = windows[-n_validation:], targets[-n_validation:]
+    scaler = ReturnScaler.fit(next_log_returns(fit_windows, fit_targets))
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    model = build_lstm(window, units)
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    started = time.perf_counter()
+    history = model.fit(
+        model_inputs(fit_windows, scaler),
+        scaler.transform(next_log_returns(fit_windows, fit_targets)),
+        validation_data=(
+            model_inputs(validation_windows, scaler),
+            scaler.transform(next_log_returns(validation_windows, validation_targets)),
+        ),
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,  # windows are independent samples, all before the validation and test days
+        callbacks=[stopper, *(callbacks or [])],
+        verbose=0,
+    )
+    return FittedLstm(
+        keras_model=model,
+        scaler=scaler,
+        history={name: [float(value) for value in values] for name, values in history.history.items()},
+        best_epoch=int(stopper.best_epoch),
+        n_fit_samples=len(fit_windows),
+        n_validation_samples=n_validation,
+        train_seconds=time.perf_counter() - started,
+    )
 
 
 def predict_next_closes(

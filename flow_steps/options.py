@@ -47,7 +47,13 @@ TRAIN_OPTIONS = (
     click.option(
         "--window", default=60, show_default=True, type=positive, help="Days of history per forecast."
     ),
-    click.option("--epochs", default=10, show_default=True, type=positive, help="Training epochs."),
+    click.option(
+        "--epochs",
+        default=50,
+        show_default=True,
+        type=positive,
+        help="Most training epochs (early stopping may end sooner).",
+    ),
     click.option("--batch-size", default=32, show_default=True, type=positive, help="Training batch size."),
     click.option(
         "--test-fraction",
@@ -62,6 +68,41 @@ TRAIN_OPTIONS = (
         show_default=True,
         type=int,
         help="Random seed: the same parameters and seed give the same metrics.",
+    ),
+    click.option(
+        "--validation-fraction",
+        default=0.1,
+        show_default=True,
+        type=click.FloatRange(min=0, max=0.5, min_open=True, max_open=True),
+        help="Share of the latest training windows kept for validation (early stopping).",
+    ),
+    click.option(
+        "--patience",
+        default=5,
+        show_default=True,
+        type=positive,
+        help="Epochs without a better validation loss before training stops (best weights are kept).",
+    ),
+    click.option(
+        "--ma-window",
+        default=5,
+        show_default=True,
+        type=positive,
+        help="Days averaged by the moving-average baseline.",
+    ),
+    click.option(
+        "--knn-neighbors",
+        default=20,
+        show_default=True,
+        type=positive,
+        help="Neighbours of the kNN baseline.",
+    ),
+    click.option(
+        "--backtest-folds",
+        default=0,
+        show_default=True,
+        type=click.IntRange(min=0),
+        help="Walk-forward backtest folds over the test period (0 = the single split only).",
     ),
 )
 

@@ -1,12 +1,11 @@
-"""Step 3: train the LSTM on prepared prices, evaluate it next to the naive forecast, log the model."""
+"""Step 3: train the LSTM on prepared prices, evaluate it next to simple baselines, log the model."""
 
 from __future__ import annotations
 
 import logging
 import shutil
 import tempfile
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -15,38 +14,41 @@ import keras
 import mlflow
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from mlflow.models import infer_signature
 
 from flow_steps.constants import (
+    BACKTEST_PATH,
     DATE_COLUMN,
+    FORECAST_PLOT_PATH,
     METRIC_NAIVE_TEST_RMSE,
     METRIC_TEST_RMSE,
     METRIC_TEST_RMSE_VS_NAIVE,
     METRIC_TRAIN_LOSS,
+    METRIC_VAL_LOSS,
+    METRICS_TABLE_PATH,
     MODEL_NAME,
     PREDICTIONS_PATH,
     PRICE_COLUMN,
     TRAIN_STEP,
 )
 from flow_steps.errors import PipelineError, SourceError
-from flow_steps.evaluation import forecast_metrics, naive_forecast
+from flow_steps.evaluation import LSTM, NAIVE, baseline_forecasts, comparison, metrics_by_name
 from flow_steps.model import (
     KERAS_ARTIFACT,
     OUTPUT_COLUMN,
     RETURN_SCALE_CONFIG,
     WINDOW_CONFIG,
-    build_lstm,
+    FittedLstm,
+    fit_lstm,
     predict_next_closes,
 )
 from flow_steps.options import TRAIN_OPTIONS, with_options
+from flow_steps.plots import forecast_figure
 from flow_steps.preparation import (
-    ReturnScaler,
+    MIN_TEST_ROWS,
     check_enough_rows,
     holdout_size,
     make_windows,
-    model_inputs,
-    next_log_returns,
     validate_prepared,
 )
 from flow_steps.step_run import run_step
@@ -54,118 +56,153 @@ from flow_steps.step_run import run_step
 logger = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-MODEL_REQUIREMENTS = ("mlflow", "tensorflow", "keras", "numpy", "pandas", "cloudpickle")
+MODEL_REQUIREMENTS = ("mlflow", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "cloudpickle")
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    """Hyper-parameters of train_model (names as in MLproject)."""
+    """Parameters of train_model (names and defaults as in MLproject)."""
 
     lstm_units: int = 50
     window: int = 60
-    epochs: int = 10
+    epochs: int = 50
     batch_size: int = 32
     test_fraction: float = 0.2
     seed: int = 42
+    validation_fraction: float = 0.1
+    patience: int = 5
+    ma_window: int = 5
+    knn_neighbors: int = 20
+    backtest_folds: int = 0
 
     def check(self) -> None:
         """Refuse out-of-range values before any work starts."""
-        for name in ("lstm_units", "window", "epochs", "batch_size"):
+        for name in (
+            "lstm_units",
+            "window",
+            "epochs",
+            "batch_size",
+            "patience",
+            "ma_window",
+            "knn_neighbors",
+        ):
             if getattr(self, name) < 1:
                 raise PipelineError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.test_fraction <= 0.5:
             raise PipelineError(f"test_fraction must be in (0, 0.5], got {self.test_fraction}")
+        if not 0 < self.validation_fraction < 0.5:
+            raise PipelineError(f"validation_fraction must be in (0, 0.5), got {self.validation_fraction}")
+        if self.backtest_folds < 0:
+            raise PipelineError(f"backtest_folds must be 0 (single split) or more, got {self.backtest_folds}")
+        if self.ma_window > self.window:
+            raise PipelineError(f"ma_window ({self.ma_window}) must not exceed window ({self.window})")
 
 
 @dataclass
-class TrainResult:
-    """A trained model, its preprocessing and its test-period forecasts."""
+class SplitEvaluation:
+    """The LSTM and the baselines fitted before, and scored on, one block of test days."""
 
-    keras_model: keras.Model
-    scaler: ReturnScaler
-    test_dates: pd.Series
+    lstm: FittedLstm
+    dates: pd.Series
     actual: np.ndarray
-    lstm_forecast: np.ndarray
-    naive_forecast: np.ndarray
-    n_train_samples: int
-    train_seconds: float
-
-    def metrics(self) -> dict[str, float]:
-        metrics = forecast_metrics(self.actual, self.lstm_forecast)
-        naive = forecast_metrics(self.actual, self.naive_forecast, prefix="naive_")
-        metrics.update(naive)
-        metrics[METRIC_TEST_RMSE_VS_NAIVE] = metrics[METRIC_TEST_RMSE] / naive[METRIC_NAIVE_TEST_RMSE]
-        return metrics
+    forecasts: dict[str, np.ndarray]  # model name -> forecast of each test day
+    table: pd.DataFrame  # one row per model, every metric
+    metrics: dict[str, float]  # the table as MLflow metric names
 
 
 class EpochMetricsLogger(keras.callbacks.Callback):
-    """Logs each epoch's training loss to the active MLflow run (step = epoch)."""
+    """Logs each epoch's training and validation loss to the active MLflow run (step = epoch)."""
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if logs and "loss" in logs:
-            mlflow.log_metric(METRIC_TRAIN_LOSS, float(logs["loss"]), step=epoch)
+        logs = logs or {}
+        for key, name in (("loss", METRIC_TRAIN_LOSS), ("val_loss", METRIC_VAL_LOSS)):
+            if key in logs:
+                mlflow.log_metric(name, float(logs[key]), step=epoch)
 
 
-def train_and_evaluate(
-    prices: pd.DataFrame, params: TrainParams, callbacks: list[keras.callbacks.Callback] | None = None
-) -> TrainResult:
-    """Chronological split, scaler fit on training data only, LSTM fit, one-step test forecasts."""
+def evaluate_split(
+    prices: pd.DataFrame,
+    n_test: int,
+    params: TrainParams,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+) -> SplitEvaluation:
+    """Fit the LSTM and the baselines on all rows but the last `n_test`, forecast those one step ahead."""
     closes = prices[PRICE_COLUMN].to_numpy(dtype=float)
-    check_enough_rows(len(closes), params.window, params.test_fraction)
-    n_test = holdout_size(len(closes), params.test_fraction)
-    windows, targets = make_windows(closes, params.window)  # sample i forecasts row i + window
-    first_test = len(closes) - n_test - params.window
-    train_windows, train_targets = windows[:first_test], targets[:first_test]
-    test_windows = windows[first_test:]
-
-    scaler = ReturnScaler.fit(next_log_returns(train_windows, train_targets))
-    x_train = model_inputs(train_windows, scaler)
-    y_train = scaler.transform(next_log_returns(train_windows, train_targets))
-
-    keras.utils.set_random_seed(params.seed)
-    tf.config.experimental.enable_op_determinism()
-    model = build_lstm(params.window, params.lstm_units)
-    started = time.perf_counter()
-    model.fit(
-        x_train,
-        y_train,
+    lstm = fit_lstm(
+        closes[:-n_test],
+        window=params.window,
+        units=params.lstm_units,
         epochs=params.epochs,
         batch_size=params.batch_size,
-        shuffle=True,  # windows are independent samples: shuffling them leaks nothing from the test days
-        callbacks=callbacks or [],
-        verbose=0,
+        validation_fraction=params.validation_fraction,
+        patience=params.patience,
+        seed=params.seed,
+        callbacks=callbacks,
     )
-    train_seconds = time.perf_counter() - started
-    return TrainResult(
-        keras_model=model,
-        scaler=scaler,
-        test_dates=prices[DATE_COLUMN].iloc[-n_test:].reset_index(drop=True),
+    windows, _ = make_windows(closes, params.window)
+    forecasts = {
+        LSTM: predict_next_closes(lstm.keras_model, windows[-n_test:], lstm.scaler),
+        **baseline_forecasts(closes, n_test, params.window, params.ma_window, params.knn_neighbors),
+    }
+    table = comparison(closes, forecasts)
+    return SplitEvaluation(
+        lstm=lstm,
+        dates=prices[DATE_COLUMN].iloc[-n_test:].reset_index(drop=True),
         actual=closes[-n_test:],
-        lstm_forecast=predict_next_closes(model, test_windows, scaler),
-        naive_forecast=naive_forecast(closes, n_test),
-        n_train_samples=len(train_windows),
-        train_seconds=train_seconds,
+        forecasts=forecasts,
+        table=table,
+        metrics=metrics_by_name(table, closes[-n_test - 1 : -1], closes[-n_test:]),
     )
 
 
-def log_model(result: TrainResult, prices: pd.DataFrame, window: int) -> None:
+def backtest_folds(n_rows: int, n_test: int, folds: int) -> list[tuple[int, int]]:
+    """Cut the test period (the last `n_test` rows) into `folds` consecutive (start, end) row ranges."""
+    if folds > n_test // MIN_TEST_ROWS:
+        raise PipelineError(
+            f"backtest_folds={folds} would leave fewer than {MIN_TEST_ROWS} test days per fold "
+            f"({n_test} test days): lower backtest_folds or raise test_fraction"
+        )
+    blocks = np.array_split(np.arange(n_rows - n_test, n_rows), folds)
+    return [(int(block[0]), int(block[-1]) + 1) for block in blocks]
+
+
+def walk_forward(prices: pd.DataFrame, params: TrainParams) -> list[SplitEvaluation]:
+    """Refit on all rows before each fold of the test period and score on that fold."""
+    n_test = holdout_size(len(prices), params.test_fraction)
+    return [
+        evaluate_split(prices.iloc[:end], end - start, params)
+        for start, end in backtest_folds(len(prices), n_test, params.backtest_folds)
+    ]
+
+
+def backtest_summary(folds: list[SplitEvaluation]) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per-fold rows (fold, model, metrics) and the mean of every metric over folds, as `backtest_*`."""
+    table = pd.concat([fold.table.assign(fold=index) for index, fold in enumerate(folds)], ignore_index=True)[
+        ["fold", *folds[0].table.columns]
+    ]
+    names = folds[0].metrics.keys()
+    means = {f"backtest_{name}": float(np.mean([fold.metrics[name] for fold in folds])) for name in names}
+    return table, means
+
+
+def log_model(lstm: FittedLstm, prices: pd.DataFrame, window: int) -> None:
     """Log the pyfunc model as code, with its Keras weights, config, signature and input example."""
     input_example = prices[[PRICE_COLUMN]].iloc[-window:].reset_index(drop=True)
     example_output = pd.DataFrame(
         {
             OUTPUT_COLUMN: predict_next_closes(
-                result.keras_model, input_example[PRICE_COLUMN].to_numpy()[None, :], result.scaler
+                lstm.keras_model, input_example[PRICE_COLUMN].to_numpy()[None, :], lstm.scaler
             )
         }
     )
     with tempfile.TemporaryDirectory() as folder:
         keras_path = Path(folder) / "lstm.keras"
-        result.keras_model.save(keras_path)
+        lstm.keras_model.save(keras_path)
         code_dir = _copy_package_sources(Path(folder) / "code")
         mlflow.pyfunc.log_model(
             name=MODEL_NAME,
             python_model=str(code_dir / PACKAGE_DIR.name / "pyfunc_model.py"),
-            model_config={WINDOW_CONFIG: window, RETURN_SCALE_CONFIG: result.scaler.scale},
+            model_config={WINDOW_CONFIG: window, RETURN_SCALE_CONFIG: lstm.scaler.scale},
             artifacts={KERAS_ARTIFACT: str(keras_path)},
             code_paths=[str(code_dir / PACKAGE_DIR.name)],
             signature=infer_signature(input_example, example_output),
@@ -175,41 +212,69 @@ def log_model(result: TrainResult, prices: pd.DataFrame, window: int) -> None:
 
 
 def train(stock_data: str, params: TrainParams) -> None:
-    """Read prepared prices, train, evaluate and log metrics, forecasts and the model."""
+    """Read prepared prices, train, evaluate against the baselines, log metrics, artifacts and model."""
     params.check()
     path = Path(stock_data)
     if not path.is_file():
         raise SourceError(f"stock_data '{stock_data}' is not a file")
     prices = validate_prepared(pd.read_csv(path, dtype=str), path.name)
-    result = train_and_evaluate(prices, params, callbacks=[EpochMetricsLogger()])
-    metrics = result.metrics()
+    check_enough_rows(len(prices), params.window, params.test_fraction)
+    n_test = holdout_size(len(prices), params.test_fraction)
+    if params.backtest_folds:
+        backtest_folds(len(prices), n_test, params.backtest_folds)  # refuse bad folds before training
+
+    split = evaluate_split(prices, n_test, params, callbacks=[EpochMetricsLogger()])
     mlflow.log_metrics(
         {
-            **metrics,
-            "n_train_samples": result.n_train_samples,
-            "n_test_days": len(result.actual),
-            "train_seconds": result.train_seconds,
+            **split.metrics,
+            "best_epoch": split.lstm.best_epoch,
+            "epochs_trained": len(split.lstm.history["loss"]),
+            "n_fit_samples": split.lstm.n_fit_samples,
+            "n_validation_samples": split.lstm.n_validation_samples,
+            "n_test_days": len(split.actual),
+            "train_seconds": split.lstm.train_seconds,
         }
     )
-    mlflow.log_text(_predictions_frame(result).to_csv(index=False, date_format="%Y-%m-%d"), PREDICTIONS_PATH)
-    log_model(result, prices, params.window)
+    _log_split_artifacts(split, prices)
+    if params.backtest_folds:
+        _log_backtest(walk_forward(prices, params))
+    log_model(split.lstm, prices, params.window)
     logger.info(
-        "LSTM test RMSE %.4f, naive %.4f (ratio %.3f) over %d test days",
-        metrics[METRIC_TEST_RMSE],
-        metrics[METRIC_NAIVE_TEST_RMSE],
-        metrics[METRIC_TEST_RMSE_VS_NAIVE],
-        len(result.actual),
+        "LSTM test RMSE %.4f, naive %.4f (ratio %.3f) over %d test days\n%s",
+        split.metrics[METRIC_TEST_RMSE],
+        split.metrics[METRIC_NAIVE_TEST_RMSE],
+        split.metrics[METRIC_TEST_RMSE_VS_NAIVE],
+        len(split.actual),
+        split.table.to_string(index=False, float_format=lambda value: f"{value:.4f}"),
     )
 
 
-def _predictions_frame(result: TrainResult) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            DATE_COLUMN: result.test_dates,
-            "actual": result.actual,
-            "lstm": result.lstm_forecast,
-            "naive": result.naive_forecast,
-        }
+def _log_split_artifacts(split: SplitEvaluation, prices: pd.DataFrame) -> None:
+    predictions = pd.DataFrame({DATE_COLUMN: split.dates, "actual": split.actual, **split.forecasts})
+    mlflow.log_text(predictions.to_csv(index=False, date_format="%Y-%m-%d"), PREDICTIONS_PATH)
+    mlflow.log_text(split.table.to_csv(index=False), METRICS_TABLE_PATH)
+    n_test = len(split.dates)
+    first, last_training = prices[DATE_COLUMN].iloc[0].date(), prices[DATE_COLUMN].iloc[-n_test - 1].date()
+    figure = forecast_figure(
+        split.dates,
+        split.actual,
+        {"LSTM": split.forecasts[LSTM], "naive": split.forecasts[NAIVE]},
+        title=f"One-day-ahead forecasts of {n_test} test days, trained on {first} .. {last_training}: "
+        f"LSTM RMSE / naive RMSE = {split.metrics[METRIC_TEST_RMSE_VS_NAIVE]:.3f}",
+    )
+    mlflow.log_figure(figure, FORECAST_PLOT_PATH)
+
+
+def _log_backtest(folds: list[SplitEvaluation]) -> None:
+    table, means = backtest_summary(folds)
+    for index, fold in enumerate(folds):
+        mlflow.log_metrics({f"fold_{name}": value for name, value in fold.metrics.items()}, step=index)
+    mlflow.log_metrics(means)
+    mlflow.log_text(table.to_csv(index=False), BACKTEST_PATH)
+    logger.info(
+        "Walk-forward backtest over %d folds: mean LSTM RMSE / naive RMSE %.3f",
+        len(folds),
+        means[f"backtest_{METRIC_TEST_RMSE_VS_NAIVE}"],
     )
 
 
@@ -222,9 +287,10 @@ def _copy_package_sources(target: Path) -> Path:
 
 
 @click.command(
-    help="Train a two-layer Keras LSTM on prepared prices (Date, Close), evaluate it on the last "
-    "test_fraction of days next to the naive 'tomorrow = today' forecast, and log the metrics, "
-    f"{PREDICTIONS_PATH} and the pyfunc model '{MODEL_NAME}'."
+    help="Train a two-layer Keras LSTM on prepared prices (Date, Close) with early stopping on a "
+    "validation slice, evaluate it on the last test_fraction of days next to the naive, moving-average, "
+    f"linear-regression and kNN forecasts, and log the metrics, {METRICS_TABLE_PATH}, "
+    f"{FORECAST_PLOT_PATH}, {PREDICTIONS_PATH} and the pyfunc model '{MODEL_NAME}'."
 )
 @click.option(
     "--stock-data",
@@ -235,7 +301,7 @@ def _copy_package_sources(target: Path) -> Path:
 @with_options(TRAIN_OPTIONS)
 def cli(stock_data: str, **options: int | float) -> None:
     params = TrainParams(**options)
-    run_step(TRAIN_STEP, {"stock_data": stock_data, **options}, lambda: train(stock_data, params))
+    run_step(TRAIN_STEP, {"stock_data": stock_data, **asdict(params)}, lambda: train(stock_data, params))
 
 
 if __name__ == "__main__":

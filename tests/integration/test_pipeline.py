@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -10,7 +11,10 @@ import pytest
 from mlflow.entities import RunStatus
 
 from flow_steps.constants import (
+    BACKTEST_PATH,
     DOWNLOAD_STEP,
+    FORECAST_PLOT_PATH,
+    METRICS_TABLE_PATH,
     MODEL_NAME,
     PREDICTIONS_PATH,
     TAG_CODE_VERSION,
@@ -19,6 +23,7 @@ from flow_steps.constants import (
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
 )
+from flow_steps.evaluation import BASELINES
 from flow_steps.lineage import code_version
 from tests.conftest import EXPERIMENT, FIXTURES, TINY_PARAMS, cli_options, python_main, run_command
 
@@ -40,7 +45,7 @@ def assert_chained(tracking, parent) -> dict:
 
 
 def test_mlflow_run_chains_three_steps_and_logs_a_model_that_serves_any_price_level(tracking):
-    params = {**TINY_PARAMS, "lstm_units": "6"}
+    params = {**TINY_PARAMS, "lstm_units": "6", "backtest_folds": "2"}
     result = run_command(
         ["mlflow", "run", ".", "--env-manager", "local", "--experiment-name", EXPERIMENT]
         + [item for name, value in params.items() for item in ("-P", f"{name}={value}")],
@@ -55,8 +60,17 @@ def test_mlflow_run_chains_three_steps_and_logs_a_model_that_serves_any_price_le
     train = children[TRAIN_STEP]
     assert train.data.params["lstm_units"] == "6"
     assert train.data.params["window"] == "10"
-    assert {"test_rmse", "naive_test_rmse", "test_rmse_vs_naive"} <= train.data.metrics.keys()
-    assert len(tracking.client.get_metric_history(train.info.run_id, "train_loss")) == 1
+    metrics = train.data.metrics
+    for prefix in ("", "naive_", "moving_average_", "linear_regression_", "knn_"):
+        for name in ("rmse", "mae", "mape", "mase", "directional_accuracy"):
+            assert f"{prefix}test_{name}" in metrics
+    assert metrics["test_rmse_vs_naive"] == pytest.approx(metrics["test_rmse"] / metrics["naive_test_rmse"])
+    assert 0 <= metrics["test_up_share"] <= 1
+    for name in ("train_loss", "val_loss"):
+        assert len(tracking.client.get_metric_history(train.info.run_id, name)) == 1  # one epoch
+    assert [m.step for m in tracking.client.get_metric_history(train.info.run_id, "fold_test_rmse")] == [0, 1]
+    assert "backtest_test_rmse_vs_naive" in metrics
+    assert parent.data.metrics["test_rmse_vs_naive"] == metrics["test_rmse_vs_naive"]
     assert children[DOWNLOAD_STEP].data.tags["raw_rows"] == "3270"
     assert parent.data.tags["model_uri"] == f"runs:/{train.info.run_id}/{MODEL_NAME}"
 
@@ -67,6 +81,20 @@ def test_mlflow_run_chains_three_steps_and_logs_a_model_that_serves_any_price_le
         mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path=PREDICTIONS_PATH)
     )
     assert len(predictions) == train.data.metrics["n_test_days"] == 60
+    assert list(predictions.columns) == ["Date", "actual", "lstm", *BASELINES]
+    table = pd.read_csv(
+        mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path=METRICS_TABLE_PATH)
+    )
+    assert table["model"].tolist() == ["lstm", *BASELINES]
+    assert table.loc[table["model"] == "lstm", "rmse"].item() == pytest.approx(metrics["test_rmse"])
+    folds = pd.read_csv(
+        mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path=BACKTEST_PATH)
+    )
+    assert folds["fold"].tolist() == [0] * 5 + [1] * 5
+    plot = Path(
+        mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path=FORECAST_PLOT_PATH)
+    )
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     model = mlflow.pyfunc.load_model(f"runs:/{train.info.run_id}/{MODEL_NAME}")
     assert model.metadata.get_input_schema().input_names() == ["Close"]

@@ -53,3 +53,13 @@ def test_every_step_parameter_can_be_set_on_main():
         step_params |= set(mlproject_defaults(step))
     handed_over = {"dataset_stock_csv", "stock_data"}  # artifact URIs main passes on
     assert step_params - handed_over <= set(mlproject_defaults("main"))
+
+
+def test_conda_env_pins_python_311_and_the_same_packages_as_pre_requirements():
+    conda = yaml.safe_load((PROJECT_ROOT / "conda.yml").read_text())
+    assert "python=3.11" in conda["dependencies"]
+    [pip_section] = [item for item in conda["dependencies"] if isinstance(item, dict)]
+    lines = (PROJECT_ROOT / "pre_requirements.txt").read_text().splitlines()
+    pins = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert sorted(pip_section["pip"]) == sorted(pins)
+    assert all("==" in pin for pin in pins)

@@ -1,0 +1,92 @@
+"""Training and evaluation core of train_model, with tiny LSTMs and no tracking store."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flow_steps.errors import PipelineError
+from flow_steps.evaluation import BASELINES, LSTM
+from flow_steps.train_model import (
+    TrainParams,
+    backtest_folds,
+    backtest_summary,
+    evaluate_split,
+    walk_forward,
+)
+
+TINY = TrainParams(lstm_units=4, window=8, epochs=3, batch_size=16, patience=2, ma_window=3, knn_neighbors=5)
+
+
+def random_walk(n_rows: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    closes = 30 * np.exp(np.cumsum(rng.normal(0.0005, 0.015, n_rows)))
+    return pd.DataFrame({"Date": pd.bdate_range("2015-01-01", periods=n_rows), "Close": closes})
+
+
+def test_split_scores_the_lstm_and_every_baseline_on_the_same_days():
+    prices = random_walk(150)
+    split = evaluate_split(prices, 30, TINY)
+    assert list(split.forecasts) == [LSTM, *BASELINES]
+    assert all(len(values) == 30 for values in split.forecasts.values())
+    np.testing.assert_array_equal(split.actual, prices["Close"].to_numpy()[-30:])
+    assert split.dates.iloc[0] == prices["Date"].iloc[-30]
+    assert split.table["model"].tolist() == [LSTM, *BASELINES]
+    history = split.lstm.history
+    assert set(history) >= {"loss", "val_loss"} and 1 <= len(history["loss"]) <= TINY.epochs
+    # the validation slice is the latest tenth of the training windows
+    assert split.lstm.n_validation_samples == round((150 - 30 - TINY.window) * 0.1)
+
+
+def test_same_seed_same_forecasts():
+    prices = random_walk(120)
+    first, second = evaluate_split(prices, 20, TINY), evaluate_split(prices, 20, TINY)
+    np.testing.assert_array_equal(first.forecasts[LSTM], second.forecasts[LSTM])
+
+
+def test_lstm_never_sees_a_test_day_price_before_forecasting_it():
+    prices = random_walk(120)
+    n_test = 20
+    original = evaluate_split(prices, n_test, TINY).forecasts[LSTM]
+    day = len(prices) - n_test + 7
+    shocked = prices.copy()
+    shocked.loc[day:, "Close"] *= 3.0
+    changed = evaluate_split(shocked, n_test, TINY).forecasts[LSTM]
+    np.testing.assert_allclose(changed[:8], original[:8], rtol=1e-6)  # up to and including the shocked day
+    assert not np.allclose(changed[8:], original[8:])
+
+
+def test_backtest_cuts_the_test_period_into_consecutive_folds():
+    assert backtest_folds(100, 20, 4) == [(80, 85), (85, 90), (90, 95), (95, 100)]
+    assert backtest_folds(100, 21, 2) == [(79, 90), (90, 100)]
+    with pytest.raises(PipelineError, match="backtest_folds=5 would leave fewer than 5 test days"):
+        backtest_folds(100, 20, 5)
+
+
+def test_walk_forward_refits_before_each_fold_and_averages_the_folds():
+    prices = random_walk(160)
+    params = TrainParams(**{**TINY.__dict__, "backtest_folds": 2, "test_fraction": 0.25})
+    folds = walk_forward(prices, params)
+    assert [len(fold.actual) for fold in folds] == [20, 20]
+    assert folds[0].dates.iloc[0] == prices["Date"].iloc[120]
+    assert folds[1].dates.iloc[0] == prices["Date"].iloc[140]
+    table, means = backtest_summary(folds)
+    assert table["fold"].tolist() == [0] * 5 + [1] * 5
+    assert means["backtest_test_rmse_vs_naive"] == pytest.approx(
+        np.mean([fold.metrics["test_rmse_vs_naive"] for fold in folds])
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"lstm_units": 0}, "lstm_units must be at least 1"),
+        ({"window": 0}, "window must be at least 1"),
+        ({"test_fraction": 0.6}, r"test_fraction must be in \(0, 0.5\]"),
+        ({"validation_fraction": 0.0}, "validation_fraction"),
+        ({"backtest_folds": -1}, "backtest_folds"),
+        ({"ma_window": 70}, "ma_window"),
+    ],
+)
+def test_bad_parameters_are_refused(change, message):
+    with pytest.raises(PipelineError, match=message):
+        TrainParams(**{**TrainParams().__dict__, **change}).check()
