@@ -1,7 +1,7 @@
 """Train with train_model's parameters on each price file and print one comparison table.
 
     python benchmarks/quality.py flow_steps/sample_data/WIKI-MSFT.csv tests/fixtures/EOD-MSFT.csv
-    python benchmarks/quality.py --seeds 42 1 2 3 flow_steps/sample_data/WIKI-MSFT.csv   # seed spread
+    python benchmarks/quality.py flow_steps/sample_data/WIKI-MSFT.csv --seeds 42 1 2 3   # seed spread
 
 Each file goes through the same cleaning as transform_data (date order, adjusted close, duplicates)
 and the same split, LSTM and baselines as train_model; nothing is logged to MLflow.
