@@ -49,8 +49,10 @@ HEADLINE_METRICS = (
     "backtest_test_rmse_vs_naive",
 )
 
-# The bundled sample.
+# Price sources (see flow_steps.sources).
 SAMPLE_SOURCE = "sample"
+QUANDL_SOURCE = "quandl"
+DEFAULT_QUANDL_DATABASE = "WIKI"
 SAMPLE_TICKER = "MSFT"
 
 

@@ -23,8 +23,8 @@ from flow_steps.errors import PipelineError
 from flow_steps.lineage import sha256_bytes
 from flow_steps.options import DOWNLOAD_OPTIONS, with_options
 from flow_steps.preparation import clean_prices, decode_csv, read_price_table, summarize_raw
-from flow_steps.sources import fetch_raw_prices
-from flow_steps.step_run import run_step
+from flow_steps.sources import fetch_raw_prices, refuse_embedded_secrets
+from flow_steps.step_run import configure_logging, run_step
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +42,10 @@ def normalize_ticker(company_abbreviation: str) -> str:
     return ticker
 
 
-def download(company_abbreviation: str, data_source: str) -> None:
+def download(company_abbreviation: str, data_source: str, quandl_database: str) -> None:
     """Fetch, check and log the raw price file with its lineage tags."""
     ticker = normalize_ticker(company_abbreviation)
-    raw = fetch_raw_prices(data_source, ticker)
+    raw = fetch_raw_prices(data_source, ticker, quandl_database)
     table = read_price_table(decode_csv(raw.content, raw.resolved_source), raw.resolved_source)
     _, report = clean_prices(table)  # refuse bad data here, before anything downstream runs
     summary = summarize_raw(table)
@@ -78,11 +78,20 @@ def download(company_abbreviation: str, data_source: str) -> None:
     "raw-data/<TICKER>.csv, with their SHA-256, row count and date range as tags."
 )
 @with_options(DOWNLOAD_OPTIONS)
-def cli(company_abbreviation: str, data_source: str) -> None:
+def cli(company_abbreviation: str, data_source: str, quandl_database: str) -> None:
+    configure_logging()
+    try:
+        refuse_embedded_secrets(data_source)  # before the value is logged as a parameter
+    except PipelineError as error:
+        raise click.BadParameter(str(error), param_hint="'--data-source'") from error
     run_step(
         DOWNLOAD_STEP,
-        {"company_abbreviation": company_abbreviation, "data_source": data_source},
-        lambda: download(company_abbreviation, data_source),
+        {
+            "company_abbreviation": company_abbreviation,
+            "data_source": data_source,
+            "quandl_database": quandl_database,
+        },
+        lambda: download(company_abbreviation, data_source, quandl_database),
     )
 
 

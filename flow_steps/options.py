@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import click
 
-from flow_steps.constants import SAMPLE_SOURCE
+from flow_steps.constants import DEFAULT_QUANDL_DATABASE, QUANDL_SOURCE, SAMPLE_SOURCE
 
 positive = click.IntRange(min=1)
 
@@ -24,7 +24,15 @@ DOWNLOAD_OPTIONS = (
         "--data-source",
         default=SAMPLE_SOURCE,
         show_default=True,
-        help=f"'{SAMPLE_SOURCE}' (bundled public-domain MSFT prices, offline) or a path to a CSV file.",
+        help=f"'{SAMPLE_SOURCE}' (bundled public-domain MSFT prices, offline), '{QUANDL_SOURCE}' (Quandl / "
+        "Nasdaq Data Link API, key in QUANDL_API_KEY), an http(s):// URL of a CSV file, or a CSV path.",
+    ),
+    click.option(
+        "--quandl-database",
+        default=DEFAULT_QUANDL_DATABASE,
+        show_default=True,
+        help=f"Quandl database of the dataset <database>/<TICKER> when data_source is '{QUANDL_SOURCE}' "
+        "(WIKI, the retired free feed, or EOD).",
     ),
 )
 TRANSFORM_OPTIONS = (

@@ -11,6 +11,7 @@ import mlflow
 from flow_steps.constants import TAG_CODE_VERSION, TAG_ERROR
 from flow_steps.errors import PipelineError
 from flow_steps.lineage import code_version
+from flow_steps.sources import mask_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -46,5 +47,5 @@ def run_step(step_name: str, params: dict[str, object], work: Callable[[], None]
 
 
 def one_line(error: BaseException) -> str:
-    """The error's message on a single line."""
-    return " ".join(str(error).split())
+    """The error's message on a single line, API keys masked."""
+    return mask_secrets(" ".join(str(error).split()))

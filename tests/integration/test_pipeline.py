@@ -140,7 +140,7 @@ def test_python_main_twice_reuses_download_and_transform_and_trains_deterministi
 @pytest.mark.parametrize(
     ("source", "message"),
     [
-        ("missing.csv", "neither 'sample' nor an existing CSV file"),
+        ("missing.csv", "is not 'sample', 'quandl', a URL or an existing CSV file"),
         ("no_price_column.csv", "no price column (expected one of"),
     ],
 )
