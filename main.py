@@ -35,7 +35,7 @@ from flow_steps.constants import (
 from flow_steps.errors import PipelineError
 from flow_steps.lineage import code_version, sha256_bytes
 from flow_steps.options import DOWNLOAD_OPTIONS, TRAIN_OPTIONS, TRANSFORM_OPTIONS, with_options
-from flow_steps.sources import refuse_embedded_secrets
+from flow_steps.sources import check_data_source
 from flow_steps.step_run import configure_logging, one_line
 
 logger = logging.getLogger("main")
@@ -220,7 +220,7 @@ def _quote(value: str) -> str:
 def cli(reuse_training: bool, **params: str | int | float) -> None:
     configure_logging()
     try:
-        refuse_embedded_secrets(str(params["data_source"]))  # before the value is logged as a parameter
+        check_data_source(str(params["data_source"]))  # before anything runs or is logged
     except PipelineError as error:
         raise click.BadParameter(str(error), param_hint="'--data-source'") from error
     try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,17 +52,13 @@ class RawPrices:
 
 def fetch_raw_prices(data_source: str, ticker: str, quandl_database: str = "WIKI") -> RawPrices:
     """Fetch the raw price file for `ticker` from `data_source`."""
+    check_data_source(data_source)
     if data_source == SAMPLE_SOURCE:
         return _sample(ticker)
     if data_source == QUANDL_SOURCE:
         return _quandl(ticker, quandl_database)
     if is_url(data_source):
         return _url(data_source)
-    if "://" in data_source:
-        raise SourceError(
-            f"data_source '{mask_secrets(data_source)}' has an unsupported scheme: use "
-            f"'{SAMPLE_SOURCE}', '{QUANDL_SOURCE}', an http(s):// URL or a path to a CSV file"
-        )
     return _local_file(Path(data_source).expanduser())
 
 
@@ -89,6 +84,23 @@ def mask_secrets(text: str) -> str:
     return SECRET_QUERY.sub(
         lambda match: match.group(0) if _is_placeholder(match) else match.group(1) + MASK, text
     )
+
+
+def check_data_source(data_source: str) -> None:
+    """Refuse, before any work, a data_source that names no known source (and URLs with literal keys)."""
+    refuse_embedded_secrets(data_source)
+    if data_source in (SAMPLE_SOURCE, QUANDL_SOURCE) or is_url(data_source):
+        return
+    if "://" in data_source:
+        raise SourceError(
+            f"data_source '{mask_secrets(data_source)}' has an unsupported scheme: use "
+            f"'{SAMPLE_SOURCE}', '{QUANDL_SOURCE}', an http(s):// URL or a path to a CSV file"
+        )
+    if not Path(data_source).expanduser().is_file():
+        raise SourceError(
+            f"data_source '{data_source}' is not '{SAMPLE_SOURCE}', '{QUANDL_SOURCE}', "
+            "a URL or an existing CSV file"
+        )
 
 
 def refuse_embedded_secrets(data_source: str) -> None:
@@ -124,10 +136,6 @@ def _sample(ticker: str) -> RawPrices:
 
 
 def _local_file(path: Path) -> RawPrices:
-    if not path.is_file():
-        raise SourceError(
-            f"data_source '{path}' is not '{SAMPLE_SOURCE}', '{QUANDL_SOURCE}', a URL or an existing CSV file"
-        )
     logger.info("Reading prices from %s", path.resolve())
     return RawPrices(path.read_bytes(), path.resolve().as_uri())
 
@@ -147,7 +155,6 @@ def _retry() -> Retry:
 
 
 def _url(url_template: str) -> RawPrices:
-    refuse_embedded_secrets(url_template)
     shown = mask_secrets(url_template)
     url = _expand_key(url_template)
     session = requests.Session()
@@ -156,12 +163,8 @@ def _url(url_template: str) -> RawPrices:
     logger.info("Downloading prices from %s", shown)
     try:
         response = session.get(url, timeout=timeout_seconds(), headers={"Accept": "text/csv, */*"})
-    except requests.Timeout as error:
-        raise SourceError(f"{shown} did not answer within {timeout_seconds():g} s") from error
-    except requests.ConnectionError as error:
-        raise SourceError(f"could not connect to {shown}: {_reason(error)}") from error
     except requests.RequestException as error:
-        raise SourceError(f"could not download {shown}: {mask_secrets(str(error))}") from error
+        raise SourceError(_network_failure(shown, error)) from error
     if response.status_code != 200:
         raise SourceError(_http_failure(shown, response.status_code, what=f"the file {shown}"))
     return RawPrices(response.content, shown)
@@ -178,7 +181,6 @@ def _quandl(ticker: str, database: str) -> RawPrices:
     key = api_key()
     quandl.ApiConfig.api_key = key
     quandl.ApiConfig.api_base = base
-    quandl.ApiConfig.api_protocol = base.split("://", 1)[0] + "://"  # retries are mounted per scheme
     quandl.ApiConfig.use_retries = True
     quandl.ApiConfig.number_of_retries = MAX_RETRIES
     quandl.ApiConfig.retry_backoff_factor = BACKOFF_FACTOR
@@ -188,16 +190,12 @@ def _quandl(ticker: str, database: str) -> RawPrices:
         "Fetching Quandl dataset %s from %s (%s)", dataset, base, "with an API key" if key else "no API key"
     )
     try:
-        with _default_socket_timeout(timeout_seconds()):
+        with _bounded_quandl_requests(timeout_seconds()):
             frame = quandl.get(dataset)
     except QuandlError as error:
         raise SourceError(_quandl_failure(dataset, error, key is not None)) from error
-    except requests.Timeout as error:
-        raise SourceError(f"Quandl at {base} did not answer within {timeout_seconds():g} s") from error
-    except requests.ConnectionError as error:
-        raise SourceError(f"could not connect to Quandl at {base}: {_reason(error)}") from error
-    except (requests.RequestException, OSError) as error:
-        raise SourceError(f"could not fetch Quandl dataset {dataset}: {mask_secrets(str(error))}") from error
+    except requests.RequestException as error:
+        raise SourceError(_network_failure(f"Quandl at {base}", error)) from error
     if frame.empty:
         raise SourceError(f"Quandl dataset {dataset} has no rows")
     content = frame.reset_index().to_csv(index=False, date_format="%Y-%m-%d").encode()
@@ -249,21 +247,52 @@ def _expand_key(url: str) -> str:
     return url
 
 
-def _reason(error: Exception) -> str:
+def _network_failure(where: str, error: requests.RequestException) -> str:
+    """One line for a request that got no HTTP answer: timeout, refused connection, unknown host."""
     text = str(error)
+    if isinstance(error, requests.Timeout) or "timed out" in text.lower():
+        return f"{where} did not answer within {timeout_seconds():g} s"
     if "Connection refused" in text or "Errno 111" in text:
-        return "connection refused"
+        return f"could not connect to {where}: connection refused"
     if "Name or service not known" in text or "nodename nor servname" in text or "Errno -2" in text:
-        return "unknown host"
-    return mask_secrets(text.splitlines()[0] if text else type(error).__name__)
+        return f"could not connect to {where}: unknown host"
+    return (
+        f"request to {where} failed: {mask_secrets(text.splitlines()[0] if text else type(error).__name__)}"
+    )
+
+
+class _TimeoutAdapter(HTTPAdapter):
+    """An HTTP adapter that gives every request a timeout unless it brings its own."""
+
+    def __init__(self, timeout: float, **kwargs):
+        self._timeout = timeout
+        super().__init__(**kwargs)
+
+    def send(self, request, **kwargs):  # noqa: ANN001, ANN201 (requests' signature)
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self._timeout
+        return super().send(request, **kwargs)
 
 
 @contextmanager
-def _default_socket_timeout(seconds: float) -> Iterator[None]:
-    """The quandl package sets no timeout on its requests; the socket default bounds them."""
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(seconds)
+def _bounded_quandl_requests(seconds: float) -> Iterator[None]:
+    """The quandl package sets no timeout on its requests: give its sessions an adapter that does.
+
+    Its own retry policy (ApiConfig) is kept; the adapter is mounted for http and https alike.
+    """
+    from quandl.connection import Connection
+
+    original = Connection.__dict__["get_session"]
+
+    def get_session(cls):  # noqa: ANN001, ANN202
+        session = requests.Session()
+        adapter = _TimeoutAdapter(seconds, max_retries=cls.get_retries())
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    Connection.get_session = classmethod(get_session)
     try:
         yield
     finally:
-        socket.setdefaulttimeout(previous)
+        Connection.get_session = original

@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+
+from tests.price_server import PriceServer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = PROJECT_ROOT / "tests" / "fixtures"
@@ -71,3 +74,28 @@ def python_main(tracking: Tracking, *options: str) -> subprocess.CompletedProces
 def cli_options(params: dict[str, str]) -> list[str]:
     """`{"max_row_limit": "300"}` -> `["--max-row-limit", "300"]`."""
     return [item for name, value in params.items() for item in (f"--{name.replace('_', '-')}", value)]
+
+
+@pytest.fixture
+def price_server():
+    """A loopback stand-in for Quandl (EOD/MSFT served, WIKI/MSFT retired) and for CSV URLs."""
+    eod_bytes = (FIXTURES / "EOD-MSFT.csv").read_bytes()
+    eod = pd.read_csv(FIXTURES / "EOD-MSFT.csv")
+    stooq_layout = eod[["Date", "Open", "High", "Low", "Close", "Volume"]].to_csv(index=False).encode()
+    server = PriceServer(
+        datasets={"EOD/MSFT": eod},
+        files={"EOD-MSFT.csv": eod_bytes, "msft-stooq.csv": stooq_layout},
+        retired={"WIKI/MSFT"},
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def source_env(monkeypatch, price_server):
+    """Point the Quandl source at the loopback server, with no API key set and short timeouts."""
+    for name in ("QUANDL_API_KEY", "NASDAQ_DATA_LINK_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("QUANDL_API_BASE", price_server.api_base)
+    monkeypatch.setenv("PRICE_SOURCE_TIMEOUT", "5")
+    return monkeypatch
