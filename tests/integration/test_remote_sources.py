@@ -1,0 +1,105 @@
+"""The pipeline end to end on the loopback Quandl API and a CSV URL; the API key never leaks."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from flow_steps.constants import DOWNLOAD_STEP, TRAIN_STEP, TRANSFORM_STEP
+from tests.conftest import EXPERIMENT, TINY_PARAMS, cli_options, python_main, run_command
+
+pytestmark = pytest.mark.integration
+KEY = "qk-LEAK-CANARY-7f3a9c2e51"
+
+
+def remote_env(tracking, price_server, key: str = KEY) -> dict[str, str]:
+    return {
+        **tracking.env,
+        "QUANDL_API_BASE": price_server.api_base,
+        "QUANDL_API_KEY": key,
+        "PRICE_SOURCE_TIMEOUT": "10",
+    }
+
+
+def assert_no_leak(tracking, *outputs: str, artifacts_expected: bool = True) -> None:
+    """The key is in no output, nowhere in the tracking database and in no artifact file."""
+    for output in outputs:
+        assert KEY not in output
+    stored = [Path(tracking.uri.removeprefix("sqlite:///"))]
+    stored += [path for path in (tracking.folder / "artifacts").rglob("*") if path.is_file()]
+    assert (len(stored) > 1) == artifacts_expected
+    for path in stored:
+        assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_mlflow_run_on_quandl_eod_trains_end_to_end_and_never_leaks_the_key(tracking, price_server):
+    price_server.required_key = KEY
+    params = {"data_source": "quandl", "quandl_database": "EOD", **TINY_PARAMS}
+    result = run_command(
+        ["mlflow", "run", ".", "--env-manager", "local", "--experiment-name", EXPERIMENT]
+        + [item for name, value in params.items() for item in ("-P", f"{name}={value}")],
+        remote_env(tracking, price_server),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    [parent] = tracking.parents()
+    children = tracking.children(parent)
+    assert {name: run.info.status for name, run in children.items()} == {
+        DOWNLOAD_STEP: "FINISHED",
+        TRANSFORM_STEP: "FINISHED",
+        TRAIN_STEP: "FINISHED",
+    }
+    download = children[DOWNLOAD_STEP]
+    tags = download.data.tags
+    assert tags["data_source_resolved"] == f"quandl:EOD/MSFT@{price_server.api_base}"
+    assert (tags["raw_rows"], tags["raw_first_date"], tags["raw_last_date"]) == (
+        "1090",
+        "2013-09-03",
+        "2017-12-28",
+    )
+    raw = Path(
+        mlflow.artifacts.download_artifacts(run_id=download.info.run_id, artifact_path="raw-data/MSFT.csv")
+    )
+    assert tags["raw_sha256"] == hashlib.sha256(raw.read_bytes()).hexdigest()
+    assert children[TRANSFORM_STEP].data.tags["price_column"] == "Adj_Close"
+    assert price_server.requests[0].headers.get("x-api-token") == KEY
+    assert_no_leak(tracking, result.stdout, result.stderr)
+
+
+def test_python_main_on_a_csv_url(tracking, price_server):
+    url = f"{price_server.url}/files/msft-stooq.csv"
+    result = python_main(tracking, "--data-source", url, *cli_options(TINY_PARAMS))
+    assert result.returncode == 0, result.stderr[-3000:]
+    [parent] = tracking.parents()
+    children = tracking.children(parent)
+    assert all(run.info.status == "FINISHED" for run in children.values()) and len(children) == 3
+    assert children[DOWNLOAD_STEP].data.tags["data_source_resolved"] == url
+    assert (
+        children[TRANSFORM_STEP].data.tags["price_column"] == "Close"
+    )  # Stooq's layout has no adjusted close
+    assert children[TRANSFORM_STEP].data.tags["source_newest_first"] == "True"
+
+
+def test_a_rejected_key_is_not_repeated_even_when_the_server_echoes_it(tracking, price_server):
+    price_server.required_key = "the-right-key-000"
+    result = run_command(
+        [
+            sys.executable,
+            "-m",
+            "flow_steps.download_raw_data",
+            "--data-source",
+            "quandl",
+            "--quandl-database",
+            "EOD",
+        ],
+        remote_env(tracking, price_server),
+    )
+    assert result.returncode == 1
+    assert "(401, the key was rejected)" in result.stderr
+    [run] = tracking.runs()
+    assert run.info.status == "FAILED"
+    assert_no_leak(tracking, result.stdout, result.stderr, artifacts_expected=False)
