@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 
 import pytest
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 from flow_steps import download_raw_data
 from flow_steps.constants import DOWNLOAD_STEP, TAG_ERROR, TRAIN_STEP, TRANSFORM_STEP
 from tests.conftest import EXPERIMENT, TINY_PARAMS, cli_options, python_main, run_command
+from tests.price_server import HANG
 
 pytestmark = pytest.mark.integration
 
@@ -160,3 +162,54 @@ def assert_untouched(tracking, before) -> None:
     assert [item.path for item in tracking.client.list_artifacts(after.info.run_id, "raw-data")] == [
         "raw-data/MSFT.csv"
     ]
+
+
+HTTP_FAILURES = {
+    "no key": ({"required_key": "right-key-1"}, "EOD", None, "(401, no key is set): set QUANDL_API_KEY"),
+    "forbidden": ({"scripted": 403}, "EOD", "some-key-1", "(403, the key was rejected)"),
+    "unknown ticker": ({}, "NOPE", None, "Quandl has no dataset NOPE/MSFT (404)"),
+    "retired feed": ({}, "WIKI", None, "WIKI/MSFT is retired (410 Gone)"),
+    "rate limit": ({"scripted": 429}, "EOD", None, "still answered 429 Too Many Requests after 3 retries"),
+    "server error": ({"scripted": 502}, "EOD", None, "still answered server error 502 after 3 retries"),
+    "timeout": ({"scripted": HANG}, "EOD", None, "did not answer within 0.5 s"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HTTP_FAILURES))
+def test_http_failure_fails_the_download_step(tracking, in_process, earlier_run, price_server, caplog, case):
+    setup, database, key, message = HTTP_FAILURES[case]
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("QUANDL_API_BASE", price_server.api_base)
+        env.setenv("PRICE_SOURCE_TIMEOUT", "0.5")
+        env.delenv("QUANDL_API_KEY", raising=False)
+        env.delenv("NASDAQ_DATA_LINK_API_KEY", raising=False)
+        if key:
+            env.setenv("QUANDL_API_KEY", key)
+        price_server.required_key = setup.get("required_key")
+        price_server.hang_seconds = 1.5
+        if "scripted" in setup:
+            price_server.scripted[price_server.dataset_path(f"{database}/MSFT")] = [setup["scripted"]] * 5
+        result = in_process.invoke(
+            download_raw_data.cli, ["--data-source", "quandl", "--quandl-database", database]
+        )
+
+    assert result.exit_code == 1
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1 and message in errors[0]
+    [failed] = [run for run in tracking.runs() if run.info.run_id != earlier_run.info.run_id]
+    assert failed.info.status == "FAILED" and message in failed.data.tags[TAG_ERROR]
+    assert_untouched(tracking, earlier_run)
+
+
+def test_refused_connection_fails_the_download_step(tracking, in_process, earlier_run, caplog, monkeypatch):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/prices.csv"
+    result = in_process.invoke(download_raw_data.cli, ["--data-source", url])
+    assert result.exit_code == 1
+    [error] = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert f"could not connect to {url}: connection refused" in error
+    [failed] = [run for run in tracking.runs() if run.info.run_id != earlier_run.info.run_id]
+    assert failed.info.status == "FAILED"
+    assert_untouched(tracking, earlier_run)
