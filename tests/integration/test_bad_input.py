@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from flow_steps import download_raw_data
 from flow_steps.constants import DOWNLOAD_STEP, TAG_ERROR, TRAIN_STEP, TRANSFORM_STEP
+from main import cli as main_cli
 from tests.conftest import EXPERIMENT, TINY_PARAMS, cli_options, python_main, run_command
 from tests.price_server import HANG
 
@@ -147,11 +148,18 @@ def test_too_few_rows_fail_before_training_and_say_what_to_change(tracking):
         (["--data-source", "https://x.test/a.csv?api_key=s3cr3tvalue"], "contains a key"),
     ],
 )
-def test_invalid_parameters_are_refused_before_anything_runs(tracking, options, message):
-    result = python_main(tracking, *options)
+def test_invalid_parameters_are_refused_before_anything_runs(tracking, in_process, options, message):
+    result = in_process.invoke(main_cli, options)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "s3cr3tvalue" not in result.output
+    assert tracking.runs() == []
+
+
+def test_main_refuses_a_bad_parameter_with_exit_2(tracking):
+    result = python_main(tracking, "--lstm-units", "0")
     assert result.returncode == 2
-    assert message in result.stderr
-    assert "s3cr3tvalue" not in result.stderr
+    assert "Invalid value for '--lstm-units': 0 is not in the range x>=1" in result.stderr
     assert tracking.runs() == []
 
 
