@@ -111,9 +111,7 @@ def price_column(frame: pd.DataFrame) -> str:
 def parse_dates(values: pd.Series, column: str) -> pd.Series:
     """Parse a date column; missing cells become NaT, unparseable ones raise naming the first."""
     parsed = pd.to_datetime(values, errors="coerce", format="mixed")
-    bad = parsed.isna() & values.notna()
-    if bad.any():
-        position = int(np.flatnonzero(bad.to_numpy())[0])
+    if (position := _first_unparsed(values, parsed)) is not None:
         raise DataValidationError(
             f"column '{column}' has a date that does not parse: '{values.iloc[position]}' "
             f"(data row {position + 1})"
@@ -126,14 +124,18 @@ def parse_dates(values: pd.Series, column: str) -> pd.Series:
 def parse_prices(values: pd.Series, column: str) -> pd.Series:
     """Parse a price column; missing cells become NaN, anything else not a number raises."""
     parsed = pd.to_numeric(values, errors="coerce")
-    bad = parsed.isna() & values.notna()
-    if bad.any():
-        position = int(np.flatnonzero(bad.to_numpy())[0])
+    if (position := _first_unparsed(values, parsed)) is not None:
         raise DataValidationError(
             f"column '{column}' has a value that is not a number: '{values.iloc[position]}' "
             f"(data row {position + 1})"
         )
     return parsed.astype(float)
+
+
+def _first_unparsed(values: pd.Series, parsed: pd.Series) -> int | None:
+    """Position of the first cell that had a value but did not parse, if any."""
+    bad = (parsed.isna() & values.notna()).to_numpy()
+    return int(np.flatnonzero(bad)[0]) if bad.any() else None
 
 
 def summarize_raw(raw: pd.DataFrame) -> RawSummary:

@@ -56,7 +56,14 @@ from flow_steps.step_run import run_step
 logger = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-MODEL_REQUIREMENTS = ("mlflow", "tensorflow", "keras", "numpy", "pandas", "scikit-learn", "cloudpickle")
+MODEL_REQUIREMENTS = (
+    "mlflow",
+    "tensorflow",
+    "keras",
+    "numpy",
+    "pandas",
+    "cloudpickle",
+)  # what serving imports
 
 
 @dataclass(frozen=True)
