@@ -24,9 +24,12 @@ from flow_steps.preparation import (
 )
 
 KERAS_ARTIFACT = "keras_model"
-OUTPUT_COLUMN = "next_close"
+DAYS_AHEAD_COLUMN = "days_ahead"
+FORECAST_COLUMN = "forecast_close"
 WINDOW_CONFIG = "window"
 RETURN_SCALE_CONFIG = "return_scale"
+HORIZON_PARAM = "horizon"
+MAX_HORIZON = 260  # about a year of business days; recursive forecasts beyond that are noise
 
 
 def build_lstm(window: int, units: int, learning_rate: float = 1e-3) -> keras.Model:
@@ -115,13 +118,42 @@ def predict_next_closes(
     keras_model: keras.Model, windows: np.ndarray, scaler: ReturnScaler, batch_size: int = 256
 ) -> np.ndarray:
     """Next-day close after each window of raw closes, in the windows' own units."""
-    scaled_returns = keras_model.predict(model_inputs(windows, scaler), batch_size=batch_size, verbose=0)
+    inputs = model_inputs(windows, scaler)
+    if len(inputs) <= batch_size:  # one direct call: much faster than predict() for a few windows
+        scaled_returns = keras.ops.convert_to_numpy(keras_model(inputs, training=False))
+    else:
+        scaled_returns = keras_model.predict(inputs, batch_size=batch_size, verbose=0)
     return closes_from_scaled_returns(windows, scaled_returns, scaler)
 
 
-class LstmPriceForecaster(mlflow.pyfunc.PythonModel):
-    """Pyfunc model: a DataFrame of chronological closes (column `Close`) -> the next-day close.
+def recursive_forecast(
+    keras_model: keras.Model, closes: np.ndarray, scaler: ReturnScaler, window: int, horizon: int
+) -> np.ndarray:
+    """The next `horizon` closes after `closes`, each forecast fed back as the newest close."""
+    history = list(np.asarray(closes, dtype=float)[-window:])
+    forecasts = []
+    for _ in range(horizon):
+        next_close = float(predict_next_closes(keras_model, np.array([history[-window:]]), scaler)[0])
+        forecasts.append(next_close)
+        history.append(next_close)
+    return np.array(forecasts)
 
+
+def horizon_from_params(params: dict | None) -> int:
+    """The `horizon` request parameter (default 1), refused outside 1..MAX_HORIZON."""
+    value = (params or {}).get(HORIZON_PARAM, 1)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise DataValidationError(f"{HORIZON_PARAM} must be a whole number of days, got {value!r}")
+    if not 1 <= value <= MAX_HORIZON:
+        raise DataValidationError(f"{HORIZON_PARAM} must be between 1 and {MAX_HORIZON}, got {value}")
+    return int(value)
+
+
+class LstmPriceForecaster(mlflow.pyfunc.PythonModel):
+    """Pyfunc model: a DataFrame of chronological closes (column `Close`) -> the next closes.
+
+    The answer has one row per business day ahead (`days_ahead`, `forecast_close`): one row by
+    default, `horizon` rows when the request's params ask for more, forecast recursively.
     It carries its own preprocessing (window, relative log prices, return scale), so it takes raw
     prices at any level, in the units the source gives, and answers in the same units. Logged as
     code (`flow_steps/pyfunc_model.py`), with `window` and `return_scale` in its model config.
@@ -140,8 +172,21 @@ class LstmPriceForecaster(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         try:
             closes = closes_from_input(model_input, self.window)
+            horizon = horizon_from_params(params)
         except DataValidationError as error:
             raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from error
-        last_window = closes[-self.window :][np.newaxis, :]
-        scaler = ReturnScaler(self.return_scale)
-        return pd.DataFrame({OUTPUT_COLUMN: predict_next_closes(self._keras_model, last_window, scaler)})
+        forecasts = recursive_forecast(
+            self._keras_model, closes, ReturnScaler(self.return_scale), self.window, horizon
+        )
+        return pd.DataFrame({DAYS_AHEAD_COLUMN: np.arange(1, horizon + 1), FORECAST_COLUMN: forecasts})
+
+    def one_step_forecasts(self, closes: np.ndarray, n_last: int) -> np.ndarray:
+        """Forecast each of the last `n_last` closes from the `window` closes before it (batch scoring)."""
+        closes = np.asarray(closes, dtype=float)
+        if len(closes) - n_last < self.window:
+            raise DataValidationError(
+                f"forecasting the last {n_last} of {len(closes)} closes needs {self.window} closes "
+                "before the first of them"
+            )
+        windows, _ = make_windows(closes, self.window)
+        return predict_next_closes(self._keras_model, windows[-n_last:], ReturnScaler(self.return_scale))

@@ -345,9 +345,14 @@ def closes_from_input(model_input: pd.DataFrame, window: int) -> np.ndarray:
         )
     if not np.all(np.isfinite(values)):
         position = int(np.flatnonzero(~np.isfinite(values))[0])
-        raise DataValidationError(
-            f"'{PRICE_COLUMN}' row {position} is not a number: {model_input[PRICE_COLUMN].iloc[position]!r}"
-        )
+        given = model_input[PRICE_COLUMN].iloc[position]
+        if pd.isna(given):
+            problem = "is missing"
+        elif isinstance(given, (int, float, np.number)):
+            problem = f"is not finite: {float(given):g}"
+        else:
+            problem = f"is not a number: {given!r}"
+        raise DataValidationError(f"'{PRICE_COLUMN}' row {position} {problem}")
     if np.any(values <= 0):
         position = int(np.flatnonzero(values <= 0)[0])
         raise DataValidationError(f"'{PRICE_COLUMN}' row {position} is not positive: {values[position]:g}")

@@ -14,7 +14,8 @@ import keras
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from flow_steps.constants import (
     BACKTEST_PATH,
@@ -34,8 +35,10 @@ from flow_steps.constants import (
 from flow_steps.errors import PipelineError, SourceError
 from flow_steps.evaluation import LSTM, NAIVE, baseline_forecasts, comparison, metrics_by_name
 from flow_steps.model import (
+    DAYS_AHEAD_COLUMN,
+    FORECAST_COLUMN,
+    HORIZON_PARAM,
     KERAS_ARTIFACT,
-    OUTPUT_COLUMN,
     RETURN_SCALE_CONFIG,
     WINDOW_CONFIG,
     FittedLstm,
@@ -192,16 +195,18 @@ def backtest_summary(folds: list[SplitEvaluation]) -> tuple[pd.DataFrame, dict[s
     return table, means
 
 
+def model_signature() -> ModelSignature:
+    """Chronological closes in; one row per business day ahead out; `horizon` (default 1) as a parameter."""
+    return ModelSignature(
+        inputs=Schema([ColSpec("double", PRICE_COLUMN)]),
+        outputs=Schema([ColSpec("long", DAYS_AHEAD_COLUMN), ColSpec("double", FORECAST_COLUMN)]),
+        params=ParamSchema([ParamSpec(HORIZON_PARAM, "long", 1)]),
+    )
+
+
 def log_model(lstm: FittedLstm, prices: pd.DataFrame, window: int) -> None:
     """Log the pyfunc model as code, with its Keras weights, config, signature and input example."""
     input_example = prices[[PRICE_COLUMN]].iloc[-window:].reset_index(drop=True)
-    example_output = pd.DataFrame(
-        {
-            OUTPUT_COLUMN: predict_next_closes(
-                lstm.keras_model, input_example[PRICE_COLUMN].to_numpy()[None, :], lstm.scaler
-            )
-        }
-    )
     with tempfile.TemporaryDirectory() as folder:
         keras_path = Path(folder) / "lstm.keras"
         lstm.keras_model.save(keras_path)
@@ -212,7 +217,7 @@ def log_model(lstm: FittedLstm, prices: pd.DataFrame, window: int) -> None:
             model_config={WINDOW_CONFIG: window, RETURN_SCALE_CONFIG: lstm.scaler.scale},
             artifacts={KERAS_ARTIFACT: str(keras_path)},
             code_paths=[str(code_dir / PACKAGE_DIR.name)],
-            signature=infer_signature(input_example, example_output),
+            signature=model_signature(),
             input_example=input_example,
             pip_requirements=[f"{name}=={version(name)}" for name in MODEL_REQUIREMENTS],
         )

@@ -5,7 +5,15 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from flow_steps.model import OUTPUT_COLUMN, LstmPriceForecaster, build_lstm, predict_next_closes
+from flow_steps.errors import DataValidationError
+from flow_steps.model import (
+    DAYS_AHEAD_COLUMN,
+    FORECAST_COLUMN,
+    MAX_HORIZON,
+    LstmPriceForecaster,
+    build_lstm,
+    predict_next_closes,
+)
 from flow_steps.preparation import ReturnScaler
 
 
@@ -30,19 +38,61 @@ def test_forecasts_scale_with_the_price_level(tiny_lstm):
     np.testing.assert_allclose(high, low * 30, rtol=1e-5)
 
 
-def test_pyfunc_predicts_from_the_last_window(tiny_lstm):
-    forecaster = LstmPriceForecaster(window=5, return_scale=0.02)
-    forecaster._keras_model = tiny_lstm  # what load_context does with the logged artifact
+@pytest.fixture
+def forecaster(tiny_lstm) -> LstmPriceForecaster:
+    model = LstmPriceForecaster(window=5, return_scale=0.02)
+    model._keras_model = tiny_lstm  # what load_context does with the logged artifact
+    return model
+
+
+def test_pyfunc_predicts_from_the_last_window(tiny_lstm, forecaster):
     closes = pd.DataFrame({"Close": [1.0, 2, 10.0, 10.5, 10.2, 10.8, 11.0]})
     answer = forecaster.predict(None, closes)
     expected = predict_next_closes(tiny_lstm, closes["Close"].to_numpy()[None, -5:], ReturnScaler(0.02))
-    assert list(answer.columns) == [OUTPUT_COLUMN]
-    np.testing.assert_allclose(answer[OUTPUT_COLUMN], expected)
+    assert list(answer.columns) == [DAYS_AHEAD_COLUMN, FORECAST_COLUMN]
+    assert answer[DAYS_AHEAD_COLUMN].tolist() == [1]
+    np.testing.assert_allclose(answer[FORECAST_COLUMN], expected)
 
 
-def test_pyfunc_refuses_bad_input_with_a_client_error(tiny_lstm):
-    forecaster = LstmPriceForecaster(window=5, return_scale=0.02)
-    forecaster._keras_model = tiny_lstm
-    with pytest.raises(MlflowException, match="needs at least 5") as caught:
-        forecaster.predict(None, pd.DataFrame({"Close": [1.0, 2.0]}))
+def test_horizon_feeds_each_forecast_back_as_the_newest_close(tiny_lstm, forecaster):
+    closes = [10.0, 10.5, 10.2, 10.8, 11.0, 11.3]
+    answer = forecaster.predict(None, pd.DataFrame({"Close": closes}), params={"horizon": 3})
+    assert answer[DAYS_AHEAD_COLUMN].tolist() == [1, 2, 3]
+    history = list(closes)
+    for forecast in answer[FORECAST_COLUMN]:  # step by step by hand: each step sees the previous forecast
+        step = predict_next_closes(tiny_lstm, np.array([history[-5:]]), ReturnScaler(0.02))[0]
+        np.testing.assert_allclose(forecast, step, rtol=1e-6)
+        history.append(step)
+    single = forecaster.predict(None, pd.DataFrame({"Close": closes}))
+    np.testing.assert_allclose(single[FORECAST_COLUMN], answer[FORECAST_COLUMN][:1], rtol=1e-6)
+
+
+def test_one_step_forecasts_score_each_day_from_the_days_before(tiny_lstm, forecaster):
+    closes = np.array([10.0, 10.5, 10.2, 10.8, 11.0, 11.3, 11.1, 11.6])
+    scored = forecaster.one_step_forecasts(closes, n_last=3)
+    for offset, forecast in zip(range(3), scored, strict=True):
+        day = len(closes) - 3 + offset
+        one = forecaster.predict(None, pd.DataFrame({"Close": closes[:day]}))
+        np.testing.assert_allclose(forecast, one[FORECAST_COLUMN].iloc[0], rtol=1e-6)
+    with pytest.raises(DataValidationError, match="needs 5 closes before"):
+        forecaster.one_step_forecasts(closes, n_last=4)
+
+
+@pytest.mark.parametrize(
+    ("frame", "params", "message"),
+    [
+        (pd.DataFrame({"Close": [1.0, 2.0]}), None, "needs at least 5"),
+        (pd.DataFrame({"Price": [1.0] * 6}), None, "needs a 'Close' column; found columns: Price"),
+        (pd.DataFrame({"Close": [1.0, 2, 3, 4, 0]}), None, "row 4 is not positive"),
+        (pd.DataFrame({"Close": [1.0, 2, "x", 4, 5]}), None, "row 2 is not a number: 'x'"),
+        (pd.DataFrame({"Close": [1.0, None, 3, 4, 5]}), None, "row 1 is missing"),
+        (pd.DataFrame({"Close": [1.0, 2, 3, 4, float("inf")]}), None, "row 4 is not finite: inf"),
+        (pd.DataFrame({"Close": [1.0] * 5}), {"horizon": 0}, "horizon must be between 1 and"),
+        (pd.DataFrame({"Close": [1.0] * 5}), {"horizon": MAX_HORIZON + 1}, "horizon must be between"),
+        (pd.DataFrame({"Close": [1.0] * 5}), {"horizon": 2.5}, "horizon must be a whole number"),
+    ],
+)
+def test_pyfunc_refuses_bad_input_with_a_client_error(forecaster, frame, params, message):
+    with pytest.raises(MlflowException, match=message) as caught:
+        forecaster.predict(None, frame, params=params)
     assert caught.value.get_http_status_code() == 400
