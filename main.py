@@ -1,7 +1,8 @@
 """The driver: one parent MLflow run, one child run per step, finished steps reused.
 
 Each step's output reaches the next as a logged artifact URI:
-download_raw_data -> raw-data/<TICKER>.csv -> transform_data -> transformed-data/prices.csv -> train_model.
+download_raw_data -> raw-data/<TICKER>.csv -> transform_data -> transformed-data/prices.csv -> train_model
+-> runs:/<run id>/model -> register_model (Model Registry: stock-<TICKER>-lstm, aliases challenger/champion).
 """
 
 from __future__ import annotations
@@ -21,16 +22,22 @@ from flow_steps.constants import (
     DOWNLOAD_STEP,
     HEADLINE_METRICS,
     MODEL_NAME,
+    REGISTER_STEP,
     SAMPLE_SOURCE,
+    TAG_CHAMPION_VERSION,
     TAG_CHILD_RUN_PREFIX,
     TAG_CODE_VERSION,
     TAG_ERROR,
+    TAG_MODEL_VERSION,
+    TAG_PROMOTION,
     TAG_RAW_SHA256,
+    TAG_REGISTERED_MODEL,
     TAG_REUSED_PREFIX,
     TRAIN_STEP,
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
     raw_data_path,
+    registered_model_name,
 )
 from flow_steps.errors import PipelineError
 from flow_steps.lineage import code_version, sha256_bytes
@@ -150,32 +157,70 @@ TRAIN_PARAMS = (
 )
 
 
-def run_pipeline(params: dict[str, str], reuse_training: bool = False) -> Run:
-    """Run (or reuse) the three steps under one parent run; returns the train run.
+def run_pipeline(params: dict[str, str], reuse_training: bool = False, register_model: bool = True) -> Run:
+    """Run (or reuse) the steps under one parent run; returns the train run.
 
-    `params` holds every step parameter (names as in MLproject) as strings.
+    `params` holds every step parameter (names as in MLproject) as strings. With `register_model`,
+    the trained model is registered and promoted to champion when it beats the current one.
     """
     version = code_version()
     with mlflow.start_run(run_name="main") as parent:
         started = time.perf_counter()
         mlflow.set_tag(TAG_CODE_VERSION, version)
-        own_params = {**params, "reuse_training": str(reuse_training).lower()}
+        own_params = {
+            **params,
+            "reuse_training": str(reuse_training).lower(),
+            "register_model": str(register_model).lower(),
+        }
         mlflow.log_params({key: value for key, value in own_params.items() if key not in parent.data.params})
+        steps = StepRunner(MlflowClient(), parent, version)
         try:
-            train = _run_steps(StepRunner(MlflowClient(), parent, version), params, reuse_training)
+            train, stock_data = _run_steps(steps, params, reuse_training)
+            mlflow.log_metrics(
+                {name: train.data.metrics[name] for name in HEADLINE_METRICS if name in train.data.metrics}
+            )
+            mlflow.set_tag("model_uri", f"runs:/{train.info.run_id}/{MODEL_NAME}")
+            logger.info("Model: runs:/%s/%s", train.info.run_id, MODEL_NAME)
+            if register_model:
+                _register(steps, train, stock_data, params)
         except PipelineError as error:
             mlflow.set_tag(TAG_ERROR, one_line(error))
             raise
-        mlflow.log_metrics(
-            {name: train.data.metrics[name] for name in HEADLINE_METRICS if name in train.data.metrics}
-        )
         mlflow.log_metric("pipeline_seconds", time.perf_counter() - started)
-        mlflow.set_tag("model_uri", f"runs:/{train.info.run_id}/{MODEL_NAME}")
-        logger.info("Model: runs:/%s/%s", train.info.run_id, MODEL_NAME)
         return train
 
 
-def _run_steps(steps: StepRunner, params: dict[str, str], reuse_training: bool) -> Run:
+def _register(steps: StepRunner, train: Run, stock_data: str, params: dict[str, str]) -> None:
+    """Run register_model on the trained model and copy its outcome onto the parent run."""
+    ticker = params["company_abbreviation"].strip().upper()
+    registration = steps.run(
+        REGISTER_STEP,
+        {
+            "model_uri": f"runs:/{train.info.run_id}/{MODEL_NAME}",
+            "stock_data": stock_data,
+            "test_fraction": params["test_fraction"],
+            "model_name": registered_model_name(ticker),
+        },
+        None,  # registration always runs: the registry may have changed since
+    )
+    outcome = registration.data.tags
+    mlflow.set_tags(
+        {
+            name: outcome[name]
+            for name in (TAG_REGISTERED_MODEL, TAG_MODEL_VERSION, TAG_CHAMPION_VERSION, TAG_PROMOTION)
+        }
+    )
+    logger.info(
+        "Registered %s version %s (%s); champion: version %s",
+        outcome[TAG_REGISTERED_MODEL],
+        outcome[TAG_MODEL_VERSION],
+        outcome[TAG_PROMOTION],
+        outcome[TAG_CHAMPION_VERSION],
+    )
+
+
+def _run_steps(steps: StepRunner, params: dict[str, str], reuse_training: bool) -> tuple[Run, str]:
+    """Run or reuse download, transform and train; returns the train run and its prices' URI."""
     download = steps.run(
         DOWNLOAD_STEP,
         {name: params[name] for name in DOWNLOAD_PARAMS},
@@ -190,14 +235,13 @@ def _run_steps(steps: StepRunner, params: dict[str, str], reuse_training: bool) 
         },
         {},
     )
-    return steps.run(
+    stock_data = f"{transform.info.artifact_uri}/{TRANSFORMED_DATA_PATH}"
+    train = steps.run(
         TRAIN_STEP,
-        {
-            "stock_data": f"{transform.info.artifact_uri}/{TRANSFORMED_DATA_PATH}",
-            **{name: params[name] for name in TRAIN_PARAMS},
-        },
+        {"stock_data": stock_data, **{name: params[name] for name in TRAIN_PARAMS}},
         {} if reuse_training else None,
     )
+    return train, stock_data
 
 
 def _quote(value: str) -> str:
@@ -205,9 +249,9 @@ def _quote(value: str) -> str:
 
 
 @click.command(
-    help="Run the pipeline download_raw_data -> transform_data -> train_model as child runs of one "
-    "MLflow run. Finished download and transform runs with the same parameters and code version "
-    "are reused; training always runs unless --reuse-training is given."
+    help="Run the pipeline download_raw_data -> transform_data -> train_model -> register_model as "
+    "child runs of one MLflow run. Finished download and transform runs with the same parameters and "
+    "code version are reused; training always runs unless --reuse-training is given."
 )
 @with_options(DOWNLOAD_OPTIONS, TRANSFORM_OPTIONS, TRAIN_OPTIONS)
 @click.option(
@@ -217,14 +261,22 @@ def _quote(value: str) -> str:
     type=click.BOOL,
     help="Also reuse a finished train_model run with the same inputs.",
 )
-def cli(reuse_training: bool, **params: str | int | float) -> None:
+@click.option(
+    "--register-model",
+    default=True,
+    show_default=True,
+    type=click.BOOL,
+    help="Register the model as stock-<TICKER>-lstm (alias challenger) and make it champion when it "
+    "beats the current champion on the same test days.",
+)
+def cli(reuse_training: bool, register_model: bool, **params: str | int | float) -> None:
     configure_logging()
     try:
         check_data_source(str(params["data_source"]))  # before anything runs or is logged
     except PipelineError as error:
         raise click.BadParameter(str(error), param_hint="'--data-source'") from error
     try:
-        run_pipeline({name: str(value) for name, value in params.items()}, reuse_training)
+        run_pipeline({name: str(value) for name, value in params.items()}, reuse_training, register_model)
     except PipelineError as error:
         logger.error("Pipeline failed: %s", one_line(error))
         sys.exit(1)

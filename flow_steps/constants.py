@@ -4,8 +4,14 @@
 DOWNLOAD_STEP = "download_raw_data"
 TRANSFORM_STEP = "transform_data"
 TRAIN_STEP = "train_model"
-PIPELINE_STEPS = (DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP)
+REGISTER_STEP = "register_model"
+PIPELINE_STEPS = (DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP, REGISTER_STEP)
 MAIN_ENTRY_POINT = "main"
+FORECAST_ENTRY_POINT = "forecast"
+
+# The Model Registry: one registered model per ticker, the serving alias and the newest candidate's.
+CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
 
 # Artifacts each step writes, relative to its run's artifact root.
 RAW_DATA_DIR = "raw-data"
@@ -30,6 +36,10 @@ TAG_RAW_ROWS = "raw_rows"
 TAG_RAW_FIRST_DATE = "raw_first_date"
 TAG_RAW_LAST_DATE = "raw_last_date"
 TAG_DATA_SOURCE = "data_source_resolved"
+TAG_REGISTERED_MODEL = "registered_model"  # on the register and parent runs
+TAG_MODEL_VERSION = "model_version"
+TAG_CHAMPION_VERSION = "champion_version"
+TAG_PROMOTION = "promotion"  # first_version, promoted, kept or already_registered
 
 # Metrics of train_model. The LSTM's are test_<metric>, a baseline's <baseline>_test_<metric>
 # (flow_steps.evaluation names them); these few are what the driver copies onto the parent run.
@@ -59,3 +69,8 @@ SAMPLE_TICKER = "MSFT"
 def raw_data_path(ticker: str) -> str:
     """Artifact path of the raw CSV that download_raw_data logs for `ticker`."""
     return f"{RAW_DATA_DIR}/{ticker}.csv"
+
+
+def registered_model_name(ticker: str) -> str:
+    """Name of the registered model for `ticker`: stock-<TICKER>-lstm."""
+    return f"stock-{ticker}-lstm"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +21,16 @@ from tests.price_server import PriceServer
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = PROJECT_ROOT / "tests" / "fixtures"
 EXPERIMENT = "pipeline-tests"
-# Small enough to train in seconds on 2 cores, large enough for a real split.
-TINY_PARAMS = {"max_row_limit": "300", "window": "10", "epochs": "1", "lstm_units": "8", "batch_size": "32"}
+# Small enough to train in seconds on 2 cores, large enough for a real split. Registration is
+# tested where it matters (test_pipeline's mlflow run, test_deployment); elsewhere it only costs time.
+TINY_PARAMS = {
+    "max_row_limit": "300",
+    "window": "10",
+    "epochs": "1",
+    "lstm_units": "8",
+    "batch_size": "32",
+    "register_model": "false",
+}
 
 
 @dataclass
@@ -39,6 +49,10 @@ class Tracking:
     def runs_of(self, entry_point: str) -> list[Run]:
         return self.runs(f"tags.`mlflow.project.entryPoint` = '{entry_point}'")
 
+    def runs_of_name(self, run_name: str) -> list[Run]:
+        """Runs named `run_name`: steps started by `mlflow run` or directly (run_step names them)."""
+        return self.runs(f"attributes.run_name = '{run_name}'")
+
     def parents(self) -> list[Run]:
         return [run for run in self.runs() if "mlflow.parentRunId" not in run.data.tags]
 
@@ -47,17 +61,26 @@ class Tracking:
         return {run.data.tags["mlflow.project.entryPoint"]: run for run in found}
 
 
-@pytest.fixture
-def tracking(tmp_path: Path) -> Tracking:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+@contextmanager
+def temporary_tracking(folder: Path) -> Iterator[Tracking]:
+    """A fresh sqlite store in `folder`, this process's tracking URI while the context is open."""
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
-    experiment_id = client.create_experiment(EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri())
+    experiment_id = client.create_experiment(EXPERIMENT, artifact_location=(folder / "artifacts").as_uri())
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
     env.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": EXPERIMENT})
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
-    yield Tracking(uri, client, experiment_id, env, tmp_path)
-    mlflow.set_tracking_uri(previous)
+    try:
+        yield Tracking(uri, client, experiment_id, env, folder)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture
+def tracking(tmp_path: Path) -> Iterator[Tracking]:
+    with temporary_tracking(tmp_path) as store:
+        yield store
 
 
 def run_command(args: list[str], env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:

@@ -20,6 +20,7 @@ from flow_steps.constants import (
     METRICS_TABLE_PATH,
     MODEL_NAME,
     PREDICTIONS_PATH,
+    REGISTER_STEP,
     TAG_CODE_VERSION,
     TAG_ERROR,
     TRAIN_STEP,
@@ -33,22 +34,28 @@ from tests.conftest import EXPERIMENT, FIXTURES, TINY_PARAMS, cli_options, pytho
 pytestmark = pytest.mark.integration
 
 
-def assert_chained(tracking, parent) -> dict:
-    """Three FINISHED children of `parent`, each consuming the previous one's artifact URI."""
+def assert_chained(tracking, parent, registered: bool = False) -> dict:
+    """FINISHED children of `parent`, each consuming the previous one's artifact URI."""
     children = tracking.children(parent)
-    assert set(children) == {DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP}
+    assert set(children) == {DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP} | (
+        {REGISTER_STEP} if registered else set()
+    )
     assert all(run.info.status == "FINISHED" for run in children.values())
     download, transform, train = children[DOWNLOAD_STEP], children[TRANSFORM_STEP], children[TRAIN_STEP]
     assert transform.data.params["dataset_stock_csv"] == f"{download.info.artifact_uri}/raw-data/MSFT.csv"
     assert train.data.params["stock_data"] == f"{transform.info.artifact_uri}/{TRANSFORMED_DATA_PATH}"
+    if registered:
+        register = children[REGISTER_STEP]
+        assert register.data.params["model_uri"] == f"runs:/{train.info.run_id}/{MODEL_NAME}"
+        assert register.data.params["stock_data"] == train.data.params["stock_data"]
     for run in children.values():
         assert run.info.run_name == run.data.tags["mlflow.project.entryPoint"]
         assert run.data.tags[TAG_CODE_VERSION] == parent.data.tags[TAG_CODE_VERSION]
     return children
 
 
-def test_mlflow_run_chains_three_steps_and_logs_a_model_that_serves_any_price_level(tracking):
-    params = {**TINY_PARAMS, "lstm_units": "6", "backtest_folds": "2"}
+def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price_level(tracking):
+    params = {**TINY_PARAMS, "lstm_units": "6", "backtest_folds": "2", "register_model": "true"}
     result = run_command(
         ["mlflow", "run", ".", "--env-manager", "local", "--experiment-name", EXPERIMENT]
         + [item for name, value in params.items() for item in ("-P", f"{name}={value}")],
@@ -59,7 +66,7 @@ def test_mlflow_run_chains_three_steps_and_logs_a_model_that_serves_any_price_le
     [parent] = tracking.parents()
     assert parent.info.status == "FINISHED"
     assert parent.data.params["lstm_units"] == "6"
-    children = assert_chained(tracking, parent)
+    children = assert_chained(tracking, parent, registered=True)
     train = children[TRAIN_STEP]
     assert train.data.params["lstm_units"] == "6"
     assert train.data.params["window"] == "10"
@@ -99,13 +106,21 @@ def test_mlflow_run_chains_three_steps_and_logs_a_model_that_serves_any_price_le
     )
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    model = mlflow.pyfunc.load_model(f"runs:/{train.info.run_id}/{MODEL_NAME}")
+    # The first registered version of the ticker's model becomes champion.
+    version = tracking.client.get_model_version_by_alias("stock-MSFT-lstm", "champion")
+    assert str(version.version) == "1" and version.run_id == train.info.run_id
+    assert sorted(version.aliases) == ["challenger", "champion"]
+    assert version.tags["promotion"] == "first_version"
+    assert parent.data.tags["registered_model"] == "stock-MSFT-lstm"
+    assert parent.data.tags["model_version"] == parent.data.tags["champion_version"] == "1"
+
+    model = mlflow.pyfunc.load_model("models:/stock-MSFT-lstm@champion")
     assert model.metadata.get_input_schema().input_names() == ["Close"]
     # 300 real closes from 2016-2017, far above anything in the bundled 2000-2013 sample.
     later = pd.read_csv(FIXTURES / "EOD-MSFT.csv").sort_values("Date")["Adj_Close"].tail(300)
     assert later.min() > prices["Close"].max() * 1.5
     forecast = model.predict(pd.DataFrame({"Close": later.to_numpy()}))
-    assert forecast.iloc[0, 0] == pytest.approx(later.iloc[-1], rel=0.05)
+    assert forecast["forecast_close"].item() == pytest.approx(later.iloc[-1], rel=0.05)
 
 
 def test_python_main_twice_reuses_download_and_transform_and_trains_deterministically(tracking):
@@ -138,6 +153,10 @@ def test_python_main_twice_reuses_download_and_transform_and_trains_deterministi
     assert second_train.data.metrics["test_rmse"] == first_children[TRAIN_STEP].data.metrics["test_rmse"]
     assert second.data.metrics["test_rmse"] == second_train.data.metrics["test_rmse"]
     assert set(second_children) == {TRAIN_STEP}  # reused runs stay children of the run that made them
+    # --register-model false: nothing registered.
+    assert tracking.runs_of(REGISTER_STEP) == []
+    assert tracking.client.search_registered_models() == []
+    assert second.data.params["register_model"] == "false"
 
 
 def test_bad_price_file_fails_the_download_and_the_parent_with_one_line(tracking):

@@ -1,0 +1,189 @@
+"""Forecast the next business days' closes with a logged or registered model, as a table.
+
+    python -m flow_steps.forecast --model models:/stock-MSFT-lstm@champion --data-source sample --horizon 5
+
+Prices come from the same sources as download_raw_data and are cleaned the same way as for training
+(adjusted close when the source has one); the model forecasts recursively from the latest closes.
+Dates are the business days (Monday to Friday) after the last price; exchange holidays are not skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import click
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from flow_steps.constants import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    DATE_COLUMN,
+    FORECAST_ENTRY_POINT,
+    PRICE_COLUMN,
+    registered_model_name,
+)
+from flow_steps.download_raw_data import normalize_ticker
+from flow_steps.errors import PipelineError
+from flow_steps.model import FORECAST_COLUMN, HORIZON_PARAM, MAX_HORIZON
+from flow_steps.options import DOWNLOAD_OPTIONS, with_options
+from flow_steps.preparation import clean_prices, decode_csv, read_price_table
+from flow_steps.sources import fetch_raw_prices, refuse_embedded_secrets
+from flow_steps.step_run import configure_logging, run_step
+
+logger = logging.getLogger(__name__)
+
+FORECAST_ARTIFACT = "forecast/forecast.csv"
+CHANGE_COLUMN = "change_pct"
+ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
+
+
+def forecast_table(prices: pd.DataFrame, forecasts: pd.Series) -> pd.DataFrame:
+    """Dates (the business days after the last price), forecast closes and % change from the last close."""
+    last_date, last_close = prices[DATE_COLUMN].iloc[-1], float(prices[PRICE_COLUMN].iloc[-1])
+    dates = pd.bdate_range(last_date + pd.offsets.BDay(1), periods=len(forecasts))
+    values = forecasts.to_numpy(dtype=float)
+    return pd.DataFrame(
+        {DATE_COLUMN: dates, FORECAST_COLUMN: values, CHANGE_COLUMN: 100 * (values / last_close - 1)}
+    )
+
+
+def load_model(model_uri: str) -> mlflow.pyfunc.PyFuncModel:
+    """Load a pyfunc model, or explain in one line why it cannot be."""
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    except (MlflowException, OSError) as error:
+        message = error.message if isinstance(error, MlflowException) else str(error)
+        raise PipelineError(f"model '{model_uri}' cannot be loaded: {message}") from error
+
+
+def resolve_model_uri(model: str, company_abbreviation: str) -> str:
+    """A model URI as given, or `champion` / `challenger` as that alias of the ticker's registered model."""
+    if model in (CHAMPION_ALIAS, CHALLENGER_ALIAS):
+        return f"models:/{registered_model_name(company_abbreviation.strip().upper())}@{model}"
+    return model
+
+
+def registry_version_tags(model_uri: str) -> dict[str, str]:
+    """For `models:/<name>@<alias>`, the version the alias points to now (a record of what answered)."""
+    match = ALIAS_URI.match(model_uri)
+    if not match:
+        return {}
+    try:
+        version = MlflowClient().get_model_version_by_alias(match["name"], match["alias"])
+    except MlflowException:
+        return {}  # loading the model reports the problem
+    return {"model_version": str(version.version)}
+
+
+def forecast(
+    model_uri: str, company_abbreviation: str, data_source: str, quandl_database: str, horizon: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cleaned prices and the forecast table for the next `horizon` business days."""
+    ticker = normalize_ticker(company_abbreviation)
+    raw = fetch_raw_prices(data_source, ticker, quandl_database)
+    prices, _ = clean_prices(
+        read_price_table(decode_csv(raw.content, raw.resolved_source), raw.resolved_source)
+    )
+    model = load_model(model_uri)
+    try:
+        answer = model.predict(prices[[PRICE_COLUMN]], params={HORIZON_PARAM: horizon})
+    except MlflowException as error:
+        raise PipelineError(
+            f"model '{model_uri}' refused the prices of {raw.resolved_source}: {error.message}"
+        ) from error
+    return prices, forecast_table(prices, answer[FORECAST_COLUMN])
+
+
+def render(prices: pd.DataFrame, table: pd.DataFrame, model_uri: str) -> str:
+    """The table as people read it: last known close, then one line per forecast day."""
+    last_date, last_close = prices[DATE_COLUMN].iloc[-1], float(prices[PRICE_COLUMN].iloc[-1])
+    lines = [
+        f"Model {model_uri}; last close {last_close:.2f} on {last_date:%Y-%m-%d}",
+        f"{'date':<12}{'forecast':>10}{'change':>9}",
+    ]
+    lines += [
+        f"{row[DATE_COLUMN]:%Y-%m-%d}  {row[FORECAST_COLUMN]:>10.2f}{row[CHANGE_COLUMN]:>+8.2f}%"
+        for _, row in table.iterrows()
+    ]
+    return "\n".join(lines)
+
+
+def write_csv(table: pd.DataFrame, output: Path) -> None:
+    """Write the table to `output` atomically: a failed write leaves any earlier file as it was."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=output.parent, suffix=".tmp", delete=False) as handle:
+        table.to_csv(handle, index=False, date_format="%Y-%m-%d")
+    os.replace(handle.name, output)
+
+
+@click.command(
+    help="Forecast the next HORIZON business days' closes with a logged or registered model and print "
+    "them as a table (dates, forecast close, change from the last close); --output also writes a CSV. "
+    "The table is logged to an MLflow run named 'forecast' as forecast/forecast.csv."
+)
+@click.option(
+    "--model",
+    default=CHAMPION_ALIAS,
+    show_default=True,
+    help=f"A model URI (models:/stock-MSFT-lstm@champion, models:/stock-MSFT-lstm/3, runs:/<run id>/model), "
+    f"or '{CHAMPION_ALIAS}' / '{CHALLENGER_ALIAS}' for that alias of the ticker's registered model "
+    "stock-<TICKER>-lstm.",
+)
+@with_options(DOWNLOAD_OPTIONS)
+@click.option(
+    "--horizon",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1, max=MAX_HORIZON),
+    help="Business days to forecast; each forecast is fed back as the newest close.",
+)
+@click.option(
+    "--output",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the table to this CSV file (the run always logs it as forecast/forecast.csv).",
+)
+def cli(
+    model: str,
+    company_abbreviation: str,
+    data_source: str,
+    quandl_database: str,
+    horizon: int,
+    output: str | None,
+) -> None:
+    configure_logging()
+    try:
+        refuse_embedded_secrets(data_source)  # before the value is logged as a parameter
+    except PipelineError as error:
+        raise click.BadParameter(str(error), param_hint="'--data-source'") from error
+    model_uri = resolve_model_uri(model, company_abbreviation)
+
+    def work() -> None:
+        mlflow.set_tags({"model_uri": model_uri, **registry_version_tags(model_uri)})
+        prices, table = forecast(model_uri, company_abbreviation, data_source, quandl_database, horizon)
+        mlflow.log_text(table.to_csv(index=False, date_format="%Y-%m-%d"), FORECAST_ARTIFACT)
+        if output:
+            write_csv(table, Path(output))
+            logger.info("Wrote %s", output)
+        click.echo(render(prices, table, model_uri))
+
+    params = {
+        "model": model,
+        "company_abbreviation": company_abbreviation,
+        "data_source": data_source,
+        "quandl_database": quandl_database,
+        "horizon": horizon,
+        **({"output": output} if output else {}),
+    }
+    run_step(FORECAST_ENTRY_POINT, params, work)
+
+
+if __name__ == "__main__":
+    cli()

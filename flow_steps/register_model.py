@@ -1,0 +1,310 @@
+"""Step 4: register the trained model, and make it the champion only if it beats the current one.
+
+The new version gets the alias `challenger` and tags with its evaluation metrics and data lineage.
+The current champion is scored again on the new model's test days (its own metrics came from other
+days), next to the new version and the naive forecast; the alias `champion` moves to the new version
+only when its RMSE is lower. The first version of a model becomes champion.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.entities import Run
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
+from mlflow.tracking import MlflowClient
+
+from flow_steps.constants import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    DATE_COLUMN,
+    DOWNLOAD_STEP,
+    HEADLINE_METRICS,
+    PRICE_COLUMN,
+    REGISTER_STEP,
+    TAG_CHAMPION_VERSION,
+    TAG_CHILD_RUN_PREFIX,
+    TAG_CODE_VERSION,
+    TAG_DATA_SOURCE,
+    TAG_MODEL_VERSION,
+    TAG_PROMOTION,
+    TAG_RAW_SHA256,
+    TAG_REGISTERED_MODEL,
+    TRANSFORM_STEP,
+)
+from flow_steps.errors import DataValidationError, PipelineError, SourceError
+from flow_steps.evaluation import naive_forecast, rmse
+from flow_steps.preparation import holdout_size, validate_prepared
+from flow_steps.step_run import run_step
+
+logger = logging.getLogger(__name__)
+
+FIRST_VERSION = "first_version"
+PROMOTED = "promoted"
+KEPT = "kept"
+ALREADY_REGISTERED = "already_registered"
+RUNS_URI = re.compile(r"^runs:/(?P<run_id>[0-9a-f]{32})/(?P<path>.+)$")
+MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+PARENT_RUN_TAG = "mlflow.parentRunId"
+LINEAGE_PARAMS = ("window", "lstm_units", "epochs", "seed", "test_fraction")
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """Whether the new version becomes champion, and why, in one line."""
+
+    decision: str
+    reason: str
+
+    @property
+    def promotes(self) -> bool:
+        return self.decision in (FIRST_VERSION, PROMOTED)
+
+
+def decide_promotion(
+    challenger_rmse: float, champion_version: str | None, champion_rmse: float | None
+) -> Promotion:
+    """The new version replaces the champion only with a strictly lower RMSE on the same test days."""
+    if champion_version is None:
+        return Promotion(FIRST_VERSION, "no champion yet: the first version becomes champion")
+    if champion_rmse is None:
+        return Promotion(KEPT, f"champion version {champion_version} cannot be scored on these test days")
+    if challenger_rmse < champion_rmse:
+        return Promotion(
+            PROMOTED,
+            f"RMSE {challenger_rmse:.6g} beats champion version {champion_version}'s {champion_rmse:.6g}",
+        )
+    return Promotion(
+        KEPT,
+        f"RMSE {challenger_rmse:.6g} does not beat champion version {champion_version}'s {champion_rmse:.6g}",
+    )
+
+
+@dataclass(frozen=True)
+class HoldoutDays:
+    """The closes a model is scored on: every close, and how many of the last ones are test days."""
+
+    closes: np.ndarray
+    dates: pd.Series
+    n_test: int
+
+    @property
+    def actual(self) -> np.ndarray:
+        return self.closes[-self.n_test :]
+
+
+def holdout_days(prices: pd.DataFrame, test_fraction: float) -> HoldoutDays:
+    """The test days train_model held out from `prices` with `test_fraction`."""
+    return HoldoutDays(
+        closes=prices[PRICE_COLUMN].to_numpy(dtype=float),
+        dates=prices[DATE_COLUMN],
+        n_test=holdout_size(len(prices), test_fraction),
+    )
+
+
+def score(model_uri: str, days: HoldoutDays) -> float:
+    """RMSE of a registered LSTM's one-step forecasts of the test days (loaded like serving does)."""
+    forecaster = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    return rmse(days.actual, forecaster.one_step_forecasts(days.closes, days.n_test))
+
+
+def train_run_id(model_uri: str) -> str:
+    """The run id in a `runs:/<run id>/<path>` URI."""
+    match = RUNS_URI.match(model_uri)
+    if not match:
+        raise PipelineError(
+            f"model_uri '{model_uri}' is not a runs:/<run id>/<path> URI of a train_model run"
+        )
+    return match["run_id"]
+
+
+def lineage_tags(client: MlflowClient, train: Run, days: HoldoutDays) -> dict[str, str]:
+    """Tags that trace a version to its training run, code, parameters, data and test days."""
+    tags = {
+        "train_run_id": train.info.run_id,
+        TAG_CODE_VERSION: train.data.tags.get(TAG_CODE_VERSION, ""),
+        "trained_through": _day(days.dates.iloc[-days.n_test - 1]),
+        "test_first_date": _day(days.dates.iloc[-days.n_test]),
+        "test_last_date": _day(days.dates.iloc[-1]),
+        **{f"param.{name}": train.data.params[name] for name in LINEAGE_PARAMS if name in train.data.params},
+        **{
+            f"metric.{name}": f"{train.data.metrics[name]:.6g}"
+            for name in HEADLINE_METRICS
+            if name in train.data.metrics
+        },
+    }
+    parent_id = train.data.tags.get(PARENT_RUN_TAG)
+    if parent_id:  # the pipeline's parent run knows the download and transform runs
+        parent = client.get_run(parent_id).data.tags
+        for step in (DOWNLOAD_STEP, TRANSFORM_STEP):
+            if TAG_CHILD_RUN_PREFIX + step in parent:
+                tags[f"{step}_run_id"] = parent[TAG_CHILD_RUN_PREFIX + step]
+        if f"{DOWNLOAD_STEP}_run_id" in tags:
+            download = client.get_run(tags[f"{DOWNLOAD_STEP}_run_id"]).data.tags
+            tags.update(
+                {name: download[name] for name in (TAG_DATA_SOURCE, TAG_RAW_SHA256) if name in download}
+            )
+    return tags
+
+
+def register(model_uri: str, stock_data: str, test_fraction: float, model_name: str) -> None:
+    """Register `model_uri` as a new version of `model_name`, tag it, and move the aliases."""
+    if not MODEL_NAME_PATTERN.match(model_name):
+        raise PipelineError(f"model_name '{model_name}' must be letters, digits, '.', '_' or '-'")
+    if not 0 < test_fraction <= 0.5:
+        raise PipelineError(f"test_fraction must be in (0, 0.5], got {test_fraction}")
+    run_id = train_run_id(model_uri)
+    path = Path(stock_data)
+    if not path.is_file():
+        raise SourceError(f"stock_data '{stock_data}' is not a file")
+    days = holdout_days(validate_prepared(pd.read_csv(path, dtype=str), path.name), test_fraction)
+    client = MlflowClient()
+    try:
+        train = client.get_run(run_id)
+    except MlflowException as error:
+        raise PipelineError(f"model_uri '{model_uri}': no such run in this tracking store") from error
+
+    version, is_new = _registered_version(client, model_name, model_uri, run_id)
+    champion = _alias_version(client, model_name, CHAMPION_ALIAS)
+    challenger_rmse = score(f"models:/{model_name}/{version.version}", days)
+    naive_rmse = rmse(days.actual, naive_forecast(days.closes, days.n_test))
+    metrics = {"challenger_test_rmse": challenger_rmse, "naive_test_rmse": naive_rmse}
+
+    if not is_new:
+        promotion = Promotion(ALREADY_REGISTERED, f"run {run_id} is already version {version.version}")
+    else:
+        champion_rmse = _champion_score(model_name, champion, days)
+        if champion_rmse is not None:
+            metrics["champion_test_rmse"] = champion_rmse
+        promotion = decide_promotion(
+            challenger_rmse, str(champion.version) if champion else None, champion_rmse
+        )
+        if champion and champion.tags.get("trained_through", "") >= _day(days.dates.iloc[-days.n_test]):
+            logger.warning(
+                "Champion version %s was trained on data through %s, on or after the first test day: "
+                "its score on these days is optimistic",
+                champion.version,
+                champion.tags["trained_through"],
+            )
+            mlflow.set_tag("champion_saw_test_days", "true")
+        version_tags = {
+            **lineage_tags(client, train, days),
+            "registered_test_rmse": f"{challenger_rmse:.6g}",
+            "registered_naive_test_rmse": f"{naive_rmse:.6g}",
+            TAG_PROMOTION: promotion.decision,
+            "promotion_reason": promotion.reason,
+        }
+        for key, value in version_tags.items():
+            client.set_model_version_tag(model_name, version.version, key, value)
+        client.set_registered_model_alias(model_name, CHALLENGER_ALIAS, version.version)
+        if promotion.promotes:
+            client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version.version)
+
+    champion_now = _alias_version(client, model_name, CHAMPION_ALIAS)
+    mlflow.log_metrics(metrics)
+    mlflow.set_tags(
+        {
+            TAG_REGISTERED_MODEL: model_name,
+            TAG_MODEL_VERSION: str(version.version),
+            TAG_CHAMPION_VERSION: str(champion_now.version) if champion_now else "",
+            "champion_version_before": str(champion.version) if champion else "",
+            TAG_PROMOTION: promotion.decision,
+            "promotion_reason": promotion.reason,
+        }
+    )
+    logger.info(
+        "%s version %s (test RMSE %.6g, naive %.6g): %s; champion is version %s",
+        model_name,
+        version.version,
+        challenger_rmse,
+        naive_rmse,
+        promotion.reason,
+        champion_now.version if champion_now else "none",
+    )
+
+
+def _registered_version(
+    client: MlflowClient, model_name: str, model_uri: str, run_id: str
+) -> tuple[ModelVersion, bool]:
+    """The version registered from this run, registering it first if there is none."""
+    existing = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
+    if existing:
+        return min(existing, key=lambda found: int(found.version)), False
+    logged = mlflow.search_logged_models(
+        filter_string=f"source_run_id = '{run_id}' AND name = '{RUNS_URI.match(model_uri)['path']}'",
+        output_format="list",
+    )
+    try:
+        return mlflow.register_model(logged[0].model_uri if logged else model_uri, model_name), True
+    except MlflowException as error:
+        raise PipelineError(f"cannot register model_uri '{model_uri}': {error.message}") from error
+
+
+def _alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(model_name, alias)
+    except MlflowException as error:
+        if error.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST) or "not found" in error.message:
+            return None
+        raise
+
+
+def _champion_score(model_name: str, champion: ModelVersion | None, days: HoldoutDays) -> float | None:
+    """The champion's RMSE on these test days, or None when it has no champion or too short a history."""
+    if champion is None:
+        return None
+    try:
+        return score(f"models:/{model_name}/{champion.version}", days)
+    except DataValidationError as error:
+        logger.warning("Champion version %s cannot be scored: %s", champion.version, error)
+        return None
+
+
+def _day(value: pd.Timestamp) -> str:
+    return pd.Timestamp(value).strftime("%Y-%m-%d")
+
+
+@click.command(
+    help="Register a trained model as a new version of MODEL_NAME with the alias 'challenger', tagged "
+    "with its metrics and data lineage. It becomes 'champion' when it is the first version, or when its "
+    "RMSE on its test days beats the current champion's RMSE on the same days."
+)
+@click.option("--model-uri", required=True, help="runs:/<train_model run id>/model")
+@click.option(
+    "--stock-data",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The prepared prices the model was trained on (transform_data's transformed-data/prices.csv).",
+)
+@click.option(
+    "--test-fraction",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(min=0, max=0.5, min_open=True),
+    help="The test_fraction the model was trained with: the test days both models are scored on.",
+)
+@click.option("--model-name", required=True, help="Registered model name, e.g. stock-MSFT-lstm.")
+def cli(model_uri: str, stock_data: str, test_fraction: float, model_name: str) -> None:
+    run_step(
+        REGISTER_STEP,
+        {
+            "model_uri": model_uri,
+            "stock_data": stock_data,
+            "test_fraction": test_fraction,
+            "model_name": model_name,
+        },
+        lambda: register(model_uri, stock_data, test_fraction, model_name),
+    )
+
+
+if __name__ == "__main__":
+    cli()

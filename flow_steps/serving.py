@@ -1,0 +1,107 @@
+"""Run `mlflow models serve` on loopback and talk to it: used by the tests and the serving benchmark."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from flow_steps.constants import PRICE_COLUMN
+from flow_steps.model import HORIZON_PARAM
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+
+
+def invocation_payload(closes: Sequence[float], horizon: int | None = None) -> dict:
+    """The JSON body of POST /invocations: closes as `dataframe_split`, `horizon` as a param."""
+    payload: dict = {"dataframe_split": {"columns": [PRICE_COLUMN], "data": [[float(c)] for c in closes]}}
+    if horizon is not None:
+        payload["params"] = {HORIZON_PARAM: horizon}
+    return payload
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class ServedModel:
+    """A running scoring server: its base URL and its log file."""
+
+    url: str
+    log_path: Path
+
+    def invoke(self, payload: dict, timeout: float = 30) -> requests.Response:
+        return requests.post(f"{self.url}/invocations", json=payload, timeout=timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def served_model(
+    model_uri: str, env: dict[str, str] | None = None, port: int | None = None, start_timeout: float = 180
+) -> Iterator[ServedModel]:
+    """`mlflow models serve -m MODEL_URI --env-manager local` on 127.0.0.1, stopped on exit."""
+    port = port or free_port()
+    mlflow_cli = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
+    command = [mlflow_cli, "models", "serve", "-m", model_uri, "--env-manager", "local"]
+    command += ["--host", HOST, "-p", str(port), "--workers", "1"]
+    with tempfile.TemporaryDirectory() as folder:
+        log_path = Path(folder) / "serve.log"
+        with log_path.open("w") as log_file:
+            process = subprocess.Popen(
+                command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            )
+            server = ServedModel(f"http://{HOST}:{port}", log_path)
+            try:
+                _wait_until_ready(server, process, start_timeout)
+                yield server
+            finally:
+                _stop(process)
+
+
+def _wait_until_ready(server: ServedModel, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = server.log()[-3000:]
+            raise RuntimeError(f"mlflow models serve exited with {process.returncode}:\n{tail}")
+        try:
+            if requests.get(f"{server.url}/ping", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"mlflow models serve not ready after {timeout:.0f} s:\n{server.log()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop the server and its workers (they share its process group)."""
+    for signal_number, wait_seconds in ((signal.SIGTERM, 20), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, signal_number)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=wait_seconds)
+            break
+        except subprocess.TimeoutExpired:
+            continue

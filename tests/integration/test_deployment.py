@@ -1,0 +1,313 @@
+"""Deployment: the Model Registry's champion/challenger, the served REST model and the forecast command.
+
+One temporary store for the module: three trainings registered in a row (deliberately worse, better,
+the worse again), then `mlflow models serve` on the champion and the forecast command against it.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from mlflow.entities import Run
+
+from flow_steps import forecast, register_model, train_model
+from flow_steps.constants import (
+    DOWNLOAD_STEP,
+    FORECAST_ENTRY_POINT,
+    PREDICTIONS_PATH,
+    REGISTER_STEP,
+    TAG_ERROR,
+    TRAIN_STEP,
+    TRANSFORM_STEP,
+)
+from flow_steps.preparation import clean_prices, decode_csv, read_price_table
+from flow_steps.serving import invocation_payload, served_model
+from flow_steps.sources import fetch_raw_prices
+from tests.conftest import (
+    EXPERIMENT,
+    FIXTURES,
+    TINY_PARAMS,
+    cli_options,
+    python_main,
+    run_command,
+    temporary_tracking,
+)
+
+pytestmark = pytest.mark.integration
+
+MODEL = "stock-MSFT-lstm"
+CHAMPION = f"models:/{MODEL}@champion"
+# On the sample's last 300 days with window 10 and seed 42: one epoch of 8 units forecasts clearly
+# worse than the naive forecast (RMSE ratio about 1.12), two epochs of 4 units slightly better (about 0.99).
+WORSE = {"window": "10", "epochs": "1", "lstm_units": "8", "batch_size": "32"}
+BETTER = {**WORSE, "epochs": "2", "lstm_units": "4"}
+
+
+@dataclass
+class Registration:
+    train: Run
+    register: Run
+    parent: Run | None = None
+
+    @property
+    def decision(self) -> str:
+        return self.register.data.tags["promotion"]
+
+
+def train_and_register_in_process(tracking, stock_data: str, params: dict[str, str]) -> Registration:
+    """The train_model and register_model steps run by click in this process: no TensorFlow start-up."""
+    runner = CliRunner()
+    trained = runner.invoke(train_model.cli, ["--stock-data", stock_data, *cli_options(params)])
+    assert trained.exit_code == 0, trained.output
+    train = max(tracking.runs_of_name(TRAIN_STEP), key=lambda run: run.info.start_time)
+    registered = runner.invoke(
+        register_model.cli,
+        [
+            "--model-uri",
+            f"runs:/{train.info.run_id}/model",
+            "--stock-data",
+            stock_data,
+            "--model-name",
+            MODEL,
+        ],
+    )
+    assert registered.exit_code == 0, registered.output
+    register = max(tracking.runs_of_name(REGISTER_STEP), key=lambda run: run.info.start_time)
+    return Registration(train, register)
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """Three registrations in a row: the worse model (by main.py), the better one, the worse again."""
+    with (
+        temporary_tracking(tmp_path_factory.mktemp("registry")) as tracking,
+        pytest.MonkeyPatch.context() as env,
+    ):
+        result = python_main(tracking, *cli_options({**TINY_PARAMS, **WORSE, "register_model": "true"}))
+        assert result.returncode == 0, result.stderr[-3000:]
+        [parent] = tracking.parents()
+        children = tracking.children(parent)
+        first = Registration(children[TRAIN_STEP], children[REGISTER_STEP], parent)
+
+        env.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+        env.delenv("MLFLOW_RUN_ID", raising=False)
+        stock_data = mlflow.artifacts.download_artifacts(first.train.data.params["stock_data"])
+        second = train_and_register_in_process(tracking, stock_data, BETTER)
+        third = train_and_register_in_process(tracking, stock_data, WORSE)
+        yield tracking, [first, second, third]
+
+
+def test_the_first_version_becomes_champion_with_metrics_and_lineage(registry):
+    tracking, [first, _, _] = registry
+    assert first.decision == "first_version"
+    # main.py ran register_model as the last child and copied its outcome onto the parent run.
+    assert {
+        name: first.parent.data.tags[name] for name in ("model_version", "champion_version", "promotion")
+    } == {
+        "model_version": "1",
+        "champion_version": "1",
+        "promotion": "first_version",
+    }
+    version = tracking.client.get_model_version(MODEL, "1")
+    tags, train = version.tags, first.train
+    assert version.run_id == train.info.run_id
+    assert float(tags["metric.test_rmse"]) == pytest.approx(train.data.metrics["test_rmse"], rel=1e-5)
+    assert float(tags["metric.naive_test_rmse"]) == pytest.approx(
+        train.data.metrics["naive_test_rmse"], rel=1e-5
+    )
+    # Scored again through the registry, on the days training held out: the same RMSE.
+    assert first.register.data.metrics["challenger_test_rmse"] == pytest.approx(
+        train.data.metrics["test_rmse"], rel=1e-6
+    )
+    download = tracking.client.get_run(first.parent.data.tags[f"run_id_{DOWNLOAD_STEP}"])
+    assert tags["train_run_id"] == train.info.run_id
+    assert tags[f"{DOWNLOAD_STEP}_run_id"] == download.info.run_id
+    assert tags[f"{TRANSFORM_STEP}_run_id"] == first.parent.data.tags[f"run_id_{TRANSFORM_STEP}"]
+    assert tags["raw_sha256"] == download.data.tags["raw_sha256"]
+    assert tags["data_source_resolved"] == "sample:WIKI-MSFT.csv"
+    assert tags["code_version"] == train.data.tags["code_version"]
+    assert tags["param.window"] == "10" and tags["param.epochs"] == "1"
+    predictions = pd.read_csv(
+        mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path=PREDICTIONS_PATH)
+    )
+    assert (tags["test_first_date"], tags["test_last_date"]) == (
+        predictions["Date"].iloc[0],
+        predictions["Date"].iloc[-1],
+    )
+    assert tags["trained_through"] < tags["test_first_date"]
+
+
+def test_a_better_model_takes_the_champion_alias(registry):
+    tracking, [first, second, _] = registry
+    metrics = second.register.data.metrics
+    # The champion was scored again on the new model's test days (here the same days as its own).
+    assert metrics["champion_test_rmse"] == pytest.approx(first.train.data.metrics["test_rmse"], rel=1e-6)
+    assert metrics["challenger_test_rmse"] == pytest.approx(second.train.data.metrics["test_rmse"], rel=1e-6)
+    assert metrics["challenger_test_rmse"] < metrics["champion_test_rmse"]
+    assert second.decision == "promoted"
+    assert second.register.data.tags["champion_version_before"] == "1"
+    assert tracking.client.get_model_version(MODEL, "2").tags["promotion"] == "promoted"
+
+
+def test_a_worse_model_stays_challenger(registry):
+    tracking, [first, second, third] = registry
+    metrics = third.register.data.metrics
+    assert metrics["champion_test_rmse"] == pytest.approx(second.train.data.metrics["test_rmse"], rel=1e-6)
+    assert metrics["challenger_test_rmse"] == pytest.approx(third.train.data.metrics["test_rmse"], rel=1e-6)
+    assert metrics["challenger_test_rmse"] > metrics["champion_test_rmse"]
+    assert third.decision == "kept"
+    assert "does not beat champion version 2's" in third.register.data.tags["promotion_reason"]
+    assert tracking.client.get_model_version_by_alias(MODEL, "champion").version == 2
+    assert tracking.client.get_model_version_by_alias(MODEL, "challenger").version == 3
+    assert tracking.client.get_model_version(MODEL, "1").aliases == []
+
+
+def test_registering_something_that_is_not_a_training_run_fails_the_step(registry):
+    tracking, [first, _, _] = registry
+    stock_data = mlflow.artifacts.download_artifacts(first.train.data.params["stock_data"])
+    result = CliRunner().invoke(
+        register_model.cli,
+        ["--model-uri", "models:/elsewhere/1", "--stock-data", stock_data, "--model-name", MODEL],
+    )
+    assert result.exit_code == 1
+    [failed] = tracking.runs("attributes.status = 'FAILED'")
+    assert "model_uri 'models:/elsewhere/1' is not a runs:/<run id>/<path> URI" in failed.data.tags[TAG_ERROR]
+    assert tracking.client.get_model_version_by_alias(MODEL, "champion").version == 2
+
+
+@pytest.fixture(scope="module")
+def server(registry):
+    tracking, _ = registry
+    with served_model(CHAMPION, env=tracking.env) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def later_closes() -> list[float]:
+    """2016-2017 closes, far above anything the models were trained on."""
+    return pd.read_csv(FIXTURES / "EOD-MSFT.csv").sort_values("Date")["Adj_Close"].tail(30).tolist()
+
+
+def test_the_served_champion_answers_like_the_loaded_model(registry, server, later_closes):
+    local = mlflow.pyfunc.load_model(CHAMPION)
+    frame = pd.DataFrame({"Close": later_closes})
+
+    answer = server.invoke(invocation_payload(later_closes))
+    assert answer.status_code == 200, answer.text
+    [row] = answer.json()["predictions"]
+    assert row["days_ahead"] == 1
+    assert row["forecast_close"] == pytest.approx(local.predict(frame)["forecast_close"].item(), rel=1e-6)
+
+    answer = server.invoke(invocation_payload(later_closes, horizon=5))
+    assert answer.status_code == 200, answer.text
+    served = pd.DataFrame(answer.json()["predictions"])
+    expected = local.predict(frame, params={"horizon": 5})
+    assert served["days_ahead"].tolist() == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose(served["forecast_close"], expected["forecast_close"], rtol=1e-6)
+    assert served["forecast_close"].iloc[0] == pytest.approx(row["forecast_close"], rel=1e-9)
+
+
+def _frame(values: list) -> dict:
+    return {"dataframe_split": {"columns": ["Close"], "data": [[value] for value in values]}}
+
+
+BAD_REQUESTS = {
+    "no Close column": (
+        {"dataframe_split": {"columns": ["Price"], "data": [[100.0]] * 12}},
+        "missing inputs ['Close']",
+    ),
+    "too few rows": (_frame([100.0] * 9), "input has 9 rows of 'Close', the model needs at least 10"),
+    "not a number": (_frame(["abc"] + [100.0] * 11), "could not convert string to float: 'abc'"),
+    "a missing value": (_frame([None] + [100.0] * 11), "'Close' row 0 is missing"),
+    "zero price": (_frame([100.0] * 11 + [0.0]), "'Close' row 11 is not positive: 0"),
+    "negative price": (_frame([-5.0] + [100.0] * 11), "'Close' row 0 is not positive: -5"),
+    "horizon 0": (
+        {**_frame([100.0] * 12), "params": {"horizon": 0}},
+        "horizon must be between 1 and 260, got 0",
+    ),
+    "horizon too far": ({**_frame([100.0] * 12), "params": {"horizon": 1000}}, "between 1 and 260, got 1000"),
+    "horizon not a number": (
+        {**_frame([100.0] * 12), "params": {"horizon": "five"}},
+        "Failed to validate type and shape for 'horizon'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_bad_requests_get_a_400_that_names_the_problem(server, case):
+    payload, message = BAD_REQUESTS[case]
+    answer = server.invoke(payload)
+    assert answer.status_code == 400, answer.text
+    assert message in answer.json()["message"]
+
+
+def test_the_server_keeps_serving_after_bad_requests(server, later_closes):
+    answer = server.invoke(invocation_payload(later_closes))
+    assert answer.status_code == 200
+    assert len(answer.json()["predictions"]) == 1
+
+
+def sample_prices() -> pd.DataFrame:
+    raw = fetch_raw_prices("sample", "MSFT")
+    prices, _ = clean_prices(read_price_table(decode_csv(raw.content, "sample"), "sample"))
+    return prices
+
+
+def test_forecast_entry_point_prints_and_writes_business_day_forecasts(registry, tmp_path):
+    tracking, _ = registry
+    output = tmp_path / "out" / "forecast.csv"
+    result = run_command(
+        [sys.executable, "-m", "mlflow", "run", ".", "-e", FORECAST_ENTRY_POINT, "--env-manager", "local"]
+        + ["--experiment-name", EXPERIMENT, "-P", "horizon=5", "-P", f"output={output}"],
+        tracking.env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    prices = sample_prices()
+    expected = mlflow.pyfunc.load_model(CHAMPION).predict(prices[["Close"]], params={"horizon": 5})
+    written = pd.read_csv(output)
+    assert written["Date"].tolist() == ["2013-03-04", "2013-03-05", "2013-03-06", "2013-03-07", "2013-03-08"]
+    np.testing.assert_allclose(written["forecast_close"], expected["forecast_close"], rtol=1e-6)
+    last_close = prices["Close"].iloc[-1]
+    np.testing.assert_allclose(written["change_pct"], 100 * (written["forecast_close"] / last_close - 1))
+    assert f"Model {CHAMPION}; last close {last_close:.2f} on 2013-03-01" in result.stdout
+    for date, value in zip(written["Date"], written["forecast_close"], strict=True):
+        assert f"{date}  {value:>10.2f}" in result.stdout
+
+    [run] = tracking.runs_of(FORECAST_ENTRY_POINT)
+    assert run.info.status == "FINISHED" and run.data.params["model"] == "champion"
+    assert run.data.tags["model_uri"] == CHAMPION and run.data.tags["model_version"] == "2"
+    logged = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path=forecast.FORECAST_ARTIFACT
+    )
+    pd.testing.assert_frame_equal(pd.read_csv(logged), written)
+
+
+def test_forecast_with_an_unknown_model_fails_with_one_line(registry, tmp_path):
+    tracking, _ = registry
+    output = tmp_path / "kept.csv"
+    output.write_text("earlier,file\n")
+    result = CliRunner().invoke(
+        forecast.cli,
+        ["--model", "models:/stock-NOPE-lstm@champion", "--horizon", "3", "--output", str(output)],
+    )
+    assert result.exit_code == 1
+    failed = tracking.runs("attributes.status = 'FAILED' and tags.`mlflow.runName` = 'forecast'")
+    assert len(failed) == 1
+    assert "model 'models:/stock-NOPE-lstm@champion' cannot be loaded" in failed[0].data.tags[TAG_ERROR]
+    assert output.read_text() == "earlier,file\n"
+
+
+def test_forecast_refuses_a_horizon_below_one_before_anything_runs(registry):
+    tracking, _ = registry
+    before = len(tracking.runs())
+    result = CliRunner().invoke(forecast.cli, ["--horizon", "0"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--horizon': 0 is not in the range 1<=x<=260" in result.output
+    assert len(tracking.runs()) == before

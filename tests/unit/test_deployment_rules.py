@@ -1,0 +1,75 @@
+"""The pure rules of deployment: when the champion moves, which days a forecast is for, which model."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flow_steps.errors import PipelineError
+from flow_steps.forecast import forecast_table, render, resolve_model_uri, write_csv
+from flow_steps.register_model import decide_promotion, holdout_days, train_run_id
+from flow_steps.serving import invocation_payload
+
+
+def test_the_first_version_is_promoted():
+    promotion = decide_promotion(2.0, champion_version=None, champion_rmse=None)
+    assert promotion.promotes and promotion.decision == "first_version"
+
+
+def test_the_champion_moves_only_for_a_strictly_lower_rmse():
+    assert decide_promotion(0.99, "3", 1.0).decision == "promoted"
+    tie = decide_promotion(1.0, "3", 1.0)
+    assert not tie.promotes and tie.reason == "RMSE 1 does not beat champion version 3's 1"
+    assert not decide_promotion(1.01, "3", 1.0).promotes
+
+
+def test_a_champion_that_cannot_be_scored_is_kept():
+    promotion = decide_promotion(0.5, "3", None)
+    assert not promotion.promotes and "cannot be scored" in promotion.reason
+
+
+def test_holdout_days_are_the_days_training_held_out():
+    prices = pd.DataFrame({"Date": pd.bdate_range("2020-01-01", periods=50), "Close": np.arange(1.0, 51)})
+    days = holdout_days(prices, 0.2)
+    assert days.n_test == 10
+    np.testing.assert_array_equal(days.actual, np.arange(41.0, 51))
+
+
+def test_only_runs_uris_of_a_training_run_are_registered():
+    assert train_run_id("runs:/0123456789abcdef0123456789abcdef/model") == "0123456789abcdef0123456789abcdef"
+    with pytest.raises(PipelineError, match="is not a runs:/<run id>/<path> URI"):
+        train_run_id("models:/stock-MSFT-lstm/1")
+
+
+def test_forecast_dates_are_the_business_days_after_the_last_price():
+    prices = pd.DataFrame({"Date": pd.to_datetime(["2024-05-30", "2024-05-31"]), "Close": [100.0, 110.0]})
+    table = forecast_table(prices, pd.Series([121.0, 99.0, 110.0]))
+    # Friday 31 May -> Monday 3, Tuesday 4, Wednesday 5 June.
+    assert table["Date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-06-03", "2024-06-04", "2024-06-05"]
+    np.testing.assert_allclose(table["change_pct"], [10.0, -10.0, 0.0])
+    text = render(prices, table, "models:/m@champion")
+    assert text.splitlines()[0] == "Model models:/m@champion; last close 110.00 on 2024-05-31"
+    assert text.splitlines()[2] == "2024-06-03      121.00  +10.00%"
+
+
+def test_the_csv_is_replaced_whole(tmp_path):
+    output = tmp_path / "new" / "forecast.csv"
+    table = pd.DataFrame(
+        {"Date": pd.to_datetime(["2024-06-03"]), "forecast_close": [1.5], "change_pct": [0.0]}
+    )
+    write_csv(table, output)
+    assert output.read_text().splitlines() == ["Date,forecast_close,change_pct", "2024-06-03,1.5,0.0"]
+    assert [path.name for path in output.parent.iterdir()] == ["forecast.csv"]  # no temporary file left
+
+
+def test_aliases_name_the_tickers_registered_model():
+    assert resolve_model_uri("champion", " msft ") == "models:/stock-MSFT-lstm@champion"
+    assert resolve_model_uri("challenger", "AAPL") == "models:/stock-AAPL-lstm@challenger"
+    assert resolve_model_uri("runs:/abc/model", "MSFT") == "runs:/abc/model"
+
+
+def test_the_request_body_is_mlflows_dataframe_split_with_params():
+    assert invocation_payload([1, 2.5], horizon=3) == {
+        "dataframe_split": {"columns": ["Close"], "data": [[1.0], [2.5]]},
+        "params": {"horizon": 3},
+    }
+    assert "params" not in invocation_payload([1.0])
