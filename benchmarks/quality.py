@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from dataclasses import fields, replace
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 import pandas as pd
 

@@ -59,6 +59,13 @@ HEADLINE_METRICS = (
     "backtest_test_rmse_vs_naive",
 )
 
+# The served model's interface: request column PRICE_COLUMN, request parameter HORIZON_PARAM, and one
+# answer row per business day ahead.
+DAYS_AHEAD_COLUMN = "days_ahead"
+FORECAST_COLUMN = "forecast_close"
+HORIZON_PARAM = "horizon"
+MAX_HORIZON = 260  # about a year of business days; recursive forecasts beyond that are noise
+
 # Price sources (see flow_steps.sources).
 SAMPLE_SOURCE = "sample"
 QUANDL_SOURCE = "quandl"

@@ -25,13 +25,15 @@ from flow_steps.constants import (
     CHALLENGER_ALIAS,
     CHAMPION_ALIAS,
     DATE_COLUMN,
+    FORECAST_COLUMN,
     FORECAST_ENTRY_POINT,
+    HORIZON_PARAM,
+    MAX_HORIZON,
     PRICE_COLUMN,
     registered_model_name,
 )
 from flow_steps.download_raw_data import normalize_ticker
 from flow_steps.errors import PipelineError
-from flow_steps.model import FORECAST_COLUMN, HORIZON_PARAM, MAX_HORIZON
 from flow_steps.options import DOWNLOAD_OPTIONS, with_options
 from flow_steps.preparation import clean_prices, decode_csv, read_price_table
 from flow_steps.sources import fetch_raw_prices, refuse_embedded_secrets

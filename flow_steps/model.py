@@ -13,6 +13,7 @@ import tensorflow as tf
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from flow_steps.constants import DAYS_AHEAD_COLUMN, FORECAST_COLUMN, HORIZON_PARAM, MAX_HORIZON
 from flow_steps.errors import DataValidationError
 from flow_steps.preparation import (
     ReturnScaler,
@@ -24,12 +25,8 @@ from flow_steps.preparation import (
 )
 
 KERAS_ARTIFACT = "keras_model"
-DAYS_AHEAD_COLUMN = "days_ahead"
-FORECAST_COLUMN = "forecast_close"
 WINDOW_CONFIG = "window"
 RETURN_SCALE_CONFIG = "return_scale"
-HORIZON_PARAM = "horizon"
-MAX_HORIZON = 260  # about a year of business days; recursive forecasts beyond that are noise
 
 
 def build_lstm(window: int, units: int, learning_rate: float = 1e-3) -> keras.Model:

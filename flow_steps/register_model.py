@@ -177,25 +177,9 @@ def register(model_uri: str, stock_data: str, test_fraction: float, model_name: 
     champion = _alias_version(client, model_name, CHAMPION_ALIAS)
     challenger_rmse = score(f"models:/{model_name}/{version.version}", days)
     naive_rmse = rmse(days.actual, naive_forecast(days.closes, days.n_test))
-    metrics = {"challenger_test_rmse": challenger_rmse, "naive_test_rmse": naive_rmse}
-
-    if not is_new:
-        promotion = Promotion(ALREADY_REGISTERED, f"run {run_id} is already version {version.version}")
-    else:
-        champion_rmse = _champion_score(model_name, champion, days)
-        if champion_rmse is not None:
-            metrics["champion_test_rmse"] = champion_rmse
-        promotion = decide_promotion(
-            challenger_rmse, str(champion.version) if champion else None, champion_rmse
-        )
-        if champion and champion.tags.get("trained_through", "") >= _day(days.dates.iloc[-days.n_test]):
-            logger.warning(
-                "Champion version %s was trained on data through %s, on or after the first test day: "
-                "its score on these days is optimistic",
-                champion.version,
-                champion.tags["trained_through"],
-            )
-            mlflow.set_tag("champion_saw_test_days", "true")
+    mlflow.log_metrics({"challenger_test_rmse": challenger_rmse, "naive_test_rmse": naive_rmse})
+    if is_new:
+        promotion = _compare_with_champion(model_name, champion, challenger_rmse, days)
         version_tags = {
             **lineage_tags(client, train, days),
             "registered_test_rmse": f"{challenger_rmse:.6g}",
@@ -208,9 +192,10 @@ def register(model_uri: str, stock_data: str, test_fraction: float, model_name: 
         client.set_registered_model_alias(model_name, CHALLENGER_ALIAS, version.version)
         if promotion.promotes:
             client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version.version)
+    else:
+        promotion = Promotion(ALREADY_REGISTERED, f"run {run_id} is already version {version.version}")
 
     champion_now = _alias_version(client, model_name, CHAMPION_ALIAS)
-    mlflow.log_metrics(metrics)
     mlflow.set_tags(
         {
             TAG_REGISTERED_MODEL: model_name,
@@ -230,6 +215,26 @@ def register(model_uri: str, stock_data: str, test_fraction: float, model_name: 
         promotion.reason,
         champion_now.version if champion_now else "none",
     )
+
+
+def _compare_with_champion(
+    model_name: str, champion: ModelVersion | None, challenger_rmse: float, days: HoldoutDays
+) -> Promotion:
+    """Score the champion on these test days, log its score, and decide; warn if it saw those days."""
+    if champion is None:
+        return decide_promotion(challenger_rmse, None, None)
+    champion_rmse = _champion_score(model_name, champion, days)
+    if champion_rmse is not None:
+        mlflow.log_metric("champion_test_rmse", champion_rmse)
+    if champion.tags.get("trained_through", "") >= _day(days.dates.iloc[-days.n_test]):
+        logger.warning(
+            "Champion version %s was trained on data through %s, on or after the first test day: "
+            "its score on these days is optimistic",
+            champion.version,
+            champion.tags["trained_through"],
+        )
+        mlflow.set_tag("champion_saw_test_days", "true")
+    return decide_promotion(challenger_rmse, str(champion.version), champion_rmse)
 
 
 def _registered_version(
@@ -258,10 +263,8 @@ def _alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVe
         raise
 
 
-def _champion_score(model_name: str, champion: ModelVersion | None, days: HoldoutDays) -> float | None:
-    """The champion's RMSE on these test days, or None when it has no champion or too short a history."""
-    if champion is None:
-        return None
+def _champion_score(model_name: str, champion: ModelVersion, days: HoldoutDays) -> float | None:
+    """The champion's RMSE on these test days, or None when its window needs more history than there is."""
     try:
         return score(f"models:/{model_name}/{champion.version}", days)
     except DataValidationError as error:

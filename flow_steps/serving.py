@@ -18,8 +18,7 @@ from pathlib import Path
 
 import requests
 
-from flow_steps.constants import PRICE_COLUMN
-from flow_steps.model import HORIZON_PARAM
+from flow_steps.constants import HORIZON_PARAM, PRICE_COLUMN
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,10 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from flow_steps.constants import (
     BACKTEST_PATH,
     DATE_COLUMN,
+    DAYS_AHEAD_COLUMN,
+    FORECAST_COLUMN,
     FORECAST_PLOT_PATH,
+    HORIZON_PARAM,
     METRIC_NAIVE_TEST_RMSE,
     METRIC_TEST_RMSE,
     METRIC_TEST_RMSE_VS_NAIVE,
@@ -35,9 +38,6 @@ from flow_steps.constants import (
 from flow_steps.errors import PipelineError, SourceError
 from flow_steps.evaluation import LSTM, NAIVE, baseline_forecasts, comparison, metrics_by_name
 from flow_steps.model import (
-    DAYS_AHEAD_COLUMN,
-    FORECAST_COLUMN,
-    HORIZON_PARAM,
     KERAS_ARTIFACT,
     RETURN_SCALE_CONFIG,
     WINDOW_CONFIG,

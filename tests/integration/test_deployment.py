@@ -152,6 +152,7 @@ def test_a_better_model_takes_the_champion_alias(registry):
     assert metrics["challenger_test_rmse"] < metrics["champion_test_rmse"]
     assert second.decision == "promoted"
     assert second.register.data.tags["champion_version_before"] == "1"
+    assert "champion_saw_test_days" not in second.register.data.tags  # trained on days before them
     assert tracking.client.get_model_version(MODEL, "2").tags["promotion"] == "promoted"
 
 
@@ -166,6 +167,22 @@ def test_a_worse_model_stays_challenger(registry):
     assert tracking.client.get_model_version_by_alias(MODEL, "champion").version == 2
     assert tracking.client.get_model_version_by_alias(MODEL, "challenger").version == 3
     assert tracking.client.get_model_version(MODEL, "1").aliases == []
+
+
+def test_registering_the_same_training_run_again_adds_no_version(registry):
+    tracking, [first, _, _] = registry
+    stock_data = mlflow.artifacts.download_artifacts(first.train.data.params["stock_data"])
+    model_uri = f"runs:/{first.train.info.run_id}/model"
+    result = CliRunner().invoke(
+        register_model.cli, ["--model-uri", model_uri, "--stock-data", stock_data, "--model-name", MODEL]
+    )
+    assert result.exit_code == 0, result.output
+    again = max(tracking.runs_of_name(REGISTER_STEP), key=lambda run: run.info.start_time)
+    assert again.data.tags["promotion"] == "already_registered"
+    assert again.data.tags["model_version"] == "1"
+    assert len(tracking.client.search_model_versions(f"name = '{MODEL}'")) == 3
+    assert tracking.client.get_model_version_by_alias(MODEL, "champion").version == 2
+    assert tracking.client.get_model_version_by_alias(MODEL, "challenger").version == 3
 
 
 def test_registering_something_that_is_not_a_training_run_fails_the_step(registry):

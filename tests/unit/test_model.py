@@ -5,11 +5,9 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
+from flow_steps.constants import DAYS_AHEAD_COLUMN, FORECAST_COLUMN, MAX_HORIZON
 from flow_steps.errors import DataValidationError
 from flow_steps.model import (
-    DAYS_AHEAD_COLUMN,
-    FORECAST_COLUMN,
-    MAX_HORIZON,
     LstmPriceForecaster,
     build_lstm,
     predict_next_closes,
