@@ -112,14 +112,23 @@ def fit_lstm(
 
 
 def predict_next_closes(
-    keras_model: keras.Model, windows: np.ndarray, scaler: ReturnScaler, batch_size: int = 256
+    keras_model: keras.Model, windows: np.ndarray, scaler: ReturnScaler, chunk_size: int = 4096
 ) -> np.ndarray:
-    """Next-day close after each window of raw closes, in the windows' own units."""
+    """Next-day close after each window of raw closes, in the windows' own units.
+
+    `predict_on_batch` runs Keras' compiled predict function without `predict()`'s per-call set-up
+    (about 6 ms instead of 70 ms for one window on 2 cores; an eager call takes 280 ms); chunks bound
+    the memory of large batches.
+    """
     inputs = model_inputs(windows, scaler)
-    if len(inputs) <= batch_size:  # one direct call: much faster than predict() for a few windows
-        scaled_returns = keras.ops.convert_to_numpy(keras_model(inputs, training=False))
-    else:
-        scaled_returns = keras_model.predict(inputs, batch_size=batch_size, verbose=0)
+    if len(inputs) == 0:
+        return np.empty(0)
+    scaled_returns = np.concatenate(
+        [
+            np.asarray(keras_model.predict_on_batch(inputs[start : start + chunk_size])).reshape(-1)
+            for start in range(0, len(inputs), chunk_size)
+        ]
+    )
     return closes_from_scaled_returns(windows, scaled_returns, scaler)
 
 
