@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from mlflow.entities import Run
 
-from flow_steps import forecast, register_model, train_model
+from flow_steps import download_raw_data, forecast, register_model, train_model, transform_data
 from flow_steps.constants import (
     DOWNLOAD_STEP,
     FORECAST_ENTRY_POINT,
@@ -25,6 +25,7 @@ from flow_steps.constants import (
     TAG_ERROR,
     TRAIN_STEP,
     TRANSFORM_STEP,
+    TRANSFORMED_DATA_PATH,
 )
 from flow_steps.preparation import clean_prices, decode_csv, read_price_table
 from flow_steps.serving import invocation_payload, served_model
@@ -34,7 +35,6 @@ from tests.conftest import (
     FIXTURES,
     TINY_PARAMS,
     cli_options,
-    python_main,
     run_command,
     temporary_tracking,
 )
@@ -53,67 +53,63 @@ BETTER = {**WORSE, "epochs": "2", "lstm_units": "4"}
 class Registration:
     train: Run
     register: Run
-    parent: Run | None = None
 
     @property
     def decision(self) -> str:
         return self.register.data.tags["promotion"]
 
 
-def train_and_register_in_process(tracking, stock_data: str, params: dict[str, str]) -> Registration:
-    """The train_model and register_model steps run by click in this process: no TensorFlow start-up."""
-    runner = CliRunner()
-    trained = runner.invoke(train_model.cli, ["--stock-data", stock_data, *cli_options(params)])
-    assert trained.exit_code == 0, trained.output
-    train = max(tracking.runs_of_name(TRAIN_STEP), key=lambda run: run.info.start_time)
-    registered = runner.invoke(
-        register_model.cli,
-        [
-            "--model-uri",
-            f"runs:/{train.info.run_id}/model",
-            "--stock-data",
-            stock_data,
-            "--model-name",
-            MODEL,
-        ],
-    )
-    assert registered.exit_code == 0, registered.output
-    register = max(tracking.runs_of_name(REGISTER_STEP), key=lambda run: run.info.start_time)
-    return Registration(train, register)
+def newest(runs: list[Run]) -> Run:
+    return max(runs, key=lambda run: run.info.start_time)
+
+
+def invoke(command, *args: str) -> None:
+    result = CliRunner().invoke(command, list(args))
+    assert result.exit_code == 0, result.output
+
+
+def train_and_register(tracking, stock_data: str, params: dict[str, str]) -> Registration:
+    """train_model then register_model, each run by click in this process."""
+    invoke(train_model.cli, "--stock-data", stock_data, *cli_options(params))
+    train = newest(tracking.runs_of_name(TRAIN_STEP))
+    model_uri = f"runs:/{train.info.run_id}/model"
+    invoke(register_model.cli, "--model-uri", model_uri, "--stock-data", stock_data, "--model-name", MODEL)
+    return Registration(train, newest(tracking.runs_of_name(REGISTER_STEP)))
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    """Three registrations in a row: the worse model (by main.py), the better one, the worse again."""
+    """Three registrations in a row: the worse model, the better one, the worse again.
+
+    The steps run in this process (click's runner), which spares each a TensorFlow start-up;
+    `main.py` running register_model as its last child is tested in test_pipeline.
+    """
     with (
         temporary_tracking(tmp_path_factory.mktemp("registry")) as tracking,
         pytest.MonkeyPatch.context() as env,
     ):
-        result = python_main(tracking, *cli_options({**TINY_PARAMS, **WORSE, "register_model": "true"}))
-        assert result.returncode == 0, result.stderr[-3000:]
-        [parent] = tracking.parents()
-        children = tracking.children(parent)
-        first = Registration(children[TRAIN_STEP], children[REGISTER_STEP], parent)
-
         env.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
         env.delenv("MLFLOW_RUN_ID", raising=False)
-        stock_data = mlflow.artifacts.download_artifacts(first.train.data.params["stock_data"])
-        second = train_and_register_in_process(tracking, stock_data, BETTER)
-        third = train_and_register_in_process(tracking, stock_data, WORSE)
-        yield tracking, [first, second, third]
+        invoke(download_raw_data.cli)
+        raw = mlflow.artifacts.download_artifacts(
+            f"{newest(tracking.runs_of_name(DOWNLOAD_STEP)).info.artifact_uri}/raw-data/MSFT.csv"
+        )
+        invoke(
+            transform_data.cli, "--dataset-stock-csv", raw, "--max-row-limit", TINY_PARAMS["max_row_limit"]
+        )
+        transform = newest(tracking.runs_of_name(TRANSFORM_STEP))
+        stock_data = mlflow.artifacts.download_artifacts(
+            f"{transform.info.artifact_uri}/{TRANSFORMED_DATA_PATH}"
+        )
+        yield (
+            tracking,
+            [train_and_register(tracking, stock_data, params) for params in (WORSE, BETTER, WORSE)],
+        )
 
 
-def test_the_first_version_becomes_champion_with_metrics_and_lineage(registry):
+def test_the_first_version_becomes_champion_with_its_metrics_and_lineage(registry):
     tracking, [first, _, _] = registry
     assert first.decision == "first_version"
-    # main.py ran register_model as the last child and copied its outcome onto the parent run.
-    assert {
-        name: first.parent.data.tags[name] for name in ("model_version", "champion_version", "promotion")
-    } == {
-        "model_version": "1",
-        "champion_version": "1",
-        "promotion": "first_version",
-    }
     version = tracking.client.get_model_version(MODEL, "1")
     tags, train = version.tags, first.train
     assert version.run_id == train.info.run_id
@@ -125,12 +121,7 @@ def test_the_first_version_becomes_champion_with_metrics_and_lineage(registry):
     assert first.register.data.metrics["challenger_test_rmse"] == pytest.approx(
         train.data.metrics["test_rmse"], rel=1e-6
     )
-    download = tracking.client.get_run(first.parent.data.tags[f"run_id_{DOWNLOAD_STEP}"])
     assert tags["train_run_id"] == train.info.run_id
-    assert tags[f"{DOWNLOAD_STEP}_run_id"] == download.info.run_id
-    assert tags[f"{TRANSFORM_STEP}_run_id"] == first.parent.data.tags[f"run_id_{TRANSFORM_STEP}"]
-    assert tags["raw_sha256"] == download.data.tags["raw_sha256"]
-    assert tags["data_source_resolved"] == "sample:WIKI-MSFT.csv"
     assert tags["code_version"] == train.data.tags["code_version"]
     assert tags["param.window"] == "10" and tags["param.epochs"] == "1"
     predictions = pd.read_csv(
@@ -171,7 +162,7 @@ def test_a_worse_model_stays_challenger(registry):
 
 def test_registering_the_same_training_run_again_adds_no_version(registry):
     tracking, [first, _, _] = registry
-    stock_data = mlflow.artifacts.download_artifacts(first.train.data.params["stock_data"])
+    stock_data = first.train.data.params["stock_data"]
     model_uri = f"runs:/{first.train.info.run_id}/model"
     result = CliRunner().invoke(
         register_model.cli, ["--model-uri", model_uri, "--stock-data", stock_data, "--model-name", MODEL]
@@ -187,7 +178,7 @@ def test_registering_the_same_training_run_again_adds_no_version(registry):
 
 def test_registering_something_that_is_not_a_training_run_fails_the_step(registry):
     tracking, [first, _, _] = registry
-    stock_data = mlflow.artifacts.download_artifacts(first.train.data.params["stock_data"])
+    stock_data = first.train.data.params["stock_data"]
     result = CliRunner().invoke(
         register_model.cli,
         ["--model-uri", "models:/elsewhere/1", "--stock-data", stock_data, "--model-name", MODEL],

@@ -113,6 +113,14 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     assert version.tags["promotion"] == "first_version"
     assert parent.data.tags["registered_model"] == "stock-MSFT-lstm"
     assert parent.data.tags["model_version"] == parent.data.tags["champion_version"] == "1"
+    assert parent.data.tags["promotion"] == "first_version"
+    # The version's lineage reaches back through the parent run to the data.
+    download = children[DOWNLOAD_STEP]
+    assert version.tags[f"{DOWNLOAD_STEP}_run_id"] == download.info.run_id
+    assert version.tags[f"{TRANSFORM_STEP}_run_id"] == children[TRANSFORM_STEP].info.run_id
+    assert version.tags["raw_sha256"] == download.data.tags["raw_sha256"]
+    assert version.tags["data_source_resolved"] == "sample:WIKI-MSFT.csv"
+    assert version.tags["param.lstm_units"] == "6"
 
     model = mlflow.pyfunc.load_model("models:/stock-MSFT-lstm@champion")
     assert model.metadata.get_input_schema().input_names() == ["Close"]
