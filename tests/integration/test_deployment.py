@@ -261,6 +261,19 @@ def test_the_server_keeps_serving_after_bad_requests(server, later_closes):
     assert len(answer.json()["predictions"]) == 1
 
 
+def test_a_date_column_beside_close_is_accepted_and_ignored(server, later_closes):
+    dates = pd.bdate_range("2017-11-16", periods=len(later_closes)).strftime("%Y-%m-%d").tolist()
+    with_dates = {
+        "dataframe_split": {
+            "columns": ["Date", "Close"],
+            "data": [list(row) for row in zip(dates, later_closes, strict=True)],
+        }
+    }
+    answer, plain = server.invoke(with_dates), server.invoke(invocation_payload(later_closes))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == plain.json()
+
+
 def sample_prices() -> pd.DataFrame:
     raw = fetch_raw_prices("sample", "MSFT")
     prices, _ = clean_prices(read_price_table(decode_csv(raw.content, "sample"), "sample"))
