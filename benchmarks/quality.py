@@ -11,23 +11,22 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 import pandas as pd
 
 from flow_steps.evaluation import BASELINES, LSTM
-from flow_steps.preparation import clean_prices, decode_csv, holdout_size, read_price_table
-from flow_steps.train_model import TrainParams, evaluate_split
+from flow_steps.features import holdout_size
+from flow_steps.ingest import load_prices
+from flow_steps.parameters import TRAIN_PARAMS, TrainParams
+from flow_steps.training import evaluate_split
 
 
 def evaluate_file(path: Path, params: TrainParams) -> dict[str, object]:
     """One table row: the LSTM's and every baseline's RMSE, ratios to naive, directional accuracy."""
-    prices, _ = clean_prices(read_price_table(decode_csv(path.read_bytes(), path.name), path.name))
+    prices = load_prices(path.read_bytes(), path.name).prices
     started = time.perf_counter()
     split = evaluate_split(prices, holdout_size(len(prices), params.test_fraction), params)
     seconds = time.perf_counter() - started
@@ -56,9 +55,8 @@ def main() -> None:
     )
     parser.add_argument("files", nargs="+", type=Path, help="price CSV files")
     parser.add_argument("--seeds", nargs="+", type=int, help="train once per seed (instead of --seed)")
-    for field in fields(TrainParams):
-        option = f"--{field.name.replace('_', '-')}"
-        parser.add_argument(option, type=type(field.default), default=field.default)
+    for param in TRAIN_PARAMS:
+        parser.add_argument(param.flag, type=param.python_type, default=param.default, help=param.help)
     arguments = vars(parser.parse_args())
     files, seeds = arguments.pop("files"), arguments.pop("seeds") or [arguments["seed"]]
     params = TrainParams(**arguments)

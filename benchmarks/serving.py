@@ -17,19 +17,15 @@ import argparse
 import logging
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 import mlflow
 import numpy as np
 import pandas as pd
 
 from flow_steps.constants import PRICE_COLUMN
-from flow_steps.preparation import clean_prices, decode_csv, read_price_table
+from flow_steps.ingest import load_prices
 from flow_steps.serving import invocation_payload, served_model
 from flow_steps.sources import fetch_raw_prices
 
@@ -102,9 +98,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     raw = fetch_raw_prices("sample", "MSFT")
-    prices, _ = clean_prices(
-        read_price_table(decode_csv(raw.content, raw.resolved_source), raw.resolved_source)
-    )
+    prices = load_prices(raw.content, raw.resolved_source).prices
     all_closes = prices[PRICE_COLUMN].to_numpy(dtype=float)
     recent = all_closes[-arguments.closes :].tolist()
 

@@ -40,6 +40,19 @@ TAG_REGISTERED_MODEL = "registered_model"  # on the register and parent runs
 TAG_MODEL_VERSION = "model_version"
 TAG_CHAMPION_VERSION = "champion_version"
 TAG_PROMOTION = "promotion"  # first_version, promoted, kept or already_registered
+TAG_PROMOTION_REASON = "promotion_reason"
+TAG_CHAMPION_VERSION_BEFORE = "champion_version_before"
+TAG_CHAMPION_SAW_TEST_DAYS = "champion_saw_test_days"
+TAG_MODEL_URI = "model_uri"  # on the parent and forecast runs
+TAG_PRICE_COLUMN = "price_column"  # on the transform run
+TAG_SOURCE_NEWEST_FIRST = "source_newest_first"
+# On registered versions: lineage back to the training run, its data and its test days.
+TAG_TRAIN_RUN_ID = "train_run_id"
+TAG_TRAINED_THROUGH = "trained_through"
+TAG_TEST_FIRST_DATE = "test_first_date"
+TAG_TEST_LAST_DATE = "test_last_date"
+TAG_REGISTERED_TEST_RMSE = "registered_test_rmse"
+TAG_REGISTERED_NAIVE_TEST_RMSE = "registered_naive_test_rmse"
 
 # Metrics of train_model. The LSTM's are test_<metric>, a baseline's <baseline>_test_<metric>
 # (flow_steps.evaluation names them); these few are what the driver copies onto the parent run.
@@ -48,6 +61,8 @@ METRIC_NAIVE_TEST_RMSE = "naive_test_rmse"
 METRIC_TEST_RMSE_VS_NAIVE = "test_rmse_vs_naive"
 METRIC_TRAIN_LOSS = "train_loss"
 METRIC_VAL_LOSS = "val_loss"
+METRIC_CHALLENGER_TEST_RMSE = "challenger_test_rmse"  # register_model's scores on the same test days
+METRIC_CHAMPION_TEST_RMSE = "champion_test_rmse"
 HEADLINE_METRICS = (
     METRIC_TEST_RMSE,
     METRIC_NAIVE_TEST_RMSE,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 from pathlib import Path
 
@@ -19,36 +18,21 @@ from flow_steps.constants import (
     TAG_RAW_ROWS,
     TAG_RAW_SHA256,
 )
-from flow_steps.errors import PipelineError
+from flow_steps.ingest import load_prices, summarize_raw
 from flow_steps.lineage import sha256_bytes
-from flow_steps.options import DOWNLOAD_OPTIONS, with_options
-from flow_steps.preparation import clean_prices, decode_csv, read_price_table, summarize_raw
-from flow_steps.sources import fetch_raw_prices, refuse_embedded_secrets
-from flow_steps.step_run import configure_logging, run_step
+from flow_steps.parameters import options
+from flow_steps.sources import fetch_raw_prices, normalize_ticker, refuse_embedded_secrets
+from flow_steps.step_run import check_option, run_step
 
 logger = logging.getLogger(__name__)
-
-TICKER_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,19}$")
-
-
-def normalize_ticker(company_abbreviation: str) -> str:
-    """Upper-case ticker, refused unless it is a plain symbol (it names the artifact file)."""
-    ticker = company_abbreviation.strip().upper()
-    if not TICKER_PATTERN.match(ticker):
-        raise PipelineError(
-            f"company_abbreviation '{company_abbreviation}' is not a ticker symbol "
-            "(letters, digits, '.', '_' or '-', at most 20)"
-        )
-    return ticker
 
 
 def download(company_abbreviation: str, data_source: str, quandl_database: str) -> None:
     """Fetch, check and log the raw price file with its lineage tags."""
     ticker = normalize_ticker(company_abbreviation)
     raw = fetch_raw_prices(data_source, ticker, quandl_database)
-    table = read_price_table(decode_csv(raw.content, raw.resolved_source), raw.resolved_source)
-    _, report = clean_prices(table)  # refuse bad data here, before anything downstream runs
-    summary = summarize_raw(table)
+    loaded = load_prices(raw.content, raw.resolved_source)  # refuse bad data here, before anything downstream
+    summary = summarize_raw(loaded.table)
     mlflow.set_tags(
         {
             TAG_DATA_SOURCE: raw.resolved_source,
@@ -69,7 +53,7 @@ def download(company_abbreviation: str, data_source: str, quandl_database: str) 
         summary.rows,
         summary.first_date,
         summary.last_date,
-        report.price_column,
+        loaded.report.price_column,
     )
 
 
@@ -77,13 +61,9 @@ def download(company_abbreviation: str, data_source: str, quandl_database: str) 
     help="Fetch daily prices for a ticker and log them unchanged as the artifact "
     "raw-data/<TICKER>.csv, with their SHA-256, row count and date range as tags."
 )
-@with_options(DOWNLOAD_OPTIONS)
+@options(DOWNLOAD_STEP)
 def cli(company_abbreviation: str, data_source: str, quandl_database: str) -> None:
-    configure_logging()
-    try:
-        refuse_embedded_secrets(data_source)  # before the value is logged as a parameter
-    except PipelineError as error:
-        raise click.BadParameter(str(error), param_hint="'--data-source'") from error
+    check_option(refuse_embedded_secrets, data_source, "--data-source")  # before it is logged
     run_step(
         DOWNLOAD_STEP,
         {

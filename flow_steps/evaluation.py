@@ -11,7 +11,8 @@ import pandas as pd
 from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsRegressor
 
-from flow_steps.preparation import make_windows, next_log_returns, relative_log_prices
+from flow_steps.errors import PipelineError
+from flow_steps.features import MIN_TEST_ROWS, make_windows, next_log_returns, relative_log_prices
 
 NAIVE = "naive"
 MOVING_AVERAGE = "moving_average"
@@ -178,3 +179,24 @@ def metrics_by_name(table: pd.DataFrame, previous: np.ndarray, actual: np.ndarra
             metrics[f"{prefix}test_rmse_vs_naive"] = float(row["rmse_vs_naive"])
     metrics["test_up_share"] = up_share(previous, actual)
     return metrics
+
+
+def backtest_ranges(n_rows: int, n_test: int, folds: int) -> list[tuple[int, int]]:
+    """Cut the test period (the last `n_test` rows) into `folds` consecutive (start, end) row ranges."""
+    if folds > n_test // MIN_TEST_ROWS:
+        raise PipelineError(
+            f"backtest_folds={folds} would leave fewer than {MIN_TEST_ROWS} test days per fold "
+            f"({n_test} test days): lower backtest_folds or raise test_fraction"
+        )
+    blocks = np.array_split(np.arange(n_rows - n_test, n_rows), folds)
+    return [(int(block[0]), int(block[-1]) + 1) for block in blocks]
+
+
+def backtest_summary(
+    tables: list[pd.DataFrame], metrics: list[dict[str, float]]
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per-fold rows (fold, model, metrics) and the mean of every metric over folds, as `backtest_*`."""
+    table = pd.concat([fold.assign(fold=index) for index, fold in enumerate(tables)], ignore_index=True)
+    table = table[["fold", *tables[0].columns]]
+    means = {f"backtest_{name}": float(np.mean([fold[name] for fold in metrics])) for name in metrics[0]}
+    return table, means

@@ -28,16 +28,16 @@ from flow_steps.constants import (
     FORECAST_COLUMN,
     FORECAST_ENTRY_POINT,
     HORIZON_PARAM,
-    MAX_HORIZON,
     PRICE_COLUMN,
+    TAG_MODEL_URI,
+    TAG_MODEL_VERSION,
     registered_model_name,
 )
-from flow_steps.download_raw_data import normalize_ticker
 from flow_steps.errors import PipelineError
-from flow_steps.options import DOWNLOAD_OPTIONS, with_options
-from flow_steps.preparation import clean_prices, decode_csv, read_price_table
-from flow_steps.sources import fetch_raw_prices, refuse_embedded_secrets
-from flow_steps.step_run import configure_logging, run_step
+from flow_steps.ingest import load_prices
+from flow_steps.parameters import options
+from flow_steps.sources import fetch_raw_prices, normalize_ticker, refuse_embedded_secrets
+from flow_steps.step_run import check_option, run_step
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def registry_version_tags(model_uri: str) -> dict[str, str]:
         version = MlflowClient().get_model_version_by_alias(match["name"], match["alias"])
     except MlflowException:
         return {}  # loading the model reports the problem
-    return {"model_version": str(version.version)}
+    return {TAG_MODEL_VERSION: str(version.version)}
 
 
 def forecast(
@@ -90,9 +90,7 @@ def forecast(
     """The cleaned prices and the forecast table for the next `horizon` business days."""
     ticker = normalize_ticker(company_abbreviation)
     raw = fetch_raw_prices(data_source, ticker, quandl_database)
-    prices, _ = clean_prices(
-        read_price_table(decode_csv(raw.content, raw.resolved_source), raw.resolved_source)
-    )
+    prices = load_prices(raw.content, raw.resolved_source).prices
     model = load_model(model_uri)
     try:
         answer = model.predict(prices[[PRICE_COLUMN]], params={HORIZON_PARAM: horizon})
@@ -130,45 +128,20 @@ def write_csv(table: pd.DataFrame, output: Path) -> None:
     "them as a table (dates, forecast close, change from the last close); --output also writes a CSV. "
     "The table is logged to an MLflow run named 'forecast' as forecast/forecast.csv."
 )
-@click.option(
-    "--model",
-    default=CHAMPION_ALIAS,
-    show_default=True,
-    help=f"A model URI (models:/stock-MSFT-lstm@champion, models:/stock-MSFT-lstm/3, runs:/<run id>/model), "
-    f"or '{CHAMPION_ALIAS}' / '{CHALLENGER_ALIAS}' for that alias of the ticker's registered model "
-    "stock-<TICKER>-lstm.",
-)
-@with_options(DOWNLOAD_OPTIONS)
-@click.option(
-    "--horizon",
-    default=5,
-    show_default=True,
-    type=click.IntRange(min=1, max=MAX_HORIZON),
-    help="Business days to forecast; each forecast is fed back as the newest close.",
-)
-@click.option(
-    "--output",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Also write the table to this CSV file (the run always logs it as forecast/forecast.csv).",
-)
+@options(FORECAST_ENTRY_POINT)
 def cli(
     model: str,
     company_abbreviation: str,
     data_source: str,
     quandl_database: str,
     horizon: int,
-    output: str | None,
+    output: str,
 ) -> None:
-    configure_logging()
-    try:
-        refuse_embedded_secrets(data_source)  # before the value is logged as a parameter
-    except PipelineError as error:
-        raise click.BadParameter(str(error), param_hint="'--data-source'") from error
+    check_option(refuse_embedded_secrets, data_source, "--data-source")  # before it is logged
     model_uri = resolve_model_uri(model, company_abbreviation)
 
     def work() -> None:
-        mlflow.set_tags({"model_uri": model_uri, **registry_version_tags(model_uri)})
+        mlflow.set_tags({TAG_MODEL_URI: model_uri, **registry_version_tags(model_uri)})
         prices, table = forecast(model_uri, company_abbreviation, data_source, quandl_database, horizon)
         mlflow.log_text(table.to_csv(index=False, date_format="%Y-%m-%d"), FORECAST_ARTIFACT)
         if output:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import click
 import mlflow
@@ -22,6 +21,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from flow_steps.constants import (
     CHALLENGER_ALIAS,
@@ -29,21 +29,35 @@ from flow_steps.constants import (
     DATE_COLUMN,
     DOWNLOAD_STEP,
     HEADLINE_METRICS,
+    METRIC_CHALLENGER_TEST_RMSE,
+    METRIC_CHAMPION_TEST_RMSE,
+    METRIC_NAIVE_TEST_RMSE,
     PRICE_COLUMN,
     REGISTER_STEP,
+    TAG_CHAMPION_SAW_TEST_DAYS,
     TAG_CHAMPION_VERSION,
+    TAG_CHAMPION_VERSION_BEFORE,
     TAG_CHILD_RUN_PREFIX,
     TAG_CODE_VERSION,
     TAG_DATA_SOURCE,
     TAG_MODEL_VERSION,
     TAG_PROMOTION,
+    TAG_PROMOTION_REASON,
     TAG_RAW_SHA256,
     TAG_REGISTERED_MODEL,
+    TAG_REGISTERED_NAIVE_TEST_RMSE,
+    TAG_REGISTERED_TEST_RMSE,
+    TAG_TEST_FIRST_DATE,
+    TAG_TEST_LAST_DATE,
+    TAG_TRAIN_RUN_ID,
+    TAG_TRAINED_THROUGH,
     TRANSFORM_STEP,
 )
-from flow_steps.errors import DataValidationError, PipelineError, SourceError
+from flow_steps.errors import DataValidationError, PipelineError
 from flow_steps.evaluation import naive_forecast, rmse
-from flow_steps.preparation import holdout_size, validate_prepared
+from flow_steps.features import holdout_size
+from flow_steps.ingest import read_prepared
+from flow_steps.parameters import EPOCHS, LSTM_UNITS, SEED, TEST_FRACTION, WINDOW, options
 from flow_steps.step_run import run_step
 
 logger = logging.getLogger(__name__)
@@ -54,8 +68,7 @@ KEPT = "kept"
 ALREADY_REGISTERED = "already_registered"
 RUNS_URI = re.compile(r"^runs:/(?P<run_id>[0-9a-f]{32})/(?P<path>.+)$")
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-PARENT_RUN_TAG = "mlflow.parentRunId"
-LINEAGE_PARAMS = ("window", "lstm_units", "epochs", "seed", "test_fraction")
+LINEAGE_PARAMS = tuple(param.name for param in (WINDOW, LSTM_UNITS, EPOCHS, SEED, TEST_FRACTION))
 
 
 @dataclass(frozen=True)
@@ -130,11 +143,11 @@ def train_run_id(model_uri: str) -> str:
 def lineage_tags(client: MlflowClient, train: Run, days: HoldoutDays) -> dict[str, str]:
     """Tags that trace a version to its training run, code, parameters, data and test days."""
     tags = {
-        "train_run_id": train.info.run_id,
+        TAG_TRAIN_RUN_ID: train.info.run_id,
         TAG_CODE_VERSION: train.data.tags.get(TAG_CODE_VERSION, ""),
-        "trained_through": _day(days.dates.iloc[-days.n_test - 1]),
-        "test_first_date": _day(days.dates.iloc[-days.n_test]),
-        "test_last_date": _day(days.dates.iloc[-1]),
+        TAG_TRAINED_THROUGH: _day(days.dates.iloc[-days.n_test - 1]),
+        TAG_TEST_FIRST_DATE: _day(days.dates.iloc[-days.n_test]),
+        TAG_TEST_LAST_DATE: _day(days.dates.iloc[-1]),
         **{f"param.{name}": train.data.params[name] for name in LINEAGE_PARAMS if name in train.data.params},
         **{
             f"metric.{name}": f"{train.data.metrics[name]:.6g}"
@@ -142,7 +155,7 @@ def lineage_tags(client: MlflowClient, train: Run, days: HoldoutDays) -> dict[st
             if name in train.data.metrics
         },
     }
-    parent_id = train.data.tags.get(PARENT_RUN_TAG)
+    parent_id = train.data.tags.get(MLFLOW_PARENT_RUN_ID)
     if parent_id:  # the pipeline's parent run knows the download and transform runs
         parent = client.get_run(parent_id).data.tags
         for step in (DOWNLOAD_STEP, TRANSFORM_STEP):
@@ -160,13 +173,9 @@ def register(model_uri: str, stock_data: str, test_fraction: float, model_name: 
     """Register `model_uri` as a new version of `model_name`, tag it, and move the aliases."""
     if not MODEL_NAME_PATTERN.match(model_name):
         raise PipelineError(f"model_name '{model_name}' must be letters, digits, '.', '_' or '-'")
-    if not 0 < test_fraction <= 0.5:
-        raise PipelineError(f"test_fraction must be in (0, 0.5], got {test_fraction}")
+    TEST_FRACTION.check(test_fraction)
     run_id = train_run_id(model_uri)
-    path = Path(stock_data)
-    if not path.is_file():
-        raise SourceError(f"stock_data '{stock_data}' is not a file")
-    days = holdout_days(validate_prepared(pd.read_csv(path, dtype=str), path.name), test_fraction)
+    days = holdout_days(read_prepared(stock_data, "stock_data"), test_fraction)
     client = MlflowClient()
     try:
         train = client.get_run(run_id)
@@ -177,15 +186,15 @@ def register(model_uri: str, stock_data: str, test_fraction: float, model_name: 
     champion = _alias_version(client, model_name, CHAMPION_ALIAS)
     challenger_rmse = score(f"models:/{model_name}/{version.version}", days)
     naive_rmse = rmse(days.actual, naive_forecast(days.closes, days.n_test))
-    mlflow.log_metrics({"challenger_test_rmse": challenger_rmse, "naive_test_rmse": naive_rmse})
+    mlflow.log_metrics({METRIC_CHALLENGER_TEST_RMSE: challenger_rmse, METRIC_NAIVE_TEST_RMSE: naive_rmse})
     if is_new:
         promotion = _compare_with_champion(model_name, champion, challenger_rmse, days)
         version_tags = {
             **lineage_tags(client, train, days),
-            "registered_test_rmse": f"{challenger_rmse:.6g}",
-            "registered_naive_test_rmse": f"{naive_rmse:.6g}",
+            TAG_REGISTERED_TEST_RMSE: f"{challenger_rmse:.6g}",
+            TAG_REGISTERED_NAIVE_TEST_RMSE: f"{naive_rmse:.6g}",
             TAG_PROMOTION: promotion.decision,
-            "promotion_reason": promotion.reason,
+            TAG_PROMOTION_REASON: promotion.reason,
         }
         for key, value in version_tags.items():
             client.set_model_version_tag(model_name, version.version, key, value)
@@ -201,9 +210,9 @@ def register(model_uri: str, stock_data: str, test_fraction: float, model_name: 
             TAG_REGISTERED_MODEL: model_name,
             TAG_MODEL_VERSION: str(version.version),
             TAG_CHAMPION_VERSION: str(champion_now.version) if champion_now else "",
-            "champion_version_before": str(champion.version) if champion else "",
+            TAG_CHAMPION_VERSION_BEFORE: str(champion.version) if champion else "",
             TAG_PROMOTION: promotion.decision,
-            "promotion_reason": promotion.reason,
+            TAG_PROMOTION_REASON: promotion.reason,
         }
     )
     logger.info(
@@ -225,15 +234,15 @@ def _compare_with_champion(
         return decide_promotion(challenger_rmse, None, None)
     champion_rmse = _champion_score(model_name, champion, days)
     if champion_rmse is not None:
-        mlflow.log_metric("champion_test_rmse", champion_rmse)
-    if champion.tags.get("trained_through", "") >= _day(days.dates.iloc[-days.n_test]):
+        mlflow.log_metric(METRIC_CHAMPION_TEST_RMSE, champion_rmse)
+    if champion.tags.get(TAG_TRAINED_THROUGH, "") >= _day(days.dates.iloc[-days.n_test]):
         logger.warning(
             "Champion version %s was trained on data through %s, on or after the first test day: "
             "its score on these days is optimistic",
             champion.version,
-            champion.tags["trained_through"],
+            champion.tags[TAG_TRAINED_THROUGH],
         )
-        mlflow.set_tag("champion_saw_test_days", "true")
+        mlflow.set_tag(TAG_CHAMPION_SAW_TEST_DAYS, "true")
     return decide_promotion(challenger_rmse, str(champion.version), champion_rmse)
 
 
@@ -281,21 +290,7 @@ def _day(value: pd.Timestamp) -> str:
     "with its metrics and data lineage. It becomes 'champion' when it is the first version, or when its "
     "RMSE on its test days beats the current champion's RMSE on the same days."
 )
-@click.option("--model-uri", required=True, help="runs:/<train_model run id>/model")
-@click.option(
-    "--stock-data",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="The prepared prices the model was trained on (transform_data's transformed-data/prices.csv).",
-)
-@click.option(
-    "--test-fraction",
-    default=0.2,
-    show_default=True,
-    type=click.FloatRange(min=0, max=0.5, min_open=True),
-    help="The test_fraction the model was trained with: the test days both models are scored on.",
-)
-@click.option("--model-name", required=True, help="Registered model name, e.g. stock-MSFT-lstm.")
+@options(REGISTER_STEP)
 def cli(model_uri: str, stock_data: str, test_fraction: float, model_name: str) -> None:
     run_step(
         REGISTER_STEP,

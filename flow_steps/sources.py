@@ -26,20 +26,19 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from flow_steps.constants import QUANDL_SOURCE, SAMPLE_SOURCE, SAMPLE_TICKER
-from flow_steps.errors import SourceError
+from flow_steps.errors import PipelineError, SourceError
+from flow_steps.masking import API_KEY_VARIABLES, SECRET_QUERY, is_placeholder, mask_secrets
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_FILE = Path(__file__).resolve().parent / "sample_data" / "WIKI-MSFT.csv"
-API_KEY_VARIABLES = ("QUANDL_API_KEY", "NASDAQ_DATA_LINK_API_KEY")
 API_BASE_VARIABLE = "QUANDL_API_BASE"
 TIMEOUT_VARIABLE = "PRICE_SOURCE_TIMEOUT"
 DEFAULT_TIMEOUT_SECONDS = 30.0
 MAX_RETRIES = 3  # for 429 and 5xx answers, with exponential backoff
 BACKOFF_FACTOR = 0.5
 RETRY_STATUSES = (429, *range(500, 512))
-MASK = "***"
-SECRET_QUERY = re.compile(r"(?i)([?&](?:api_key|apikey|api-key|token|access_token|key)=)([^&#\s]+)")
+TICKER_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,19}$")
 
 
 @dataclass(frozen=True)
@@ -62,6 +61,17 @@ def fetch_raw_prices(data_source: str, ticker: str, quandl_database: str = "WIKI
     return _local_file(Path(data_source).expanduser())
 
 
+def normalize_ticker(company_abbreviation: str) -> str:
+    """Upper-case ticker, refused unless it is a plain symbol (it names the artifact file)."""
+    ticker = company_abbreviation.strip().upper()
+    if not TICKER_PATTERN.match(ticker):
+        raise PipelineError(
+            f"company_abbreviation '{company_abbreviation}' is not a ticker symbol "
+            "(letters, digits, '.', '_' or '-', at most 20)"
+        )
+    return ticker
+
+
 def is_url(data_source: str) -> bool:
     """True for http:// and https:// sources."""
     return data_source.lower().startswith(("http://", "https://"))
@@ -73,17 +83,6 @@ def api_key() -> str | None:
         if os.environ.get(name, "").strip():
             return os.environ[name].strip()
     return None
-
-
-def mask_secrets(text: str) -> str:
-    """`text` with the API keys from the environment and key-like URL query values replaced by ***."""
-    for name in API_KEY_VARIABLES:
-        secret = os.environ.get(name, "").strip()
-        if len(secret) >= 4:
-            text = text.replace(secret, MASK)
-    return SECRET_QUERY.sub(
-        lambda match: match.group(0) if _is_placeholder(match) else match.group(1) + MASK, text
-    )
 
 
 def check_data_source(data_source: str) -> None:
@@ -105,15 +104,11 @@ def check_data_source(data_source: str) -> None:
 
 def refuse_embedded_secrets(data_source: str) -> None:
     """Refuse a URL that carries a literal key: MLflow would log it as a parameter."""
-    if is_url(data_source) and any(not _is_placeholder(m) for m in SECRET_QUERY.finditer(data_source)):
+    if is_url(data_source) and any(not is_placeholder(m) for m in SECRET_QUERY.finditer(data_source)):
         raise SourceError(
             f"data_source '{mask_secrets(data_source)}' contains a key: parameters are logged, so write "
             "${QUANDL_API_KEY} in the URL and set the key in that environment variable"
         )
-
-
-def _is_placeholder(match: re.Match) -> bool:
-    return match.group(2).startswith("${")
 
 
 def timeout_seconds() -> float:

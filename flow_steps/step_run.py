@@ -6,12 +6,13 @@ import logging
 import sys
 from collections.abc import Callable
 
+import click
 import mlflow
 
 from flow_steps.constants import TAG_CODE_VERSION, TAG_ERROR
 from flow_steps.errors import PipelineError
 from flow_steps.lineage import code_version
-from flow_steps.sources import mask_secrets
+from flow_steps.masking import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ def run_step(step_name: str, params: dict[str, object], work: Callable[[], None]
         sys.exit(1)
 
 
-def one_line(error: BaseException) -> str:
-    """The error's message on a single line, API keys masked."""
-    return mask_secrets(" ".join(str(error).split()))
+def check_option(check: Callable[[str], None], value: str, flag: str) -> None:
+    """Run `check(value)` before any run starts; its PipelineError becomes click's usage error (exit 2)."""
+    try:
+        check(value)
+    except PipelineError as error:
+        raise click.BadParameter(str(error), param_hint=f"'{flag}'") from error

@@ -10,10 +10,15 @@ import click
 import mlflow
 import pandas as pd
 
-from flow_steps.constants import DATE_COLUMN, TRANSFORM_STEP, TRANSFORMED_DATA_PATH
-from flow_steps.errors import SourceError
-from flow_steps.options import TRANSFORM_OPTIONS, with_options
-from flow_steps.preparation import clean_prices, decode_csv, read_price_table
+from flow_steps.constants import (
+    DATE_COLUMN,
+    TAG_PRICE_COLUMN,
+    TAG_SOURCE_NEWEST_FIRST,
+    TRANSFORM_STEP,
+    TRANSFORMED_DATA_PATH,
+)
+from flow_steps.ingest import input_file, load_prices
+from flow_steps.parameters import options
 from flow_steps.step_run import run_step
 
 logger = logging.getLogger(__name__)
@@ -21,12 +26,12 @@ logger = logging.getLogger(__name__)
 
 def transform(dataset_stock_csv: str, max_row_limit: int) -> None:
     """Clean the raw prices, log what was dropped, and log the prepared CSV."""
-    path = Path(dataset_stock_csv)
-    if not path.is_file():
-        raise SourceError(f"dataset_stock_csv '{dataset_stock_csv}' is not a file")
-    table = read_price_table(decode_csv(path.read_bytes(), path.name), path.name)
-    prepared, report = clean_prices(table, max_row_limit)
-    mlflow.set_tags({"price_column": report.price_column, "source_newest_first": str(report.newest_first)})
+    path = input_file(dataset_stock_csv, "dataset_stock_csv")
+    loaded = load_prices(path.read_bytes(), path.name, max_row_limit)
+    prepared, report = loaded.prices, loaded.report
+    mlflow.set_tags(
+        {TAG_PRICE_COLUMN: report.price_column, TAG_SOURCE_NEWEST_FIRST: str(report.newest_first)}
+    )
     mlflow.log_metrics(
         {
             "rows_in": report.rows_in,
@@ -63,13 +68,7 @@ def write_prices(prepared: pd.DataFrame, path: Path) -> None:
     "close when the source has one, keep the most recent rows. Logs the artifact "
     f"{TRANSFORMED_DATA_PATH} with columns Date, Close."
 )
-@click.option(
-    "--dataset-stock-csv",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Raw price CSV (under `mlflow run`, a run's artifact URI, downloaded by MLflow).",
-)
-@with_options(TRANSFORM_OPTIONS)
+@options(TRANSFORM_STEP)
 def cli(dataset_stock_csv: str, max_row_limit: int) -> None:
     run_step(
         TRANSFORM_STEP,

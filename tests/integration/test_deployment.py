@@ -1,7 +1,7 @@
 """Deployment: the Model Registry's champion/challenger, the served REST model and the forecast command.
 
-One temporary store for the module: three trainings registered in a row (deliberately worse, better,
-the worse again), then `mlflow models serve` on the champion and the forecast command against it.
+One temporary store for the module: four models of known RMSE registered in a row (worse, better, worse
+again, the same as the champion), then `mlflow models serve` on the champion and the forecast command.
 """
 
 from __future__ import annotations
@@ -20,21 +20,24 @@ from flow_steps import download_raw_data, forecast, register_model, train_model,
 from flow_steps.constants import (
     DOWNLOAD_STEP,
     FORECAST_ENTRY_POINT,
-    PREDICTIONS_PATH,
     REGISTER_STEP,
     TAG_ERROR,
     TRAIN_STEP,
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
 )
-from flow_steps.preparation import clean_prices, decode_csv, read_price_table
+from flow_steps.evaluation import rmse
+from flow_steps.features import ReturnScaler
+from flow_steps.ingest import load_prices, read_prepared
+from flow_steps.lineage import code_version
+from flow_steps.register_model import holdout_days
 from flow_steps.serving import invocation_payload, served_model
 from flow_steps.sources import fetch_raw_prices
+from flow_steps.training import FittedLstm, build_lstm
 from tests.conftest import (
     EXPERIMENT,
     FIXTURES,
     TINY_PARAMS,
-    cli_options,
     run_command,
     temporary_tracking,
 )
@@ -43,16 +46,20 @@ pytestmark = pytest.mark.integration
 
 MODEL = "stock-MSFT-lstm"
 CHAMPION = f"models:/{MODEL}@champion"
-# On the sample's last 300 days with window 10 and seed 42: one epoch of 8 units forecasts clearly
-# worse than the naive forecast (RMSE ratio about 1.12), two epochs of 4 units slightly better (about 0.99).
-WORSE = {"window": "10", "epochs": "1", "lstm_units": "8", "batch_size": "32"}
-BETTER = {**WORSE, "epochs": "2", "lstm_units": "4"}
+WINDOW = 10
+RETURN_SCALE = 0.02
+# Challengers whose forecasts are known by construction: each forecasts last close * exp(c * RETURN_SCALE)
+# for every window, whatever it is given. c = 0 is exactly the naive forecast; c = 0.5 (a 1% rise every
+# day) is clearly worse. Registered in this order: worse, better, worse again, the same as the champion.
+WORSE, BETTER = 0.5, 0.0
+SEQUENCE = (WORSE, BETTER, WORSE, BETTER)
 
 
 @dataclass
 class Registration:
     train: Run
     register: Run
+    expected_rmse: float
 
     @property
     def decision(self) -> str:
@@ -68,21 +75,43 @@ def invoke(command, *args: str) -> None:
     assert result.exit_code == 0, result.output
 
 
-def train_and_register(tracking, stock_data: str, params: dict[str, str]) -> Registration:
-    """train_model then register_model, each run by click in this process."""
-    invoke(train_model.cli, "--stock-data", stock_data, *cli_options(params))
-    train = newest(tracking.runs_of_name(TRAIN_STEP))
+def constant_return_model(scaled_return: float) -> FittedLstm:
+    """An LSTM whose output layer ignores its input and always answers `scaled_return`."""
+    keras_model = build_lstm(WINDOW, units=2)
+    kernel, bias = keras_model.layers[-1].get_weights()
+    keras_model.layers[-1].set_weights([np.zeros_like(kernel), np.full_like(bias, scaled_return)])
+    return FittedLstm(keras_model, ReturnScaler(RETURN_SCALE), {}, 0, 0, 0, 0.0)
+
+
+def log_known_model(tracking, stock_data: str, scaled_return: float) -> tuple[Run, float]:
+    """A train_model run with a constant-return model logged as train_model logs models; its test RMSE."""
+    prices = read_prepared(stock_data, "stock_data")
+    days = holdout_days(prices, 0.2)
+    previous = days.closes[-days.n_test - 1 : -1]
+    expected = rmse(days.actual, previous * np.exp(scaled_return * RETURN_SCALE))
+    with mlflow.start_run(run_name=TRAIN_STEP) as run:
+        mlflow.set_tag("code_version", code_version())
+        mlflow.log_params({"stock_data": stock_data, "window": WINDOW, "test_fraction": 0.2})
+        mlflow.log_metrics({"test_rmse": expected, "naive_test_rmse": rmse(days.actual, previous)})
+        train_model.log_model(constant_return_model(scaled_return), prices, WINDOW)
+    return tracking.client.get_run(run.info.run_id), expected
+
+
+def register(tracking, stock_data: str, scaled_return: float) -> Registration:
+    """Log a model of known RMSE, then run register_model on it (click, in this process)."""
+    train, expected = log_known_model(tracking, stock_data, scaled_return)
     model_uri = f"runs:/{train.info.run_id}/model"
     invoke(register_model.cli, "--model-uri", model_uri, "--stock-data", stock_data, "--model-name", MODEL)
-    return Registration(train, newest(tracking.runs_of_name(REGISTER_STEP)))
+    return Registration(train, newest(tracking.runs_of_name(REGISTER_STEP)), expected)
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    """Three registrations in a row: the worse model, the better one, the worse again.
+    """Four registrations in a row: worse, better, worse again, the same as the champion.
 
-    The steps run in this process (click's runner), which spares each a TensorFlow start-up;
-    `main.py` running register_model as its last child is tested in test_pipeline.
+    The models' forecasts are known by construction, so the outcome does not depend on training
+    numerics; the full training path is covered by test_pipeline's `mlflow run` test. The steps run in
+    this process (click's runner), which spares each a TensorFlow start-up.
     """
     with (
         temporary_tracking(tmp_path_factory.mktemp("registry")) as tracking,
@@ -101,46 +130,38 @@ def registry(tmp_path_factory):
         stock_data = mlflow.artifacts.download_artifacts(
             f"{transform.info.artifact_uri}/{TRANSFORMED_DATA_PATH}"
         )
-        yield (
-            tracking,
-            [train_and_register(tracking, stock_data, params) for params in (WORSE, BETTER, WORSE)],
-        )
+        mlflow.set_experiment(EXPERIMENT)
+        yield tracking, [register(tracking, stock_data, scaled_return) for scaled_return in SEQUENCE]
 
 
 def test_the_first_version_becomes_champion_with_its_metrics_and_lineage(registry):
-    tracking, [first, _, _] = registry
+    tracking, [first, *_] = registry
     assert first.decision == "first_version"
     version = tracking.client.get_model_version(MODEL, "1")
     tags, train = version.tags, first.train
     assert version.run_id == train.info.run_id
-    assert float(tags["metric.test_rmse"]) == pytest.approx(train.data.metrics["test_rmse"], rel=1e-5)
+    assert float(tags["metric.test_rmse"]) == pytest.approx(first.expected_rmse, rel=1e-5)
     assert float(tags["metric.naive_test_rmse"]) == pytest.approx(
         train.data.metrics["naive_test_rmse"], rel=1e-5
     )
-    # Scored again through the registry, on the days training held out: the same RMSE.
-    assert first.register.data.metrics["challenger_test_rmse"] == pytest.approx(
-        train.data.metrics["test_rmse"], rel=1e-6
-    )
+    # Scored through the registry, on the days training held out: the RMSE known by construction.
+    assert first.register.data.metrics["challenger_test_rmse"] == pytest.approx(first.expected_rmse, rel=1e-9)
     assert tags["train_run_id"] == train.info.run_id
     assert tags["code_version"] == train.data.tags["code_version"]
-    assert tags["param.window"] == "10" and tags["param.epochs"] == "1"
-    predictions = pd.read_csv(
-        mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path=PREDICTIONS_PATH)
-    )
-    assert (tags["test_first_date"], tags["test_last_date"]) == (
-        predictions["Date"].iloc[0],
-        predictions["Date"].iloc[-1],
-    )
+    assert tags["param.window"] == "10"
+    prices = read_prepared(train.data.params["stock_data"], "stock_data")
+    test_days = prices["Date"].iloc[-holdout_days(prices, 0.2).n_test :].dt.strftime("%Y-%m-%d")
+    assert (tags["test_first_date"], tags["test_last_date"]) == (test_days.iloc[0], test_days.iloc[-1])
     assert tags["trained_through"] < tags["test_first_date"]
 
 
 def test_a_better_model_takes_the_champion_alias(registry):
-    tracking, [first, second, _] = registry
+    tracking, [first, second, *_] = registry
     metrics = second.register.data.metrics
     # The champion was scored again on the new model's test days (here the same days as its own).
-    assert metrics["champion_test_rmse"] == pytest.approx(first.train.data.metrics["test_rmse"], rel=1e-6)
-    assert metrics["challenger_test_rmse"] == pytest.approx(second.train.data.metrics["test_rmse"], rel=1e-6)
-    assert metrics["challenger_test_rmse"] < metrics["champion_test_rmse"]
+    assert metrics["champion_test_rmse"] == pytest.approx(first.expected_rmse, rel=1e-9)
+    assert metrics["challenger_test_rmse"] == pytest.approx(second.expected_rmse, rel=1e-9)
+    assert metrics["challenger_test_rmse"] == pytest.approx(metrics["naive_test_rmse"], rel=1e-12)
     assert second.decision == "promoted"
     assert second.register.data.tags["champion_version_before"] == "1"
     assert "champion_saw_test_days" not in second.register.data.tags  # trained on days before them
@@ -148,20 +169,26 @@ def test_a_better_model_takes_the_champion_alias(registry):
 
 
 def test_a_worse_model_stays_challenger(registry):
-    tracking, [first, second, third] = registry
+    tracking, [_, second, third, _] = registry
     metrics = third.register.data.metrics
-    assert metrics["champion_test_rmse"] == pytest.approx(second.train.data.metrics["test_rmse"], rel=1e-6)
-    assert metrics["challenger_test_rmse"] == pytest.approx(third.train.data.metrics["test_rmse"], rel=1e-6)
-    assert metrics["challenger_test_rmse"] > metrics["champion_test_rmse"]
+    assert metrics["champion_test_rmse"] == pytest.approx(second.expected_rmse, rel=1e-9)
+    assert metrics["challenger_test_rmse"] == pytest.approx(third.expected_rmse, rel=1e-9)
     assert third.decision == "kept"
     assert "does not beat champion version 2's" in third.register.data.tags["promotion_reason"]
+
+
+def test_a_model_that_only_ties_the_champion_stays_challenger(registry):
+    tracking, [_, second, _, fourth] = registry
+    metrics = fourth.register.data.metrics
+    assert metrics["challenger_test_rmse"] == metrics["champion_test_rmse"]
+    assert fourth.decision == "kept"
     assert tracking.client.get_model_version_by_alias(MODEL, "champion").version == 2
-    assert tracking.client.get_model_version_by_alias(MODEL, "challenger").version == 3
+    assert tracking.client.get_model_version_by_alias(MODEL, "challenger").version == 4
     assert tracking.client.get_model_version(MODEL, "1").aliases == []
 
 
 def test_registering_the_same_training_run_again_adds_no_version(registry):
-    tracking, [first, _, _] = registry
+    tracking, [first, *_] = registry
     stock_data = first.train.data.params["stock_data"]
     model_uri = f"runs:/{first.train.info.run_id}/model"
     result = CliRunner().invoke(
@@ -171,13 +198,13 @@ def test_registering_the_same_training_run_again_adds_no_version(registry):
     again = max(tracking.runs_of_name(REGISTER_STEP), key=lambda run: run.info.start_time)
     assert again.data.tags["promotion"] == "already_registered"
     assert again.data.tags["model_version"] == "1"
-    assert len(tracking.client.search_model_versions(f"name = '{MODEL}'")) == 3
+    assert len(tracking.client.search_model_versions(f"name = '{MODEL}'")) == len(SEQUENCE)
     assert tracking.client.get_model_version_by_alias(MODEL, "champion").version == 2
-    assert tracking.client.get_model_version_by_alias(MODEL, "challenger").version == 3
+    assert tracking.client.get_model_version_by_alias(MODEL, "challenger").version == 4
 
 
 def test_registering_something_that_is_not_a_training_run_fails_the_step(registry):
-    tracking, [first, _, _] = registry
+    tracking, [first, *_] = registry
     stock_data = first.train.data.params["stock_data"]
     result = CliRunner().invoke(
         register_model.cli,
@@ -275,9 +302,7 @@ def test_a_date_column_beside_close_is_accepted_and_ignored(server, later_closes
 
 
 def sample_prices() -> pd.DataFrame:
-    raw = fetch_raw_prices("sample", "MSFT")
-    prices, _ = clean_prices(read_price_table(decode_csv(raw.content, "sample"), "sample"))
-    return prices
+    return load_prices(fetch_raw_prices("sample", "MSFT").content, "sample").prices
 
 
 def test_forecast_entry_point_prints_and_writes_business_day_forecasts(registry, tmp_path):

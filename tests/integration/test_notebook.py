@@ -12,9 +12,11 @@ import pytest
 
 from data_analysis.run_notebook import NOTEBOOK, drop_runtime_noise, execute
 from flow_steps.evaluation import BASELINES, LSTM
-from flow_steps.preparation import clean_prices, decode_csv, holdout_size, read_price_table
+from flow_steps.features import holdout_size
+from flow_steps.ingest import load_prices
+from flow_steps.parameters import TrainParams
 from flow_steps.sources import SAMPLE_FILE
-from flow_steps.train_model import TrainParams, evaluate_split
+from flow_steps.training import evaluate_split
 
 pytestmark = pytest.mark.integration
 FAST_ROWS, FAST_EPOCHS = 700, 2  # what the notebook's fast mode uses
@@ -45,8 +47,7 @@ def test_notebook_runs_without_errors_and_compares_every_approach(executed):
 
 
 def test_notebook_numbers_agree_with_the_pipeline_on_the_same_split(executed):
-    raw = read_price_table(decode_csv(SAMPLE_FILE.read_bytes(), SAMPLE_FILE.name), SAMPLE_FILE.name)
-    prices, _ = clean_prices(raw, FAST_ROWS)
+    prices = load_prices(SAMPLE_FILE.read_bytes(), SAMPLE_FILE.name, FAST_ROWS).prices
     params = replace(TrainParams(), epochs=FAST_EPOCHS)
     pipeline = evaluate_split(prices, holdout_size(len(prices), params.test_fraction), params).table
     notebook = comparison_table(executed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -62,6 +63,10 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
         tracking.env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # A readable console: training reports its progress, and a machine without a GPU logs no error.
+    assert "flow_steps.training: epoch 1/1: train loss" in result.stderr
+    assert "kept the best, epoch 1 (validation loss" in result.stderr
+    assert not re.findall(r"^E\d{4} |\bERROR\b|Traceback", result.stderr, flags=re.MULTILINE)
 
     [parent] = tracking.parents()
     assert parent.info.status == "FINISHED"
@@ -121,6 +126,10 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     assert version.tags["raw_sha256"] == download.data.tags["raw_sha256"]
     assert version.tags["data_source_resolved"] == "sample:WIKI-MSFT.csv"
     assert version.tags["param.lstm_units"] == "6"
+
+    # The logged model ships the modules serving imports, and nothing else of the project.
+    code = mlflow.artifacts.list_artifacts(run_id=train.info.run_id, artifact_path="model/code/flow_steps")
+    assert sorted(Path(item.path).name for item in code) == sorted(train_model.SERVED_MODULES)
 
     model = mlflow.pyfunc.load_model("models:/stock-MSFT-lstm@champion")
     assert model.metadata.get_input_schema().input_names() == ["Close"]

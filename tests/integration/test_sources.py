@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from flow_steps.errors import SourceError
-from flow_steps.sources import check_data_source, fetch_raw_prices, mask_secrets
+from flow_steps.masking import mask_secrets
+from flow_steps.sources import check_data_source, fetch_raw_prices
 from tests.price_server import HANG
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ import pytest
 
 from flow_steps.constants import TAG_RAW_SHA256
 from flow_steps.lineage import sha256_bytes
-from main import download_reuse_tags, reuse_filter
+from flow_steps.pipeline import download_reuse_tags, reuse_filter
 
 
 def test_reuse_filter_matches_status_entry_point_code_version_params_and_tags():

@@ -1,4 +1,4 @@
-"""The LSTM and its pyfunc wrapper, without a tracking store."""
+"""The LSTM and the served pyfunc wrapper, without a tracking store."""
 
 import numpy as np
 import pandas as pd
@@ -7,12 +7,9 @@ from mlflow.exceptions import MlflowException
 
 from flow_steps.constants import DAYS_AHEAD_COLUMN, FORECAST_COLUMN, MAX_HORIZON
 from flow_steps.errors import DataValidationError
-from flow_steps.model import (
-    LstmPriceForecaster,
-    build_lstm,
-    predict_next_closes,
-)
-from flow_steps.preparation import ReturnScaler
+from flow_steps.features import ReturnScaler
+from flow_steps.served_model import LstmPriceForecaster, predict_next_closes
+from flow_steps.training import build_lstm
 
 
 @pytest.fixture(scope="module")

@@ -1,26 +1,26 @@
-"""Pure data preparation: read, validate, order and window daily prices.
+"""Ingest and cleaning: a price file's bytes -> a checked `Date, Close` table, oldest first.
 
-Nothing here touches MLflow, files or the network, so tests and the notebook call it directly.
+Pure: nothing here touches MLflow, files or the network. `load_prices` is the one helper that every
+command, benchmark and test uses to turn a price file into clean prices.
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from flow_steps.constants import DATE_COLUMN, PRICE_COLUMN
-from flow_steps.errors import DataValidationError
+from flow_steps.errors import DataValidationError, SourceError
 
 DATE_COLUMN_NAMES = ("Date", "Timestamp", "Day")
 # Adjusted closes account for splits and dividends: a split is not a crash.
 ADJUSTED_CLOSE_NAMES = ("Adj Close", "Adj. Close", "Adj_Close", "Adjusted Close", "AdjClose")
 CLOSE_NAMES = ("Close",)
 MAX_MISSING_SHARE = 0.05
-MIN_TRAIN_SAMPLES = 30
-MIN_TEST_ROWS = 5
 
 
 @dataclass(frozen=True)
@@ -234,126 +234,36 @@ def validate_prepared(frame: pd.DataFrame, source_name: str) -> pd.DataFrame:
     return pd.DataFrame({DATE_COLUMN: dates, PRICE_COLUMN: prices})
 
 
-def holdout_size(n_rows: int, test_fraction: float) -> int:
-    """Number of rows at the end of the series that form the test set."""
-    if not 0 < test_fraction <= 0.5:
-        raise DataValidationError(f"test_fraction must be in (0, 0.5], got {test_fraction}")
-    return max(1, round(n_rows * test_fraction))
-
-
-def minimum_rows(window: int, test_fraction: float) -> int:
-    """Fewest rows that leave `MIN_TRAIN_SAMPLES` training windows and `MIN_TEST_ROWS` test days."""
-    n_rows = window + MIN_TRAIN_SAMPLES + MIN_TEST_ROWS
-    while not _enough_rows(n_rows, window, test_fraction):
-        n_rows += 1
-    return n_rows
-
-
-def check_enough_rows(n_rows: int, window: int, test_fraction: float) -> None:
-    """Raise naming the shortfall and the parameters to change when the series is too short."""
-    if window < 1:
-        raise DataValidationError(f"window must be at least 1, got {window}")
-    if not _enough_rows(n_rows, window, test_fraction):
-        raise DataValidationError(
-            f"{n_rows} rows of prices, but window={window} and test_fraction={test_fraction} "
-            f"need at least {minimum_rows(window, test_fraction)}: lower window, raise "
-            "max_row_limit or use a longer price history"
-        )
-
-
-def _enough_rows(n_rows: int, window: int, test_fraction: float) -> bool:
-    n_test = holdout_size(n_rows, test_fraction)
-    return n_test >= MIN_TEST_ROWS and n_rows - n_test - window >= MIN_TRAIN_SAMPLES
-
-
-def make_windows(values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sliding windows: X[i] = values[i : i + window], y[i] = values[i + window]."""
-    values = np.asarray(values, dtype=float)
-    if window < 1:
-        raise ValueError(f"window must be at least 1, got {window}")
-    n_samples = len(values) - window
-    if n_samples < 1:
-        raise ValueError(f"{len(values)} values are too few for windows of {window}")
-    windows = np.lib.stride_tricks.sliding_window_view(values, window)[:n_samples].copy()
-    return windows, values[window:].copy()
-
-
-def relative_log_prices(windows: np.ndarray) -> np.ndarray:
-    """Each window's log prices relative to its last price: log(p / p_last), so the last is 0.
-
-    This makes a window independent of the price level, so a model trained on prices of 20 to 40
-    reads a window of prices around 300 the same way.
-    """
-    windows = np.asarray(windows, dtype=float)
-    return np.log(windows) - np.log(windows[:, -1:])
-
-
-def next_log_returns(windows: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Log return from each window's last price to its target: log(target / p_last)."""
-    windows = np.asarray(windows, dtype=float)
-    return np.log(np.asarray(targets, dtype=float)) - np.log(windows[:, -1])
-
-
 def _first_line(text: str, limit: int) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
-class ReturnScaler:
-    """Divides log returns by their training-period standard deviation, so the LSTM sees unit scale.
+class PriceFile:
+    """A price file read and cleaned: its table as read (strings), the clean prices, what cleaning did."""
 
-    Fit on training targets only: the test period never shapes the preprocessing.
-    """
-
-    scale: float
-
-    @classmethod
-    def fit(cls, training_log_returns: np.ndarray) -> ReturnScaler:
-        spread = float(np.std(np.asarray(training_log_returns, dtype=float)))
-        return cls(scale=spread if np.isfinite(spread) and spread > 0 else 1.0)
-
-    def transform(self, log_returns: np.ndarray) -> np.ndarray:
-        return np.asarray(log_returns, dtype=float) / self.scale
-
-    def inverse_transform(self, scaled: np.ndarray) -> np.ndarray:
-        return np.asarray(scaled, dtype=float) * self.scale
+    table: pd.DataFrame
+    prices: pd.DataFrame
+    report: CleaningReport
 
 
-def model_inputs(windows: np.ndarray, scaler: ReturnScaler) -> np.ndarray:
-    """LSTM input for windows of raw closes: scaled relative log prices, shape (n, window, 1)."""
-    return scaler.transform(relative_log_prices(windows))[..., np.newaxis]
+def load_prices(content: bytes, source_name: str, max_row_limit: int | None = None) -> PriceFile:
+    """Decode, read and clean a raw price file (the one path from bytes to clean prices)."""
+    table = read_price_table(decode_csv(content, source_name), source_name)
+    prices, report = clean_prices(table, max_row_limit)
+    return PriceFile(table, prices, report)
 
 
-def closes_from_scaled_returns(
-    windows: np.ndarray, scaled_returns: np.ndarray, scaler: ReturnScaler
-) -> np.ndarray:
-    """Next-day closes from each window's last close and the model's scaled log return."""
-    last_closes = np.asarray(windows, dtype=float)[:, -1]
-    return last_closes * np.exp(scaler.inverse_transform(np.ravel(scaled_returns)))
+def input_file(path: str, parameter: str) -> Path:
+    """`path` as a Path, refused unless it is a file; `parameter` names the option that gave it."""
+    file = Path(path)
+    if not file.is_file():
+        raise SourceError(f"{parameter} '{path}' is not a file")
+    return file
 
 
-def closes_from_input(model_input: pd.DataFrame, window: int) -> np.ndarray:
-    """The chronological closes a served model was given, checked: column, length, values."""
-    if not isinstance(model_input, pd.DataFrame) or PRICE_COLUMN not in model_input.columns:
-        found = ", ".join(map(str, getattr(model_input, "columns", []))) or "none"
-        raise DataValidationError(f"input needs a '{PRICE_COLUMN}' column; found columns: {found}")
-    values = pd.to_numeric(model_input[PRICE_COLUMN], errors="coerce").to_numpy(dtype=float)
-    if len(values) < window:
-        raise DataValidationError(
-            f"input has {len(values)} rows of '{PRICE_COLUMN}', the model needs at least {window}"
-        )
-    if not np.all(np.isfinite(values)):
-        position = int(np.flatnonzero(~np.isfinite(values))[0])
-        given = model_input[PRICE_COLUMN].iloc[position]
-        if pd.isna(given):
-            problem = "is missing"
-        elif isinstance(given, (int, float, np.number)):
-            problem = f"is not finite: {float(given):g}"
-        else:
-            problem = f"is not a number: {given!r}"
-        raise DataValidationError(f"'{PRICE_COLUMN}' row {position} {problem}")
-    if np.any(values <= 0):
-        position = int(np.flatnonzero(values <= 0)[0])
-        raise DataValidationError(f"'{PRICE_COLUMN}' row {position} is not positive: {values[position]:g}")
-    return values
+def read_prepared(path: str, parameter: str) -> pd.DataFrame:
+    """The prepared prices transform_data wrote, checked."""
+    file = input_file(path, parameter)
+    return validate_prepared(pd.read_csv(file, dtype=str), file.name)

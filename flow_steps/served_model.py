@@ -1,114 +1,26 @@
-"""The Keras LSTM and the MLflow pyfunc wrapper that serves it on raw prices."""
+"""The served model: the pyfunc wrapper that turns raw closes into forecasts with a Keras LSTM.
+
+Logged as code (`flow_steps/pyfunc_model.py`) with only the modules this file imports, so it needs
+nothing of training, evaluation or the pipeline.
+"""
 
 from __future__ import annotations
-
-import time
-from dataclasses import dataclass
 
 import keras
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from flow_steps.constants import DAYS_AHEAD_COLUMN, FORECAST_COLUMN, HORIZON_PARAM, MAX_HORIZON
+from flow_steps.constants import DAYS_AHEAD_COLUMN, FORECAST_COLUMN
 from flow_steps.errors import DataValidationError
-from flow_steps.preparation import (
-    ReturnScaler,
-    closes_from_input,
-    closes_from_scaled_returns,
-    make_windows,
-    model_inputs,
-    next_log_returns,
-)
+from flow_steps.features import ReturnScaler, closes_from_scaled_returns, make_windows, model_inputs
+from flow_steps.request_validation import closes_from_input, horizon_from_params
 
 KERAS_ARTIFACT = "keras_model"
 WINDOW_CONFIG = "window"
 RETURN_SCALE_CONFIG = "return_scale"
-
-
-def build_lstm(window: int, units: int, learning_rate: float = 1e-3) -> keras.Model:
-    """Two stacked LSTM layers of `units` and a Dense output: one scaled log return per window."""
-    model = keras.Sequential(
-        [
-            keras.Input(shape=(window, 1)),
-            keras.layers.LSTM(units, return_sequences=True),
-            keras.layers.LSTM(units),
-            keras.layers.Dense(1),
-        ],
-        name="stock_lstm",
-    )
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
-    return model
-
-
-@dataclass
-class FittedLstm:
-    """A trained LSTM with the preprocessing it was trained with and how training went."""
-
-    keras_model: keras.Model
-    scaler: ReturnScaler
-    history: dict[str, list[float]]
-    best_epoch: int
-    n_fit_samples: int
-    n_validation_samples: int
-    train_seconds: float
-
-
-def fit_lstm(
-    training_closes: np.ndarray,
-    window: int,
-    units: int,
-    epochs: int,
-    batch_size: int,
-    validation_fraction: float,
-    patience: int,
-    seed: int,
-    callbacks: list[keras.callbacks.Callback] | None = None,
-) -> FittedLstm:
-    """Train on windows of `training_closes`, keeping the latest `validation_fraction` for validation.
-
-    The scaler is fit on the fit windows only; training stops when validation loss has not improved
-    for `patience` epochs, and the weights of the best validation epoch are kept. The same inputs
-    and seed give the same model.
-    """
-    windows, targets = make_windows(training_closes, window)
-    n_validation = max(1, round(len(windows) * validation_fraction))
-    if len(windows) - n_validation < 1:
-        raise ValueError(f"{len(windows)} training windows leave none to fit after validation")
-    fit_windows, fit_targets = windows[:-n_validation], targets[:-n_validation]
-    validation_windows, validation_targets = windows[-n_validation:], targets[-n_validation:]
-    scaler = ReturnScaler.fit(next_log_returns(fit_windows, fit_targets))
-
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-    model = build_lstm(window, units)
-    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
-    started = time.perf_counter()
-    history = model.fit(
-        model_inputs(fit_windows, scaler),
-        scaler.transform(next_log_returns(fit_windows, fit_targets)),
-        validation_data=(
-            model_inputs(validation_windows, scaler),
-            scaler.transform(next_log_returns(validation_windows, validation_targets)),
-        ),
-        epochs=epochs,
-        batch_size=batch_size,
-        shuffle=True,  # windows are independent samples, all before the validation and test days
-        callbacks=[stopper, *(callbacks or [])],
-        verbose=0,
-    )
-    return FittedLstm(
-        keras_model=model,
-        scaler=scaler,
-        history={name: [float(value) for value in values] for name, values in history.history.items()},
-        best_epoch=int(stopper.best_epoch),
-        n_fit_samples=len(fit_windows),
-        n_validation_samples=n_validation,
-        train_seconds=time.perf_counter() - started,
-    )
 
 
 def predict_next_closes(
@@ -143,16 +55,6 @@ def recursive_forecast(
         forecasts.append(next_close)
         history.append(next_close)
     return np.array(forecasts)
-
-
-def horizon_from_params(params: dict | None) -> int:
-    """The `horizon` request parameter (default 1), refused outside 1..MAX_HORIZON."""
-    value = (params or {}).get(HORIZON_PARAM, 1)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise DataValidationError(f"{HORIZON_PARAM} must be a whole number of days, got {value!r}")
-    if not 1 <= value <= MAX_HORIZON:
-        raise DataValidationError(f"{HORIZON_PARAM} must be between 1 and {MAX_HORIZON}, got {value}")
-    return int(value)
 
 
 class LstmPriceForecaster(mlflow.pyfunc.PythonModel):

@@ -1,18 +1,13 @@
-"""Training and evaluation core of train_model, with tiny LSTMs and no tracking store."""
+"""Training and backtests, with tiny LSTMs and no tracking store."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from flow_steps.errors import PipelineError
-from flow_steps.evaluation import BASELINES, LSTM
-from flow_steps.train_model import (
-    TrainParams,
-    backtest_folds,
-    backtest_summary,
-    evaluate_split,
-    walk_forward,
-)
+from flow_steps.evaluation import BASELINES, LSTM, backtest_ranges, backtest_summary
+from flow_steps.parameters import TrainParams, check_train_params
+from flow_steps.training import evaluate_split, walk_forward
 
 TINY = TrainParams(lstm_units=4, window=8, epochs=3, batch_size=16, patience=2, ma_window=3, knn_neighbors=5)
 
@@ -56,10 +51,10 @@ def test_lstm_never_sees_a_test_day_price_before_forecasting_it():
 
 
 def test_backtest_cuts_the_test_period_into_consecutive_folds():
-    assert backtest_folds(100, 20, 4) == [(80, 85), (85, 90), (90, 95), (95, 100)]
-    assert backtest_folds(100, 21, 2) == [(79, 90), (90, 100)]
+    assert backtest_ranges(100, 20, 4) == [(80, 85), (85, 90), (90, 95), (95, 100)]
+    assert backtest_ranges(100, 21, 2) == [(79, 90), (90, 100)]
     with pytest.raises(PipelineError, match="backtest_folds=5 would leave fewer than 5 test days"):
-        backtest_folds(100, 20, 5)
+        backtest_ranges(100, 20, 5)
 
 
 def test_walk_forward_refits_before_each_fold_and_averages_the_folds():
@@ -69,7 +64,7 @@ def test_walk_forward_refits_before_each_fold_and_averages_the_folds():
     assert [len(fold.actual) for fold in folds] == [20, 20]
     assert folds[0].dates.iloc[0] == prices["Date"].iloc[120]
     assert folds[1].dates.iloc[0] == prices["Date"].iloc[140]
-    table, means = backtest_summary(folds)
+    table, means = backtest_summary([fold.table for fold in folds], [fold.metrics for fold in folds])
     assert table["fold"].tolist() == [0] * 5 + [1] * 5
     assert means["backtest_test_rmse_vs_naive"] == pytest.approx(
         np.mean([fold.metrics["test_rmse_vs_naive"] for fold in folds])
@@ -89,4 +84,4 @@ def test_walk_forward_refits_before_each_fold_and_averages_the_folds():
 )
 def test_bad_parameters_are_refused(change, message):
     with pytest.raises(PipelineError, match=message):
-        TrainParams(**{**TrainParams().__dict__, **change}).check()
+        check_train_params(TrainParams(**{**TrainParams().__dict__, **change}))

@@ -1,25 +1,10 @@
-"""Pure preparation functions on small hand-made frames."""
+"""Ingest and cleaning on small hand-made frames."""
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from flow_steps.errors import DataValidationError
-from flow_steps.preparation import (
-    MAX_MISSING_SHARE,
-    ReturnScaler,
-    check_enough_rows,
-    clean_prices,
-    closes_from_input,
-    holdout_size,
-    make_windows,
-    minimum_rows,
-    next_log_returns,
-    price_column,
-    read_price_table,
-    relative_log_prices,
-    summarize_raw,
-)
+from flow_steps.ingest import MAX_MISSING_SHARE, clean_prices, price_column, read_price_table, summarize_raw
 
 
 def raw(rows: list[tuple[str, str]], columns=("Date", "Close")) -> pd.DataFrame:
@@ -141,54 +126,3 @@ def test_unusable_files_are_refused(text, message):
 def test_summary_reports_rows_and_date_range_in_date_order():
     summary = summarize_raw(raw([("2020-01-03", "3"), ("2020-01-01", "1"), ("2020-01-02", "2")]))
     assert (summary.rows, summary.first_date, summary.last_date) == (3, "2020-01-01", "2020-01-03")
-
-
-def test_holdout_is_the_last_fraction_of_rows():
-    assert holdout_size(100, 0.2) == 20
-    assert holdout_size(3270, 0.2) == 654
-    with pytest.raises(DataValidationError, match="test_fraction"):
-        holdout_size(100, 0.7)
-
-
-def test_too_few_rows_says_how_many_are_needed():
-    needed = minimum_rows(window=60, test_fraction=0.2)
-    check_enough_rows(needed, 60, 0.2)
-    with pytest.raises(
-        DataValidationError, match=rf"^{needed - 1} rows .* need at least {needed}: lower window"
-    ):
-        check_enough_rows(needed - 1, 60, 0.2)
-
-
-def test_windows_pair_each_history_with_the_next_value():
-    windows, targets = make_windows(np.array([1.0, 2, 3, 4, 5, 6]), window=3)
-    np.testing.assert_array_equal(windows, [[1, 2, 3], [2, 3, 4], [3, 4, 5]])
-    np.testing.assert_array_equal(targets, [4, 5, 6])
-
-
-def test_relative_log_prices_do_not_depend_on_the_price_level():
-    windows = np.array([[10.0, 11, 12], [20, 19, 18]])
-    features = relative_log_prices(windows)
-    np.testing.assert_allclose(features[:, -1], 0)
-    np.testing.assert_allclose(relative_log_prices(windows * 37.5), features)
-    np.testing.assert_allclose(next_log_returns(windows, [13.2, 18]), [np.log(1.1), 0.0])
-
-
-def test_return_scaler_uses_only_what_it_is_fit_on():
-    scaler = ReturnScaler.fit(np.array([0.01, -0.01, 0.01, -0.01]))
-    assert scaler.scale == pytest.approx(0.01)
-    np.testing.assert_allclose(scaler.inverse_transform(scaler.transform([0.03])), [0.03])
-    assert ReturnScaler.fit(np.zeros(3)).scale == 1.0
-
-
-@pytest.mark.parametrize(
-    ("frame", "message"),
-    [
-        (pd.DataFrame({"Open": [1.0, 2, 3]}), "needs a 'Close' column; found columns: Open"),
-        (pd.DataFrame({"Close": [1.0, 2]}), "2 rows of 'Close', the model needs at least 3"),
-        (pd.DataFrame({"Close": [1.0, "x", 3]}), "row 1 is not a number"),
-        (pd.DataFrame({"Close": [1.0, -2, 3]}), "row 1 is not positive"),
-    ],
-)
-def test_model_input_is_checked(frame, message):
-    with pytest.raises(DataValidationError, match=message):
-        closes_from_input(frame, window=3)

@@ -1,0 +1,351 @@
+"""The one declaration of every entry point's parameters: name, type, default, allowed range and help.
+
+Everything else derives from it: the click options of the steps and of `main.py`, the driver's
+per-step parameter lists, the range checks, `TrainParams`, and MLproject itself, which
+`python -m flow_steps.parameters` writes (tests/unit/test_parameters.py fails when the two differ).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from flow_steps.constants import (
+    DEFAULT_QUANDL_DATABASE,
+    DOWNLOAD_STEP,
+    FORECAST_ENTRY_POINT,
+    MAIN_ENTRY_POINT,
+    MAX_HORIZON,
+    QUANDL_SOURCE,
+    REGISTER_STEP,
+    SAMPLE_SOURCE,
+    TRAIN_STEP,
+    TRANSFORM_STEP,
+)
+from flow_steps.errors import PipelineError
+
+MLPROJECT_PATH = Path(__file__).resolve().parents[1] / "MLproject"
+PYTHON_TYPES = {"string": str, "path": str, "int": int, "float": float, "bool": bool}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter. `kind` is an MLproject type (string, path, int, float) or bool.
+
+    `default=None` makes it required. `low`/`high` bound numbers; `low_open`/`high_open` exclude the bound.
+    """
+
+    name: str
+    kind: str
+    default: str | int | float | bool | None
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    @property
+    def flag(self) -> str:
+        """The command-line option: `max_row_limit` -> `--max-row-limit`."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def python_type(self) -> type:
+        return PYTHON_TYPES[self.kind]
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+    def click_type(self) -> click.ParamType:
+        if self.kind == "path":
+            return click.Path(dir_okay=False)
+        if self.kind == "bool":
+            return click.BOOL
+        if self.kind in ("int", "float") and (self.low is not None or self.high is not None):
+            bounded = click.IntRange if self.kind == "int" else click.FloatRange
+            return bounded(self.low, self.high, min_open=self.low_open, max_open=self.high_open)
+        return click.types.convert_type(self.python_type)
+
+    def check(self, value: object) -> None:
+        """Refuse a value outside the allowed range, naming the parameter."""
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            raise PipelineError(f"{self.name} must be {self.range_text()}, got {value}")
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            raise PipelineError(f"{self.name} must be {self.range_text()}, got {value}")
+
+    def range_text(self) -> str:
+        if self.high is None:
+            return f"{'above' if self.low_open else 'at least'} {self.low:g}"
+        return (
+            f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        )
+
+    def mlproject_value(self) -> str:
+        """The parameter as MLproject declares it."""
+        if self.required:
+            return self.kind
+        kind = "string" if self.kind == "bool" else self.kind
+        default = str(self.default).lower() if self.kind == "bool" else self.default
+        if isinstance(default, str) and (default in ("", "true", "false") or not default.isalnum()):
+            default = f'"{default}"'
+        return f"{{type: {kind}, default: {default}}}"
+
+
+# Download (and every command that fetches prices).
+COMPANY_ABBREVIATION = Param(
+    "company_abbreviation",
+    "string",
+    "MSFT",
+    "Ticker symbol, e.g. MSFT; names the artifact raw-data/<TICKER>.csv.",
+)
+DATA_SOURCE = Param(
+    "data_source",
+    "string",
+    SAMPLE_SOURCE,
+    f"'{SAMPLE_SOURCE}' (bundled public-domain MSFT prices, offline), '{QUANDL_SOURCE}' (Quandl / Nasdaq "
+    "Data Link API, key in QUANDL_API_KEY), an http(s):// URL of a CSV file, or a CSV path.",
+)
+QUANDL_DATABASE = Param(
+    "quandl_database",
+    "string",
+    DEFAULT_QUANDL_DATABASE,
+    f"Quandl database of the dataset <database>/<TICKER> when data_source is '{QUANDL_SOURCE}' "
+    "(WIKI, the retired free feed, or EOD).",
+)
+# Transform.
+DATASET_STOCK_CSV = Param(
+    "dataset_stock_csv",
+    "path",
+    None,
+    "Raw price CSV (under `mlflow run`, the download run's artifact URI, downloaded by MLflow).",
+)
+MAX_ROW_LIMIT = Param(
+    "max_row_limit", "int", 100_000, "Keep at most this many of the most recent rows.", low=1
+)
+# Train.
+STOCK_DATA = Param(
+    "stock_data", "path", None, "Prepared prices CSV (transform_data's artifact transformed-data/prices.csv)."
+)
+LSTM_UNITS = Param("lstm_units", "int", 50, "Units in each of the two LSTM layers.", low=1)
+WINDOW = Param("window", "int", 60, "Days of history per forecast.", low=1)
+EPOCHS = Param("epochs", "int", 50, "Most training epochs (early stopping may end sooner).", low=1)
+BATCH_SIZE = Param("batch_size", "int", 32, "Training batch size.", low=1)
+TEST_FRACTION = Param(
+    "test_fraction",
+    "float",
+    0.2,
+    "Share of the most recent days held out as the test set (register_model: the one the model was "
+    "trained with).",
+    low=0,
+    high=0.5,
+    low_open=True,
+)
+SEED = Param("seed", "int", 42, "Random seed: the same parameters and seed give the same metrics.")
+VALIDATION_FRACTION = Param(
+    "validation_fraction",
+    "float",
+    0.1,
+    "Share of the latest training windows kept for validation (early stopping).",
+    low=0,
+    high=0.5,
+    low_open=True,
+    high_open=True,
+)
+PATIENCE = Param(
+    "patience",
+    "int",
+    5,
+    "Epochs without a better validation loss before training stops (best weights are kept).",
+    low=1,
+)
+MA_WINDOW = Param("ma_window", "int", 5, "Days averaged by the moving-average baseline.", low=1)
+KNN_NEIGHBORS = Param("knn_neighbors", "int", 20, "Neighbours of the kNN baseline.", low=1)
+BACKTEST_FOLDS = Param(
+    "backtest_folds",
+    "int",
+    0,
+    "Walk-forward backtest folds over the test period (0 = the single split only).",
+    low=0,
+)
+# Register.
+MODEL_URI = Param("model_uri", "string", None, "runs:/<train_model run id>/model")
+MODEL_NAME = Param("model_name", "string", None, "Registered model name, e.g. stock-MSFT-lstm.")
+# Forecast.
+MODEL = Param(
+    "model",
+    "string",
+    "champion",
+    "A model URI (models:/stock-MSFT-lstm@champion, models:/stock-MSFT-lstm/3, runs:/<run id>/model), or "
+    "'champion' / 'challenger' for that alias of the ticker's registered model stock-<TICKER>-lstm.",
+)
+HORIZON = Param(
+    "horizon",
+    "int",
+    5,
+    "Business days to forecast; each forecast is fed back as the newest close.",
+    low=1,
+    high=MAX_HORIZON,
+)
+OUTPUT = Param(
+    "output",
+    "string",
+    "",
+    "Also write the table to this CSV file (the run always logs it as forecast/forecast.csv).",
+)
+# The driver.
+REUSE_TRAINING = Param(
+    "reuse_training", "bool", False, "Also reuse a finished train_model run with the same inputs."
+)
+REGISTER_MODEL = Param(
+    "register_model",
+    "bool",
+    True,
+    "Register the model as stock-<TICKER>-lstm (alias challenger) and make it champion when it beats the "
+    "current champion on the same test days.",
+)
+
+DOWNLOAD_PARAMS = (COMPANY_ABBREVIATION, DATA_SOURCE, QUANDL_DATABASE)
+TRANSFORM_PARAMS = (MAX_ROW_LIMIT,)
+TRAIN_PARAMS = (
+    LSTM_UNITS,
+    WINDOW,
+    EPOCHS,
+    BATCH_SIZE,
+    TEST_FRACTION,
+    SEED,
+    VALIDATION_FRACTION,
+    PATIENCE,
+    MA_WINDOW,
+    KNN_NEIGHBORS,
+    BACKTEST_FOLDS,
+)
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    """An MLproject entry point: its command and its parameters, in command-line order."""
+
+    name: str
+    command: str
+    params: tuple[Param, ...]
+    comment: str = ""
+
+
+ENTRY_POINTS = (
+    EntryPoint(DOWNLOAD_STEP, f"python -m flow_steps.{DOWNLOAD_STEP}", DOWNLOAD_PARAMS),
+    EntryPoint(
+        TRANSFORM_STEP, f"python -m flow_steps.{TRANSFORM_STEP}", (DATASET_STOCK_CSV, *TRANSFORM_PARAMS)
+    ),
+    EntryPoint(TRAIN_STEP, f"python -m flow_steps.{TRAIN_STEP}", (STOCK_DATA, *TRAIN_PARAMS)),
+    EntryPoint(
+        REGISTER_STEP,
+        f"python -m flow_steps.{REGISTER_STEP}",
+        (MODEL_URI, STOCK_DATA, TEST_FRACTION, MODEL_NAME),
+    ),
+    EntryPoint(
+        FORECAST_ENTRY_POINT,
+        f"python -m flow_steps.{FORECAST_ENTRY_POINT}",
+        (MODEL, *DOWNLOAD_PARAMS, HORIZON, OUTPUT),
+        comment='-P output=<file.csv> also writes the table there; "" (the default) writes no file.',
+    ),
+    EntryPoint(
+        MAIN_ENTRY_POINT,
+        "python main.py",
+        (*DOWNLOAD_PARAMS, *TRANSFORM_PARAMS, *TRAIN_PARAMS, REUSE_TRAINING, REGISTER_MODEL),
+        comment="The whole pipeline; every step parameter can be set here.",
+    ),
+)
+BY_ENTRY_POINT = {entry_point.name: entry_point for entry_point in ENTRY_POINTS}
+
+
+def options(entry_point: str) -> Callable:
+    """Decorator adding the entry point's click options, in its order, to a command."""
+
+    def decorate(command: Callable) -> Callable:
+        for param in reversed(BY_ENTRY_POINT[entry_point].params):
+            command = click.option(
+                param.flag,
+                param.name,
+                type=param.click_type(),
+                required=param.required,
+                default=param.default,
+                show_default=not param.required and param.default != "",
+                help=param.help,
+            )(command)
+        return command
+
+    return decorate
+
+
+def check_values(params: Iterable[Param], values: dict[str, object]) -> None:
+    """Range-check `values` (name -> value) against their parameters."""
+    for param in params:
+        if param.name in values:
+            param.check(values[param.name])
+
+
+TrainParams = dataclasses.make_dataclass(
+    "TrainParams",
+    [(param.name, param.python_type, dataclasses.field(default=param.default)) for param in TRAIN_PARAMS],
+    frozen=True,
+)
+TrainParams.__doc__ = "Parameters of train_model (TRAIN_PARAMS), defaults included."
+
+
+def check_train_params(params: TrainParams) -> None:
+    """Refuse out-of-range or inconsistent training parameters before any work starts."""
+    check_values(TRAIN_PARAMS, dataclasses.asdict(params))
+    if params.ma_window > params.window:
+        raise PipelineError(f"ma_window ({params.ma_window}) must not exceed window ({params.window})")
+
+
+MLPROJECT_HEADER = """\
+# Generated from flow_steps/parameters.py by `python -m flow_steps.parameters`: edit that file, not this one.
+name: stock-market-prediction
+
+# `mlflow run .` builds this environment with conda; without conda use
+# `mlflow run . --env-manager local` (current environment) or `--env-manager uv`.
+conda_env: conda.yml
+
+entry_points:
+"""
+
+
+def render_mlproject() -> str:
+    """MLproject's text, from ENTRY_POINTS."""
+    blocks = []
+    for entry_point in ENTRY_POINTS:
+        lines = [f"  {entry_point.name}:"]
+        if entry_point.comment:
+            lines.append(f"    # {entry_point.comment}")
+        lines.append("    parameters:")
+        lines += [f"      {param.name}: {param.mlproject_value()}" for param in entry_point.params]
+        lines += ["    command: >-", f"      {entry_point.command}"]
+        lines += [f"      {param.flag} {{{param.name}}}" for param in entry_point.params]
+        blocks.append("\n".join(lines) + "\n")
+    return MLPROJECT_HEADER + "\n".join(blocks)
+
+
+@click.command(help="Write MLproject from the parameter spec, or with --check only compare them.")
+@click.option("--check", is_flag=True, help="Exit 1 when MLproject differs from the spec; write nothing.")
+def cli(check: bool) -> None:
+    text = render_mlproject()
+    if check:
+        if MLPROJECT_PATH.read_text() != text:
+            click.echo(
+                f"{MLPROJECT_PATH} differs from flow_steps/parameters.py: run python -m flow_steps.parameters"
+            )
+            sys.exit(1)
+        return
+    MLPROJECT_PATH.write_text(text)
+    click.echo(f"Wrote {MLPROJECT_PATH}")
+
+
+if __name__ == "__main__":
+    cli()

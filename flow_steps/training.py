@@ -1,0 +1,196 @@
+"""Training: the Keras LSTM, fitted with early stopping, and the LSTM and baselines on one split.
+
+Imports TensorFlow: only what trains or scores imports this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from flow_steps.constants import DATE_COLUMN, PRICE_COLUMN
+from flow_steps.evaluation import LSTM, backtest_ranges, baseline_forecasts, comparison, metrics_by_name
+from flow_steps.features import ReturnScaler, holdout_size, make_windows, model_inputs, next_log_returns
+from flow_steps.parameters import TrainParams
+from flow_steps.served_model import predict_next_closes
+
+logger = logging.getLogger(__name__)
+
+
+def build_lstm(window: int, units: int, learning_rate: float = 1e-3) -> keras.Model:
+    """Two stacked LSTM layers of `units` and a Dense output: one scaled log return per window."""
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(window, 1)),
+            keras.layers.LSTM(units, return_sequences=True),
+            keras.layers.LSTM(units),
+            keras.layers.Dense(1),
+        ],
+        name="stock_lstm",
+    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
+    return model
+
+
+@dataclass
+class FittedLstm:
+    """A trained LSTM with the preprocessing it was trained with and how training went."""
+
+    keras_model: keras.Model
+    scaler: ReturnScaler
+    history: dict[str, list[float]]
+    best_epoch: int
+    n_fit_samples: int
+    n_validation_samples: int
+    train_seconds: float
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One log line per epoch: epoch, training loss, validation loss, seconds since training started."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+        self.started = time.perf_counter()
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        logger.info(
+            "epoch %d/%d: train loss %.4f, validation loss %.4f, %.1f s",
+            epoch + 1,
+            self.epochs,
+            logs.get("loss", float("nan")),
+            logs.get("val_loss", float("nan")),
+            time.perf_counter() - self.started,
+        )
+
+
+def fit_lstm(
+    training_closes: np.ndarray,
+    window: int,
+    units: int,
+    epochs: int,
+    batch_size: int,
+    validation_fraction: float,
+    patience: int,
+    seed: int,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+) -> FittedLstm:
+    """Train on windows of `training_closes`, keeping the latest `validation_fraction` for validation.
+
+    The scaler is fit on the fit windows only; training stops when validation loss has not improved
+    for `patience` epochs, and the weights of the best validation epoch are kept. The same inputs
+    and seed give the same model.
+    """
+    windows, targets = make_windows(training_closes, window)
+    n_validation = max(1, round(len(windows) * validation_fraction))
+    if len(windows) - n_validation < 1:
+        raise ValueError(f"{len(windows)} training windows leave none to fit after validation")
+    fit_windows, fit_targets = windows[:-n_validation], targets[:-n_validation]
+    validation_windows, validation_targets = windows[-n_validation:], targets[-n_validation:]
+    scaler = ReturnScaler.fit(next_log_returns(fit_windows, fit_targets))
+
+    keras.utils.set_random_seed(seed)
+    if tf.config.list_physical_devices("GPU"):
+        # GPU kernels (cuDNN) need op determinism for repeatable results. On the CPU the ops used here
+        # are deterministic already (same seed, same metrics: tests/unit/test_training.py), and op
+        # determinism would only make tf.data log a spurious error about `use_unbounded_threadpool`.
+        tf.config.experimental.enable_op_determinism()
+    model = build_lstm(window, units)
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    started = time.perf_counter()
+    history = model.fit(
+        model_inputs(fit_windows, scaler),
+        scaler.transform(next_log_returns(fit_windows, fit_targets)),
+        validation_data=(
+            model_inputs(validation_windows, scaler),
+            scaler.transform(next_log_returns(validation_windows, validation_targets)),
+        ),
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,  # windows are independent samples, all before the validation and test days
+        callbacks=[stopper, EpochProgress(epochs), *(callbacks or [])],
+        verbose=0,
+    )
+    fitted = FittedLstm(
+        keras_model=model,
+        scaler=scaler,
+        history={name: [float(value) for value in values] for name, values in history.history.items()},
+        best_epoch=int(stopper.best_epoch),
+        n_fit_samples=len(fit_windows),
+        n_validation_samples=n_validation,
+        train_seconds=time.perf_counter() - started,
+    )
+    logger.info(
+        "Trained %d epochs in %.1f s; kept the best, epoch %d (validation loss %.4f)",
+        len(fitted.history["loss"]),
+        fitted.train_seconds,
+        fitted.best_epoch + 1,
+        fitted.history["val_loss"][fitted.best_epoch],
+    )
+    return fitted
+
+
+@dataclass
+class SplitEvaluation:
+    """The LSTM and the baselines fitted before, and scored on, one block of test days."""
+
+    lstm: FittedLstm
+    dates: pd.Series
+    actual: np.ndarray
+    forecasts: dict[str, np.ndarray]  # model name -> forecast of each test day
+    table: pd.DataFrame  # one row per model, every metric
+    metrics: dict[str, float]  # the table as MLflow metric names
+
+
+def evaluate_split(
+    prices: pd.DataFrame,
+    n_test: int,
+    params: TrainParams,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+) -> SplitEvaluation:
+    """Fit the LSTM and the baselines on all rows but the last `n_test`, forecast those one step ahead."""
+    closes = prices[PRICE_COLUMN].to_numpy(dtype=float)
+    lstm = fit_lstm(
+        closes[:-n_test],
+        window=params.window,
+        units=params.lstm_units,
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        validation_fraction=params.validation_fraction,
+        patience=params.patience,
+        seed=params.seed,
+        callbacks=callbacks,
+    )
+    windows, _ = make_windows(closes, params.window)
+    forecasts = {
+        LSTM: predict_next_closes(lstm.keras_model, windows[-n_test:], lstm.scaler),
+        **baseline_forecasts(closes, n_test, params.window, params.ma_window, params.knn_neighbors),
+    }
+    table = comparison(closes, forecasts)
+    return SplitEvaluation(
+        lstm=lstm,
+        dates=prices[DATE_COLUMN].iloc[-n_test:].reset_index(drop=True),
+        actual=closes[-n_test:],
+        forecasts=forecasts,
+        table=table,
+        metrics=metrics_by_name(table, closes[-n_test - 1 : -1], closes[-n_test:]),
+    )
+
+
+def walk_forward(prices: pd.DataFrame, params: TrainParams) -> list[SplitEvaluation]:
+    """Refit on all rows before each fold of the test period and score on that fold."""
+    n_test = holdout_size(len(prices), params.test_fraction)
+    folds = backtest_ranges(len(prices), n_test, params.backtest_folds)
+    for index, (start, end) in enumerate(folds):
+        logger.info("Backtest fold %d/%d: rows %d..%d", index + 1, len(folds), start, end - 1)
+    return [evaluate_split(prices.iloc[:end], end - start, params) for start, end in folds]

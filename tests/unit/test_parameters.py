@@ -1,0 +1,144 @@
+"""The parameter spec is the one source: MLproject, every click command and TrainParams follow it."""
+
+import dataclasses
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from flow_steps import download_raw_data, forecast, register_model, train_model, transform_data
+from flow_steps.errors import PipelineError
+from flow_steps.parameters import (
+    BY_ENTRY_POINT,
+    ENTRY_POINTS,
+    MAX_ROW_LIMIT,
+    TEST_FRACTION,
+    TRAIN_PARAMS,
+    VALIDATION_FRACTION,
+    TrainParams,
+    render_mlproject,
+)
+from main import cli as main_cli
+from tests.conftest import PROJECT_ROOT
+
+COMMANDS = {
+    "main": main_cli,
+    "download_raw_data": download_raw_data.cli,
+    "transform_data": transform_data.cli,
+    "train_model": train_model.cli,
+    "register_model": register_model.cli,
+    "forecast": forecast.cli,
+}
+
+
+def mlproject() -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "MLproject").read_text())["entry_points"]
+
+
+def declared(value: dict | str) -> tuple[str, str | None]:
+    """(type, default as a string) of one MLproject parameter; a bare type is a required parameter."""
+    if isinstance(value, str):
+        return value, None
+    return value["type"], str(value["default"])
+
+
+def spec_declared(entry_point: str) -> dict[str, tuple[str, str | None]]:
+    params = BY_ENTRY_POINT[entry_point].params
+    return {
+        param.name: (
+            param.kind if param.required else ("string" if param.kind == "bool" else param.kind),
+            None
+            if param.required
+            else str(param.default).lower()
+            if param.kind == "bool"
+            else str(param.default),
+        )
+        for param in params
+    }
+
+
+def test_every_entry_point_has_a_command():
+    assert set(mlproject()) == set(BY_ENTRY_POINT) == set(COMMANDS)
+
+
+@pytest.mark.parametrize("entry_point", sorted(COMMANDS))
+def test_mlproject_declares_the_spec_names_types_and_defaults(entry_point):
+    parameters = mlproject()[entry_point]["parameters"]
+    assert {name: declared(value) for name, value in parameters.items()} == spec_declared(entry_point)
+
+
+@pytest.mark.parametrize("entry_point", sorted(COMMANDS))
+def test_mlproject_passes_every_parameter_to_its_command(entry_point):
+    command = mlproject()[entry_point]["command"]
+    for param in BY_ENTRY_POINT[entry_point].params:
+        assert f"{param.flag} {{{param.name}}}" in command
+
+
+def test_mlproject_is_exactly_what_the_spec_generates():
+    assert (PROJECT_ROOT / "MLproject").read_text() == render_mlproject(), (
+        "run python -m flow_steps.parameters"
+    )
+
+
+@pytest.mark.parametrize("entry_point", sorted(COMMANDS))
+def test_each_command_takes_the_spec_options(entry_point):
+    options = {param.name: param for param in COMMANDS[entry_point].params}
+    spec = BY_ENTRY_POINT[entry_point].params
+    assert list(options) == [param.name for param in spec]
+    for param in spec:
+        option = options[param.name]
+        assert option.opts == [param.flag]
+        assert option.required == param.required
+        assert option.default == param.default
+
+
+def test_main_takes_every_step_parameter_but_the_artifacts_it_hands_over():
+    step_params = {
+        param.name
+        for name in ("download_raw_data", "transform_data", "train_model")
+        for param in BY_ENTRY_POINT[name].params
+    }
+    assert step_params - {"dataset_stock_csv", "stock_data"} <= {
+        param.name for param in BY_ENTRY_POINT["main"].params
+    }
+
+
+def test_train_params_are_the_spec_with_its_defaults():
+    assert dataclasses.asdict(TrainParams()) == {param.name: param.default for param in TRAIN_PARAMS}
+
+
+def test_each_parameter_is_declared_once():
+    for entry_point in ENTRY_POINTS:
+        names = [param.name for param in entry_point.params]
+        assert len(names) == len(set(names)), entry_point.name
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "message"),
+    [
+        (TEST_FRACTION, 0.0, r"test_fraction must be in \(0, 0.5\], got 0.0"),
+        (TEST_FRACTION, 0.6, r"test_fraction must be in \(0, 0.5\], got 0.6"),
+        (VALIDATION_FRACTION, 0.5, r"validation_fraction must be in \(0, 0.5\), got 0.5"),
+        (MAX_ROW_LIMIT, 0, "max_row_limit must be at least 1, got 0"),
+    ],
+)
+def test_range_checks_name_the_parameter(param, value, message):
+    with pytest.raises(PipelineError, match=message):
+        param.check(value)
+    param.check(param.default)
+
+
+def test_click_refuses_the_same_ranges():
+    result = CliRunner().invoke(train_model.cli, ["--stock-data", "x.csv", "--test-fraction", "0.7"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--test-fraction': 0.7 is not in the range 0<x<=0.5" in result.output
+
+
+def test_conda_env_pins_python_311_and_the_same_packages_as_pre_requirements():
+    conda = yaml.safe_load((PROJECT_ROOT / "conda.yml").read_text())
+    assert "python=3.11" in conda["dependencies"]
+    [pip_section] = [item for item in conda["dependencies"] if isinstance(item, dict)]
+    lines = (PROJECT_ROOT / "pre_requirements.txt").read_text().splitlines()
+    pins = [line.strip() for line in lines if line.strip() and not line.startswith(("#", "-e"))]
+    assert sorted(pip_section["pip"]) == sorted(pins)
+    assert all("==" in pin for pin in pins)
