@@ -46,6 +46,8 @@ TAG_CHAMPION_SAW_TEST_DAYS = "champion_saw_test_days"
 TAG_MODEL_URI = "model_uri"  # on the parent and forecast runs
 TAG_PRICE_COLUMN = "price_column"  # on the transform run
 TAG_SOURCE_NEWEST_FIRST = "source_newest_first"
+TAG_DATE_FORMAT = "date_format_resolved"  # on the download and transform runs: how the dates were read
+TAG_SUSPECT_MOVES = "suspect_moves"  # on the download, transform, train and parent runs, when there are any
 # On registered versions: lineage back to the training run, its data and its test days.
 TAG_TRAIN_RUN_ID = "train_run_id"
 TAG_TRAINED_THROUGH = "trained_through"
@@ -63,6 +65,8 @@ METRIC_TRAIN_LOSS = "train_loss"
 METRIC_VAL_LOSS = "val_loss"
 METRIC_CHALLENGER_TEST_RMSE = "challenger_test_rmse"  # register_model's scores on the same test days
 METRIC_CHAMPION_TEST_RMSE = "champion_test_rmse"
+METRIC_LARGEST_GAP_DAYS = "largest_gap_days"  # download and transform: the checks' findings
+METRIC_LARGEST_DAILY_MOVE = "largest_daily_move"
 HEADLINE_METRICS = (
     METRIC_TEST_RMSE,
     METRIC_NAIVE_TEST_RMSE,

@@ -20,19 +20,20 @@ from flow_steps.constants import (
 )
 from flow_steps.ingest import load_prices, summarize_raw
 from flow_steps.lineage import sha256_bytes
-from flow_steps.parameters import options
+from flow_steps.parameters import PriceChecks, options
 from flow_steps.sources import fetch_raw_prices, normalize_ticker, refuse_embedded_secrets
-from flow_steps.step_run import check_option, run_step
+from flow_steps.step_run import check_option, record_price_checks, run_step
 
 logger = logging.getLogger(__name__)
 
 
-def download(company_abbreviation: str, data_source: str, quandl_database: str) -> None:
+def download(company_abbreviation: str, data_source: str, quandl_database: str, checks: PriceChecks) -> None:
     """Fetch, check and log the raw price file with its lineage tags."""
     ticker = normalize_ticker(company_abbreviation)
     raw = fetch_raw_prices(data_source, ticker, quandl_database)
-    loaded = load_prices(raw.content, raw.resolved_source)  # refuse bad data here, before anything downstream
-    summary = summarize_raw(loaded.table)
+    # Refuse bad data here, before anything downstream runs.
+    loaded = load_prices(raw.content, raw.resolved_source, checks=checks)
+    summary = summarize_raw(loaded.table, loaded.report.date_format)
     mlflow.set_tags(
         {
             TAG_DATA_SOURCE: raw.resolved_source,
@@ -42,6 +43,7 @@ def download(company_abbreviation: str, data_source: str, quandl_database: str) 
             TAG_RAW_LAST_DATE: summary.last_date,
         }
     )
+    record_price_checks(loaded.report)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{ticker}.csv"
         path.write_bytes(raw.content)
@@ -62,7 +64,9 @@ def download(company_abbreviation: str, data_source: str, quandl_database: str) 
     "raw-data/<TICKER>.csv, with their SHA-256, row count and date range as tags."
 )
 @options(DOWNLOAD_STEP)
-def cli(company_abbreviation: str, data_source: str, quandl_database: str) -> None:
+def cli(
+    company_abbreviation: str, data_source: str, quandl_database: str, **checks: str | int | float
+) -> None:
     check_option(refuse_embedded_secrets, data_source, "--data-source")  # before it is logged
     run_step(
         DOWNLOAD_STEP,
@@ -70,8 +74,9 @@ def cli(company_abbreviation: str, data_source: str, quandl_database: str) -> No
             "company_abbreviation": company_abbreviation,
             "data_source": data_source,
             "quandl_database": quandl_database,
+            **checks,
         },
-        lambda: download(company_abbreviation, data_source, quandl_database),
+        lambda: download(company_abbreviation, data_source, quandl_database, PriceChecks(**checks)),
     )
 
 

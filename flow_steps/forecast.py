@@ -35,7 +35,7 @@ from flow_steps.constants import (
 )
 from flow_steps.errors import PipelineError
 from flow_steps.ingest import load_prices
-from flow_steps.parameters import options
+from flow_steps.parameters import PriceChecks, options
 from flow_steps.sources import fetch_raw_prices, normalize_ticker, refuse_embedded_secrets
 from flow_steps.step_run import check_option, run_step
 
@@ -85,12 +85,17 @@ def registry_version_tags(model_uri: str) -> dict[str, str]:
 
 
 def forecast(
-    model_uri: str, company_abbreviation: str, data_source: str, quandl_database: str, horizon: int
+    model_uri: str,
+    company_abbreviation: str,
+    data_source: str,
+    quandl_database: str,
+    horizon: int,
+    checks: PriceChecks,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The cleaned prices and the forecast table for the next `horizon` business days."""
     ticker = normalize_ticker(company_abbreviation)
     raw = fetch_raw_prices(data_source, ticker, quandl_database)
-    prices = load_prices(raw.content, raw.resolved_source).prices
+    prices = load_prices(raw.content, raw.resolved_source, checks=checks).prices
     model = load_model(model_uri)
     try:
         answer = model.predict(prices[[PRICE_COLUMN]], params={HORIZON_PARAM: horizon})
@@ -136,13 +141,16 @@ def cli(
     quandl_database: str,
     horizon: int,
     output: str,
+    **checks: str | int | float,
 ) -> None:
     check_option(refuse_embedded_secrets, data_source, "--data-source")  # before it is logged
     model_uri = resolve_model_uri(model, company_abbreviation)
 
     def work() -> None:
         mlflow.set_tags({TAG_MODEL_URI: model_uri, **registry_version_tags(model_uri)})
-        prices, table = forecast(model_uri, company_abbreviation, data_source, quandl_database, horizon)
+        prices, table = forecast(
+            model_uri, company_abbreviation, data_source, quandl_database, horizon, PriceChecks(**checks)
+        )
         mlflow.log_text(table.to_csv(index=False, date_format="%Y-%m-%d"), FORECAST_ARTIFACT)
         if output:
             write_csv(table, Path(output))
@@ -155,6 +163,7 @@ def cli(
         "data_source": data_source,
         "quandl_database": quandl_database,
         "horizon": horizon,
+        **checks,
         **({"output": output} if output else {}),
     }
     run_step(FORECAST_ENTRY_POINT, params, work)

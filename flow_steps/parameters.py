@@ -48,6 +48,7 @@ class Param:
     high: float | None = None
     low_open: bool = False
     high_open: bool = False
+    choices: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
@@ -67,13 +68,17 @@ class Param:
             return click.Path(dir_okay=False)
         if self.kind == "bool":
             return click.BOOL
+        if self.choices:
+            return click.Choice(self.choices)
         if self.kind in ("int", "float") and (self.low is not None or self.high is not None):
             bounded = click.IntRange if self.kind == "int" else click.FloatRange
             return bounded(self.low, self.high, min_open=self.low_open, max_open=self.high_open)
         return click.types.convert_type(self.python_type)
 
     def check(self, value: object) -> None:
-        """Refuse a value outside the allowed range, naming the parameter."""
+        """Refuse a value outside the allowed range or choices, naming the parameter."""
+        if self.choices and value not in self.choices:
+            raise PipelineError(f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}")
         if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
             raise PipelineError(f"{self.name} must be {self.range_text()}, got {value}")
         if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
@@ -118,6 +123,40 @@ QUANDL_DATABASE = Param(
     f"Quandl database of the dataset <database>/<TICKER> when data_source is '{QUANDL_SOURCE}' "
     "(WIKI, the retired free feed, or EOD).",
 )
+# Checks of raw prices (download, transform and every command that reads prices).
+AUTO_DATE_FORMAT = "auto"
+WARN_ON_SUSPECT_MOVE, FAIL_ON_SUSPECT_MOVE = "warn", "fail"
+DATE_FORMAT = Param(
+    "date_format",
+    "string",
+    AUTO_DATE_FORMAT,
+    "How the file writes its dates: 'auto' (ISO 8601, else the one common format that reads every row; "
+    "refused when two do) or a strptime format such as %d/%m/%Y.",
+)
+MAX_GAP_DAYS = Param(
+    "max_gap_days",
+    "int",
+    10,
+    "Longest gap, in calendar days, allowed between consecutive prices (weekends and holidays fit).",
+    low=1,
+)
+MAX_DAILY_MOVE = Param(
+    "max_daily_move",
+    "float",
+    0.3,
+    "One-day change (0.3 = 30%) beyond which a series without an adjusted close is suspect "
+    "(an unadjusted split?).",
+    low=0,
+    low_open=True,
+)
+ON_SUSPECT_MOVE = Param(
+    "on_suspect_move",
+    "string",
+    WARN_ON_SUSPECT_MOVE,
+    "What a suspect move does: 'warn' (a warning, tags and metrics) or 'fail' (refuse the file).",
+    choices=(WARN_ON_SUSPECT_MOVE, FAIL_ON_SUSPECT_MOVE),
+)
+PRICE_CHECK_PARAMS = (DATE_FORMAT, MAX_GAP_DAYS, MAX_DAILY_MOVE, ON_SUSPECT_MOVE)
 # Transform.
 DATASET_STOCK_CSV = Param(
     "dataset_stock_csv",
@@ -210,8 +249,8 @@ REGISTER_MODEL = Param(
     "current champion on the same test days.",
 )
 
-DOWNLOAD_PARAMS = (COMPANY_ABBREVIATION, DATA_SOURCE, QUANDL_DATABASE)
-TRANSFORM_PARAMS = (MAX_ROW_LIMIT,)
+DOWNLOAD_PARAMS = (COMPANY_ABBREVIATION, DATA_SOURCE, QUANDL_DATABASE, *PRICE_CHECK_PARAMS)
+TRANSFORM_PARAMS = (MAX_ROW_LIMIT, *PRICE_CHECK_PARAMS)
 TRAIN_PARAMS = (
     LSTM_UNITS,
     WINDOW,
@@ -257,7 +296,11 @@ ENTRY_POINTS = (
     EntryPoint(
         MAIN_ENTRY_POINT,
         "python main.py",
-        (*DOWNLOAD_PARAMS, *TRANSFORM_PARAMS, *TRAIN_PARAMS, REUSE_TRAINING, REGISTER_MODEL),
+        tuple(
+            dict.fromkeys(
+                (*DOWNLOAD_PARAMS, *TRANSFORM_PARAMS, *TRAIN_PARAMS, REUSE_TRAINING, REGISTER_MODEL)
+            )
+        ),
         comment="The whole pipeline; every step parameter can be set here.",
     ),
 )
@@ -290,12 +333,19 @@ def check_values(params: Iterable[Param], values: dict[str, object]) -> None:
             param.check(values[param.name])
 
 
-TrainParams = dataclasses.make_dataclass(
-    "TrainParams",
-    [(param.name, param.python_type, dataclasses.field(default=param.default)) for param in TRAIN_PARAMS],
-    frozen=True,
+def _values_class(name: str, params: tuple[Param, ...], doc: str) -> type:
+    """A frozen dataclass with one field per parameter, defaults from the spec."""
+    fields = [(param.name, param.python_type, dataclasses.field(default=param.default)) for param in params]
+    made = dataclasses.make_dataclass(name, fields, frozen=True)
+    made.__doc__ = doc
+    return made
+
+
+TrainParams = _values_class("TrainParams", TRAIN_PARAMS, "Parameters of train_model, defaults included.")
+PriceChecks = _values_class(
+    "PriceChecks", PRICE_CHECK_PARAMS, "How raw prices are checked, defaults included."
 )
-TrainParams.__doc__ = "Parameters of train_model (TRAIN_PARAMS), defaults included."
+DEFAULT_CHECKS = PriceChecks()
 
 
 def check_train_params(params: TrainParams) -> None:

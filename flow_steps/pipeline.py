@@ -34,6 +34,7 @@ from flow_steps.constants import (
     TAG_RAW_SHA256,
     TAG_REGISTERED_MODEL,
     TAG_REUSED_PREFIX,
+    TAG_SUSPECT_MOVES,
     TRAIN_STEP,
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
@@ -221,6 +222,9 @@ def _run_steps(steps: StepRunner, params: dict[str, str], reuse_training: bool) 
         {"stock_data": stock_data, **_values(TRAIN_PARAMS, params)},
         {} if reuse_training else None,
     )
+    if TAG_SUSPECT_MOVES in download.data.tags:  # the model learnt from them: say so where it is looked at
+        for run_id in (train.info.run_id, steps.parent.info.run_id):
+            steps.client.set_tag(run_id, TAG_SUSPECT_MOVES, download.data.tags[TAG_SUSPECT_MOVES])
     return train, stock_data
 
 

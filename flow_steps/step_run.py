@@ -9,8 +9,16 @@ from collections.abc import Callable
 import click
 import mlflow
 
-from flow_steps.constants import TAG_CODE_VERSION, TAG_ERROR
+from flow_steps.constants import (
+    METRIC_LARGEST_DAILY_MOVE,
+    METRIC_LARGEST_GAP_DAYS,
+    TAG_CODE_VERSION,
+    TAG_DATE_FORMAT,
+    TAG_ERROR,
+    TAG_SUSPECT_MOVES,
+)
 from flow_steps.errors import PipelineError
+from flow_steps.ingest import CleaningReport, suspect_move_message
 from flow_steps.lineage import code_version
 from flow_steps.masking import one_line
 
@@ -53,3 +61,20 @@ def check_option(check: Callable[[str], None], value: str, flag: str) -> None:
         check(value)
     except PipelineError as error:
         raise click.BadParameter(str(error), param_hint=f"'{flag}'") from error
+
+
+def record_price_checks(report: CleaningReport) -> None:
+    """Log what the price checks found on the active run; warn in one line about suspect moves."""
+    mlflow.set_tag(TAG_DATE_FORMAT, report.date_format)
+    mlflow.log_metrics(
+        {
+            METRIC_LARGEST_GAP_DAYS: report.largest_gap_days,
+            METRIC_LARGEST_DAILY_MOVE: report.largest_daily_move,
+        }
+    )
+    if report.suspect_moves:
+        mlflow.set_tag(TAG_SUSPECT_MOVES, "; ".join(move.describe() for move in report.suspect_moves)[:4000])
+        logger.warning(
+            "%s; on_suspect_move=fail refuses such a file",
+            suspect_move_message(report.suspect_moves, report.price_column),
+        )

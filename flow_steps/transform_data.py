@@ -18,16 +18,16 @@ from flow_steps.constants import (
     TRANSFORMED_DATA_PATH,
 )
 from flow_steps.ingest import input_file, load_prices
-from flow_steps.parameters import options
-from flow_steps.step_run import run_step
+from flow_steps.parameters import PriceChecks, options
+from flow_steps.step_run import record_price_checks, run_step
 
 logger = logging.getLogger(__name__)
 
 
-def transform(dataset_stock_csv: str, max_row_limit: int) -> None:
+def transform(dataset_stock_csv: str, max_row_limit: int, checks: PriceChecks) -> None:
     """Clean the raw prices, log what was dropped, and log the prepared CSV."""
     path = input_file(dataset_stock_csv, "dataset_stock_csv")
-    loaded = load_prices(path.read_bytes(), path.name, max_row_limit)
+    loaded = load_prices(path.read_bytes(), path.name, max_row_limit, checks)
     prepared, report = loaded.prices, loaded.report
     mlflow.set_tags(
         {TAG_PRICE_COLUMN: report.price_column, TAG_SOURCE_NEWEST_FIRST: str(report.newest_first)}
@@ -41,6 +41,7 @@ def transform(dataset_stock_csv: str, max_row_limit: int) -> None:
             "limit_rows_dropped": report.limit_dropped,
         }
     )
+    record_price_checks(report)
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / Path(TRANSFORMED_DATA_PATH).name
         write_prices(prepared, output)
@@ -69,11 +70,11 @@ def write_prices(prepared: pd.DataFrame, path: Path) -> None:
     f"{TRANSFORMED_DATA_PATH} with columns Date, Close."
 )
 @options(TRANSFORM_STEP)
-def cli(dataset_stock_csv: str, max_row_limit: int) -> None:
+def cli(dataset_stock_csv: str, max_row_limit: int, **checks: str | int | float) -> None:
     run_step(
         TRANSFORM_STEP,
-        {"dataset_stock_csv": dataset_stock_csv, "max_row_limit": max_row_limit},
-        lambda: transform(dataset_stock_csv, max_row_limit),
+        {"dataset_stock_csv": dataset_stock_csv, "max_row_limit": max_row_limit, **checks},
+        lambda: transform(dataset_stock_csv, max_row_limit, PriceChecks(**checks)),
     )
 
 

@@ -24,7 +24,7 @@ BAD_FILES = {
     "no date column": ("When,Close\n2020-01-01,1\n", "no date column (expected one of Date"),
     "unparseable date": (
         "Date,Close\n2020-01-01,1\n2020-13-45,2\n",
-        "date that does not parse: '2020-13-45'",
+        "date that does not parse with ISO8601, the format of its other dates: '2020-13-45' (data row 2)",
     ),
     "no price column": ("Date,Open,Volume\n2020-01-01,1,5\n", "no price column (expected one of Adj Close"),
     "empty file": ("", "is empty"),

@@ -1,0 +1,133 @@
+"""Prices that parse but lie, through `python main.py` and its steps: read right, refused, or named."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from flow_steps import download_raw_data, transform_data
+from flow_steps.constants import DOWNLOAD_STEP, TAG_ERROR, TRAIN_STEP, TRANSFORM_STEP, TRANSFORMED_DATA_PATH
+from flow_steps.sources import SAMPLE_FILE
+from main import cli as main_cli
+from tests.conftest import EXPERIMENT, TINY_PARAMS, cli_options, python_main
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sample() -> pd.DataFrame:
+    """The bundled sample as its file has it (oldest first), every column a string."""
+    return pd.read_csv(SAMPLE_FILE, dtype=str)
+
+
+def with_dates(frame: pd.DataFrame, fmt: str) -> pd.DataFrame:
+    return frame.assign(Date=pd.to_datetime(frame["Date"]).dt.strftime(fmt))
+
+
+@pytest.fixture
+def in_process(tracking, monkeypatch):
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    return CliRunner()
+
+
+def download_and_transform(tracking, in_process, path, *checks: str) -> None:
+    """The two steps that read the file, run in this process: a file read right needs no training."""
+    result = in_process.invoke(download_raw_data.cli, ["--data-source", str(path), *checks])
+    assert result.exit_code == 0, result.output
+    [download] = [run for run in tracking.runs_of_name(DOWNLOAD_STEP) if run.info.status == "FINISHED"]
+    raw = tracking.client.download_artifacts(download.info.run_id, "raw-data/MSFT.csv")
+    options = ["--dataset-stock-csv", raw, "--max-row-limit", TINY_PARAMS["max_row_limit"], *checks]
+    result = in_process.invoke(transform_data.cli, options)
+    assert result.exit_code == 0, result.output
+
+
+def prepared_prices(tracking) -> pd.DataFrame:
+    [transform] = tracking.runs_of_name(TRANSFORM_STEP)
+    return pd.read_csv(tracking.client.download_artifacts(transform.info.run_id, TRANSFORMED_DATA_PATH))
+
+
+def assert_refused(tracking, result, message: str) -> None:
+    """Exit 1, the message in the failed download run's and the parent's error tags, no training."""
+    assert result.exit_code == 1, result.output
+    [download] = tracking.runs_of(DOWNLOAD_STEP)
+    assert download.info.status == "FAILED" and message in download.data.tags[TAG_ERROR]
+    [parent] = tracking.parents()
+    assert parent.info.status == "FAILED" and message in parent.data.tags[TAG_ERROR]
+    assert not [run for run in tracking.runs_of(TRAIN_STEP) if run.info.status == "FINISHED"]
+
+
+def test_day_first_dates_are_read_as_written(tracking, in_process, sample):
+    path = tracking.folder / "day-first.csv"
+    with_dates(sample, "%d/%m/%Y").to_csv(path, index=False)
+    download_and_transform(tracking, in_process, path)
+    [download] = tracking.runs_of_name(DOWNLOAD_STEP)
+    assert download.data.tags["date_format_resolved"] == "%d/%m/%Y"
+    assert (download.data.tags["raw_first_date"], download.data.tags["raw_last_date"]) == (
+        "2000-03-01",
+        "2013-03-01",
+    )
+    truth = pd.to_datetime(sample["Date"]).dt.strftime("%Y-%m-%d").tail(int(TINY_PARAMS["max_row_limit"]))
+    assert prepared_prices(tracking)["Date"].tolist() == truth.tolist()
+
+
+def test_dates_that_read_two_ways_are_refused_then_read_with_date_format(tracking, in_process, sample):
+    early_days = sample[pd.to_datetime(sample["Date"]).dt.day <= 12]  # every date reads both ways
+    path = tracking.folder / "ambiguous.csv"
+    with_dates(early_days, "%d/%m/%Y").to_csv(path, index=False)
+    options = ["--data-source", str(path), *cli_options(TINY_PARAMS)]
+    assert_refused(tracking, in_process.invoke(main_cli, options), "has dates that read two ways")
+
+    download_and_transform(tracking, in_process, path, "--date-format", "%d/%m/%Y", "--max-gap-days", "25")
+    truth = pd.to_datetime(early_days["Date"]).dt.strftime("%Y-%m-%d").tail(int(TINY_PARAMS["max_row_limit"]))
+    assert prepared_prices(tracking)["Date"].tolist() == truth.tolist()
+
+
+def test_two_missing_years_are_refused_naming_both_dates(tracking, in_process, sample):
+    years = pd.to_datetime(sample["Date"]).dt.year
+    path = tracking.folder / "gap.csv"
+    sample[(years < 2005) | (years > 2006)].to_csv(path, index=False)
+    result = in_process.invoke(main_cli, ["--data-source", str(path), *cli_options(TINY_PARAMS)])
+    assert_refused(
+        tracking, result, "no prices between 2004-12-31 and 2007-01-03 (733 days, more than max_gap_days=10)"
+    )
+
+
+def test_semicolon_file_with_decimal_commas_is_read(tracking, in_process, sample):
+    path = tracking.folder / "semicolon.csv"
+    sample.map(lambda cell: cell.replace(".", ",")).assign(Date=sample["Date"]).to_csv(
+        path, sep=";", index=False
+    )
+    download_and_transform(tracking, in_process, path)
+    expected = sample["Adj Close"].astype(float).tail(int(TINY_PARAMS["max_row_limit"])).tolist()
+    assert prepared_prices(tracking)["Close"].tolist() == expected
+
+
+@pytest.fixture
+def unadjusted(tracking, sample):
+    """The sample without its adjusted columns: its Close halves overnight at the 2:1 split of 2003-02-18."""
+    path = tracking.folder / "unadjusted.csv"
+    sample[["Date", "Open", "High", "Low", "Close", "Volume"]].to_csv(path, index=False)
+    return path
+
+
+def test_an_unadjusted_split_is_warned_about_and_tagged(tracking, unadjusted):
+    result = python_main(
+        tracking, "--data-source", str(unadjusted), *cli_options({**TINY_PARAMS, "max_row_limit": "3000"})
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line and "moved -" in line]
+    assert len(warnings) == 2, result.stderr[-3000:]  # download and transform, one line each
+    assert "on 2003-02-18 (48.3 -> 24.96, -48.3%)" in warnings[0] and "unadjusted split" in warnings[0]
+    [parent] = tracking.parents()
+    [download], [train] = tracking.runs_of(DOWNLOAD_STEP), tracking.runs_of(TRAIN_STEP)
+    for run in (download, train, parent):
+        assert run.data.tags["suspect_moves"].startswith("2003-02-18 (48.3 -> 24.96, -48.3%)")
+    assert download.data.metrics["largest_daily_move"] == pytest.approx(1 - 24.96 / 48.3)
+    assert train.info.status == "FINISHED"
+
+
+def test_an_unadjusted_split_is_refused_with_on_suspect_move_fail(tracking, in_process, unadjusted):
+    options = ["--data-source", str(unadjusted), "--on-suspect-move", "fail", *cli_options(TINY_PARAMS)]
+    assert_refused(tracking, in_process.invoke(main_cli, options), "moved -48.3% in one day on 2003-02-18")
