@@ -8,11 +8,13 @@ The driver itself is flow_steps/pipeline.py; this file is its command line.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
+import mlflow
 
-from flow_steps.constants import MAIN_ENTRY_POINT
+from flow_steps.constants import DEFAULT_EXPERIMENT, MAIN_ENTRY_POINT
 from flow_steps.errors import PipelineError
 from flow_steps.masking import one_line
 from flow_steps.parameters import options
@@ -23,17 +25,50 @@ from flow_steps.step_run import check_option, configure_logging
 logger = logging.getLogger("main")
 
 
+def use_experiment(experiment_name: str | None) -> None:
+    """Log to `experiment_name`, else to MLFLOW_EXPERIMENT_NAME / _ID, else to DEFAULT_EXPERIMENT.
+
+    Under `mlflow run` the run already exists, in the experiment `mlflow run --experiment-name` chose.
+    """
+    if os.environ.get("MLFLOW_RUN_ID"):
+        return
+    if experiment_name or not (
+        os.environ.get("MLFLOW_EXPERIMENT_NAME") or os.environ.get("MLFLOW_EXPERIMENT_ID")
+    ):
+        mlflow.set_experiment(experiment_name or DEFAULT_EXPERIMENT)
+
+
 @click.command(
     help="Run the pipeline download_raw_data -> transform_data -> train_model -> register_model as "
     "child runs of one MLflow run. Finished download and transform runs with the same parameters and "
     "code version are reused; training always runs unless --reuse-training is given."
 )
 @options(MAIN_ENTRY_POINT)
-def cli(reuse_training: bool, register_model: bool, **params: str | int | float) -> None:
+@click.option(
+    "--run-name",
+    default=None,
+    help="Name of the pipeline's run (default: the ticker and the parameters that differ from their "
+    "defaults, e.g. 'MSFT lstm_units=60'). Under `mlflow run`, use its own --run-name.",
+)
+@click.option(
+    "--experiment-name",
+    default=None,
+    help=f"MLflow experiment to log to (default: $MLFLOW_EXPERIMENT_NAME, else {DEFAULT_EXPERIMENT}). "
+    "Under `mlflow run`, use its own --experiment-name.",
+)
+def cli(
+    reuse_training: bool,
+    register_model: bool,
+    run_name: str | None,
+    experiment_name: str | None,
+    **params: str | int | float,
+) -> None:
     configure_logging()
     check_option(check_data_source, str(params["data_source"]), "--data-source")  # before anything is logged
+    use_experiment(experiment_name)
     try:
-        run_pipeline({name: str(value) for name, value in params.items()}, reuse_training, register_model)
+        values = {name: str(value) for name, value in params.items()}
+        run_pipeline(values, reuse_training, register_model, run_name)
     except PipelineError as error:
         logger.error("Pipeline failed: %s", one_line(error))
         sys.exit(1)

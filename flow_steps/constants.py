@@ -9,6 +9,12 @@ PIPELINE_STEPS = (DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP, REGISTER_STEP)
 MAIN_ENTRY_POINT = "main"
 FORECAST_ENTRY_POINT = "forecast"
 
+# The experiment `python main.py` logs to unless told otherwise, and the tag with which MLflow 3's UI
+# opens an experiment on its training runs (not its GenAI traces view).
+DEFAULT_EXPERIMENT = "stock-market-prediction"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_EXPERIMENT_KIND = "custom_model_development"
+
 # The Model Registry: one registered model per ticker, the serving alias and the newest candidate's.
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
@@ -45,16 +51,13 @@ TAG_CHAMPION_VERSION_BEFORE = "champion_version_before"
 TAG_CHAMPION_SAW_TEST_DAYS = "champion_saw_test_days"
 TAG_MODEL_URI = "model_uri"  # on the parent and forecast runs
 TAG_PRICE_COLUMN = "price_column"  # on the transform run
+TAG_TICKER = "ticker"  # on the transform run: names the datasets of the runs that read its prices
 TAG_SOURCE_NEWEST_FIRST = "source_newest_first"
 TAG_DATE_FORMAT = "date_format_resolved"  # on the download and transform runs: how the dates were read
 TAG_SUSPECT_MOVES = "suspect_moves"  # on the download, transform, train and parent runs, when there are any
 # On registered versions: lineage back to the training run, its data and its test days.
 TAG_TRAIN_RUN_ID = "train_run_id"
 TAG_TRAINED_THROUGH = "trained_through"
-TAG_TEST_FIRST_DATE = "test_first_date"
-TAG_TEST_LAST_DATE = "test_last_date"
-TAG_REGISTERED_TEST_RMSE = "registered_test_rmse"
-TAG_REGISTERED_NAIVE_TEST_RMSE = "registered_naive_test_rmse"
 
 # Metrics of train_model. The LSTM's are test_<metric>, a baseline's <baseline>_test_<metric>
 # (flow_steps.evaluation names them); these few are what the driver copies onto the parent run.

@@ -63,6 +63,10 @@ class Param:
     def required(self) -> bool:
         return self.default is None
 
+    def text(self, value: object) -> str:
+        """A value as MLflow logs it: `true`/`false` for booleans, str() otherwise."""
+        return str(value).lower() if self.kind == "bool" else str(value)
+
     def click_type(self) -> click.ParamType:
         if self.kind == "path":
             return click.Path(dir_okay=False)

@@ -8,6 +8,8 @@ download_raw_data -> raw-data/<TICKER>.csv -> transform_data -> transformed-data
 from __future__ import annotations
 
 import logging
+import os
+import re
 import time
 from pathlib import Path
 
@@ -44,10 +46,52 @@ from flow_steps.constants import (
 from flow_steps.errors import PipelineError
 from flow_steps.lineage import PROJECT_ROOT, code_version, sha256_bytes
 from flow_steps.masking import one_line
-from flow_steps.parameters import DOWNLOAD_PARAMS, TRAIN_PARAMS, TRANSFORM_PARAMS, Param
+from flow_steps.parameters import (
+    BY_ENTRY_POINT,
+    COMPANY_ABBREVIATION,
+    DOWNLOAD_PARAMS,
+    TRAIN_PARAMS,
+    TRANSFORM_PARAMS,
+    Param,
+)
 from flow_steps.sources import normalize_ticker
+from flow_steps.step_run import mark_training_experiment
 
 logger = logging.getLogger(__name__)
+
+GENERATED_RUN_NAME = re.compile(r"^[a-z]+-[a-z]+-\d+$")  # the names MLflow makes up: adjective-noun-number
+LONG_VALUE = 24  # characters; a longer value (a path, a URL) is named by its last part in run names
+
+
+def describe_run(params: dict[str, str]) -> str:
+    """`MSFT lstm_units=60`: the ticker and each parameter that is not its default (or `MSFT defaults`)."""
+    changed = [
+        f"{param.name}={_short(params[param.name])}"
+        for param in BY_ENTRY_POINT[MAIN_ENTRY_POINT].params
+        if param is not COMPANY_ABBREVIATION
+        and param.name in params
+        and params[param.name] != param.text(param.default)
+    ]
+    return " ".join([normalize_ticker(params[COMPANY_ABBREVIATION.name]), *(changed or ["defaults"])])
+
+
+def parent_run_name(given: str | None, params: dict[str, str]) -> str | None:
+    """The name to give the pipeline's run; None keeps the one `mlflow run --run-name` set.
+
+    A name the user gives wins. Under `mlflow run` the run already exists: a name MLflow made up is
+    replaced, a chosen one is kept.
+    """
+    if given:
+        return given
+    if run_id := os.environ.get("MLFLOW_RUN_ID"):
+        current = MlflowClient().get_run(run_id).info.run_name
+        if current and not GENERATED_RUN_NAME.match(current):
+            return None
+    return describe_run(params)
+
+
+def _short(value: str) -> str:
+    return value if len(value) <= LONG_VALUE else value.rstrip("/").rsplit("/", 1)[-1][-LONG_VALUE:]
 
 
 def reuse_filter(entry_point: str, params: dict[str, str], version: str, tags: dict[str, str]) -> str:
@@ -79,10 +123,11 @@ def download_reuse_tags(data_source: str) -> dict[str, str] | None:
 class StepRunner:
     """Runs pipeline steps as child runs of the active run, reusing finished ones."""
 
-    def __init__(self, client: MlflowClient, parent: Run, version: str):
+    def __init__(self, client: MlflowClient, parent: Run, version: str, ticker: str):
         self.client = client
         self.parent = parent
         self.version = version
+        self.ticker = ticker
 
     def find_finished(self, entry_point: str, params: dict[str, str], tags: dict[str, str]) -> Run | None:
         """The newest FINISHED run with the same entry point, params, code version and tags."""
@@ -109,7 +154,7 @@ class StepRunner:
                 entry_point=entry_point,
                 parameters=params,
                 experiment_id=self.parent.info.experiment_id,
-                run_name=entry_point,
+                run_name=f"{self.ticker} {entry_point}",
                 env_manager="local",
             )
         except ExecutionException as error:
@@ -138,23 +183,31 @@ class StepRunner:
         return one_line(error)
 
 
-def run_pipeline(params: dict[str, str], reuse_training: bool = False, register_model: bool = True) -> Run:
+def run_pipeline(
+    params: dict[str, str],
+    reuse_training: bool = False,
+    register_model: bool = True,
+    run_name: str | None = None,
+) -> Run:
     """Run (or reuse) the steps under one parent run; returns the train run.
 
     `params` holds every step parameter (names as in MLproject) as strings. With `register_model`,
-    the trained model is registered and promoted to champion when it beats the current one.
+    the trained model is registered and promoted to champion when it beats the current one. The
+    parent run is named `run_name`, else after what differs from the defaults (`describe_run`).
     """
     version = code_version()
-    with mlflow.start_run(run_name=MAIN_ENTRY_POINT) as parent:
+    own_params = {
+        **params,
+        "reuse_training": str(reuse_training).lower(),
+        "register_model": str(register_model).lower(),
+    }
+    with mlflow.start_run(run_name=parent_run_name(run_name, own_params)) as parent:
         started = time.perf_counter()
+        mark_training_experiment(parent.info.experiment_id)
         mlflow.set_tag(TAG_CODE_VERSION, version)
-        own_params = {
-            **params,
-            "reuse_training": str(reuse_training).lower(),
-            "register_model": str(register_model).lower(),
-        }
         mlflow.log_params({key: value for key, value in own_params.items() if key not in parent.data.params})
-        steps = StepRunner(MlflowClient(), parent, version)
+        ticker = normalize_ticker(params[COMPANY_ABBREVIATION.name])
+        steps = StepRunner(MlflowClient(), parent, version, ticker)
         try:
             train, stock_data = _run_steps(steps, params, reuse_training)
             mlflow.log_metrics(

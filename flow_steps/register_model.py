@@ -28,7 +28,6 @@ from flow_steps.constants import (
     CHAMPION_ALIAS,
     DATE_COLUMN,
     DOWNLOAD_STEP,
-    HEADLINE_METRICS,
     METRIC_CHALLENGER_TEST_RMSE,
     METRIC_CHAMPION_TEST_RMSE,
     METRIC_NAIVE_TEST_RMSE,
@@ -45,10 +44,6 @@ from flow_steps.constants import (
     TAG_PROMOTION_REASON,
     TAG_RAW_SHA256,
     TAG_REGISTERED_MODEL,
-    TAG_REGISTERED_NAIVE_TEST_RMSE,
-    TAG_REGISTERED_TEST_RMSE,
-    TAG_TEST_FIRST_DATE,
-    TAG_TEST_LAST_DATE,
     TAG_TRAIN_RUN_ID,
     TAG_TRAINED_THROUGH,
     TRANSFORM_STEP,
@@ -57,7 +52,7 @@ from flow_steps.errors import DataValidationError, PipelineError
 from flow_steps.evaluation import naive_forecast, rmse
 from flow_steps.features import holdout_size
 from flow_steps.ingest import read_prepared
-from flow_steps.parameters import EPOCHS, LSTM_UNITS, SEED, TEST_FRACTION, WINDOW, options
+from flow_steps.parameters import TEST_FRACTION, options
 from flow_steps.step_run import run_step
 
 logger = logging.getLogger(__name__)
@@ -68,7 +63,6 @@ KEPT = "kept"
 ALREADY_REGISTERED = "already_registered"
 RUNS_URI = re.compile(r"^runs:/(?P<run_id>[0-9a-f]{32})/(?P<path>.+)$")
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-LINEAGE_PARAMS = tuple(param.name for param in (WINDOW, LSTM_UNITS, EPOCHS, SEED, TEST_FRACTION))
 
 
 @dataclass(frozen=True)
@@ -141,19 +135,15 @@ def train_run_id(model_uri: str) -> str:
 
 
 def lineage_tags(client: MlflowClient, train: Run, days: HoldoutDays) -> dict[str, str]:
-    """Tags that trace a version to its training run, code, parameters, data and test days."""
+    """The tags tools need: the training run, code, data (source and hash) and last training day.
+
+    Scores live on the logged model (its metrics) and in the version's description; parameters on
+    the training run.
+    """
     tags = {
         TAG_TRAIN_RUN_ID: train.info.run_id,
         TAG_CODE_VERSION: train.data.tags.get(TAG_CODE_VERSION, ""),
         TAG_TRAINED_THROUGH: _day(days.dates.iloc[-days.n_test - 1]),
-        TAG_TEST_FIRST_DATE: _day(days.dates.iloc[-days.n_test]),
-        TAG_TEST_LAST_DATE: _day(days.dates.iloc[-1]),
-        **{f"param.{name}": train.data.params[name] for name in LINEAGE_PARAMS if name in train.data.params},
-        **{
-            f"metric.{name}": f"{train.data.metrics[name]:.6g}"
-            for name in HEADLINE_METRICS
-            if name in train.data.metrics
-        },
     }
     parent_id = train.data.tags.get(MLFLOW_PARENT_RUN_ID)
     if parent_id:  # the pipeline's parent run knows the download and transform runs
@@ -189,15 +179,12 @@ def register(model_uri: str, stock_data: str, test_fraction: float, model_name: 
     mlflow.log_metrics({METRIC_CHALLENGER_TEST_RMSE: challenger_rmse, METRIC_NAIVE_TEST_RMSE: naive_rmse})
     if is_new:
         promotion = _compare_with_champion(model_name, champion, challenger_rmse, days)
-        version_tags = {
-            **lineage_tags(client, train, days),
-            TAG_REGISTERED_TEST_RMSE: f"{challenger_rmse:.6g}",
-            TAG_REGISTERED_NAIVE_TEST_RMSE: f"{naive_rmse:.6g}",
-            TAG_PROMOTION: promotion.decision,
-            TAG_PROMOTION_REASON: promotion.reason,
-        }
+        version_tags = {**lineage_tags(client, train, days), TAG_PROMOTION: promotion.decision}
         for key, value in version_tags.items():
             client.set_model_version_tag(model_name, version.version, key, value)
+        client.update_model_version(
+            model_name, version.version, version_description(challenger_rmse, naive_rmse, days, promotion)
+        )
         client.set_registered_model_alias(model_name, CHALLENGER_ALIAS, version.version)
         if promotion.promotes:
             client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version.version)
@@ -223,6 +210,31 @@ def register(model_uri: str, stock_data: str, test_fraction: float, model_name: 
         naive_rmse,
         promotion.reason,
         champion_now.version if champion_now else "none",
+    )
+
+
+def version_description(
+    challenger_rmse: float, naive_rmse: float, days: HoldoutDays, promotion: Promotion
+) -> str:
+    """One line for the registry page: the score against naive, the data, the decision and why."""
+    ratio = challenger_rmse / naive_rmse
+    return (
+        f"Test RMSE {challenger_rmse:.4g} = {ratio:.3f} x naive over {days.n_test} days "
+        f"{_day(days.dates.iloc[-days.n_test])}..{_day(days.dates.iloc[-1])}; trained through "
+        f"{_day(days.dates.iloc[-days.n_test - 1])}; {promotion.decision}: {promotion.reason}"
+    )
+
+
+def model_description(model_name: str) -> str:
+    """What the registered model is, for its registry page."""
+    return (
+        f"{model_name}: forecasts the next business days' closing prices of one stock with a two-layer LSTM. "
+        "Input: a DataFrame with a 'Close' column of chronological closes (at least the model's window, 60 "
+        "by default), in any price units; optional request param 'horizon' (1-260 business days). Output: "
+        "one row per day ahead, 'days_ahead' and 'forecast_close'. Every version is scored on its test days "
+        "next to the naive forecast (tomorrow = today); the alias 'challenger' marks the newest version, "
+        "and 'champion' moves to a new version only when its RMSE on those days is strictly lower than "
+        "the current champion's on the same days. Made by the stock-market-prediction pipeline."
     )
 
 
@@ -258,7 +270,9 @@ def _registered_version(
         output_format="list",
     )
     try:
-        return mlflow.register_model(logged[0].model_uri if logged else model_uri, model_name), True
+        version = mlflow.register_model(logged[0].model_uri if logged else model_uri, model_name)
+        client.update_registered_model(model_name, model_description(model_name))
+        return version, True
     except MlflowException as error:
         raise PipelineError(f"cannot register model_uri '{model_uri}': {error.message}") from error
 

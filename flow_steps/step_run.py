@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from flow_steps.constants import (
+    EXPERIMENT_KIND_TAG,
     METRIC_LARGEST_DAILY_MOVE,
     METRIC_LARGEST_GAP_DAYS,
     TAG_CODE_VERSION,
     TAG_DATE_FORMAT,
     TAG_ERROR,
     TAG_SUSPECT_MOVES,
+    TAG_TICKER,
+    TRAINING_EXPERIMENT_KIND,
 )
 from flow_steps.errors import PipelineError
 from flow_steps.ingest import CleaningReport, suspect_move_message
@@ -41,7 +50,9 @@ def run_step(step_name: str, params: dict[str, object], work: Callable[[], None]
     """
     configure_logging()
     try:
-        with mlflow.start_run(run_name=step_name) as run:
+        # Under `mlflow run` the run exists and keeps the name the driver gave it (`MSFT train_model`).
+        with mlflow.start_run(run_name=None if os.environ.get("MLFLOW_RUN_ID") else step_name) as run:
+            mark_training_experiment(run.info.experiment_id)
             mlflow.set_tag(TAG_CODE_VERSION, code_version())
             logged = run.data.params
             mlflow.log_params({key: value for key, value in params.items() if key not in logged})
@@ -78,3 +89,37 @@ def record_price_checks(report: CleaningReport) -> None:
             "%s; on_suspect_move=fail refuses such a file",
             suspect_move_message(report.suspect_moves, report.price_column),
         )
+
+
+def mark_training_experiment(experiment_id: str) -> None:
+    """Tag the experiment so that MLflow 3's UI opens it on its training runs (not the GenAI view)."""
+    client = MlflowClient()
+    if client.get_experiment(experiment_id).tags.get(EXPERIMENT_KIND_TAG) != TRAINING_EXPERIMENT_KIND:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, TRAINING_EXPERIMENT_KIND)
+
+
+RUN_ARTIFACT_URI = re.compile(r"/(?P<run_id>[0-9a-f]{32})/artifacts/")
+
+
+def log_prices_input(prices: pd.DataFrame, parameter: str, local_path: str) -> None:
+    """Log the prices a step read as an MLflow dataset input: its source is the URI they came from.
+
+    Under `mlflow run` a path parameter is logged as the artifact URI and handed to the step as a
+    downloaded file; the dataset names that URI, and the ticker its transform run recorded.
+    """
+    run = mlflow.get_run(mlflow.active_run().info.run_id)
+    source = run.data.params.get(parameter, local_path)
+    ticker = Path(local_path).stem if parameter == "dataset_stock_csv" else _ticker_of(source)
+    dataset = mlflow.data.from_pandas(prices, source=source, name=f"{ticker} prices" if ticker else "prices")
+    mlflow.log_input(dataset, context="training" if parameter == "stock_data" else "raw")
+
+
+def _ticker_of(source: str) -> str | None:
+    """The ticker tag of the run whose artifact `source` is, if any."""
+    match = RUN_ARTIFACT_URI.search(source)
+    if not match:
+        return None
+    try:
+        return MlflowClient().get_run(match["run_id"]).data.tags.get(TAG_TICKER)
+    except MlflowException:
+        return None

@@ -40,7 +40,7 @@ from flow_steps.ingest import read_prepared
 from flow_steps.parameters import TrainParams, check_train_params, options
 from flow_steps.plots import forecast_figure
 from flow_steps.served_model import KERAS_ARTIFACT, RETURN_SCALE_CONFIG, WINDOW_CONFIG
-from flow_steps.step_run import run_step
+from flow_steps.step_run import log_prices_input, run_step
 from flow_steps.training import FittedLstm, SplitEvaluation, evaluate_split, walk_forward
 
 logger = logging.getLogger(__name__)
@@ -90,8 +90,11 @@ def model_signature() -> ModelSignature:
     )
 
 
-def log_model(lstm: FittedLstm, prices: pd.DataFrame, window: int) -> None:
-    """Log the pyfunc model as code, with its Keras weights, config, signature and input example."""
+def log_model(lstm: FittedLstm, prices: pd.DataFrame, window: int) -> str:
+    """Log the pyfunc model as code, with its Keras weights, config, signature and input example.
+
+    Returns the logged model's id (MLflow 3 logged models carry their own metrics).
+    """
     input_example = prices[[PRICE_COLUMN]].iloc[-window:].reset_index(drop=True)
     with tempfile.TemporaryDirectory() as folder:
         keras_path = Path(folder) / "lstm.keras"
@@ -100,7 +103,7 @@ def log_model(lstm: FittedLstm, prices: pd.DataFrame, window: int) -> None:
         code_dir.mkdir(parents=True)
         for name in SERVED_MODULES:
             shutil.copy2(PACKAGE_DIR / name, code_dir / name)
-        mlflow.pyfunc.log_model(
+        logged = mlflow.pyfunc.log_model(
             name=MODEL_NAME,
             python_model=str(code_dir / "pyfunc_model.py"),
             model_config={WINDOW_CONFIG: window, RETURN_SCALE_CONFIG: lstm.scaler.scale},
@@ -110,12 +113,14 @@ def log_model(lstm: FittedLstm, prices: pd.DataFrame, window: int) -> None:
             input_example=input_example,
             pip_requirements=[installed_pin(name) for name in MODEL_REQUIREMENTS],
         )
+    return logged.model_id
 
 
 def train(stock_data: str, params: TrainParams) -> None:
     """Read prepared prices, train, evaluate against the baselines, log metrics, artifacts and model."""
     check_train_params(params)
     prices = read_prepared(stock_data, "stock_data")
+    log_prices_input(prices, "stock_data", stock_data)
     check_enough_rows(len(prices), params.window, params.test_fraction)
     n_test = holdout_size(len(prices), params.test_fraction)
     if params.backtest_folds:
@@ -125,7 +130,6 @@ def train(stock_data: str, params: TrainParams) -> None:
     split = evaluate_split(prices, n_test, params, callbacks=[EpochMetricsLogger()])
     mlflow.log_metrics(
         {
-            **split.metrics,
             "best_epoch": split.lstm.best_epoch,
             "epochs_trained": len(split.lstm.history["loss"]),
             "n_fit_samples": split.lstm.n_fit_samples,
@@ -137,7 +141,8 @@ def train(stock_data: str, params: TrainParams) -> None:
     _log_split_artifacts(split, prices)
     if params.backtest_folds:
         _log_backtest(walk_forward(prices, params))
-    log_model(split.lstm, prices, params.window)
+    model_id = log_model(split.lstm, prices, params.window)
+    mlflow.log_metrics(split.metrics, model_id=model_id)  # the scores, on the run and on its model
     logger.info(
         "LSTM test RMSE %.4f, naive %.4f (ratio %.3f) over %d test days\n%s",
         split.metrics[METRIC_TEST_RMSE],

@@ -14,12 +14,13 @@ from flow_steps.constants import (
     DATE_COLUMN,
     TAG_PRICE_COLUMN,
     TAG_SOURCE_NEWEST_FIRST,
+    TAG_TICKER,
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
 )
 from flow_steps.ingest import input_file, load_prices
 from flow_steps.parameters import PriceChecks, options
-from flow_steps.step_run import record_price_checks, run_step
+from flow_steps.step_run import log_prices_input, record_price_checks, run_step
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ def transform(dataset_stock_csv: str, max_row_limit: int, checks: PriceChecks) -
     """Clean the raw prices, log what was dropped, and log the prepared CSV."""
     path = input_file(dataset_stock_csv, "dataset_stock_csv")
     loaded = load_prices(path.read_bytes(), path.name, max_row_limit, checks)
+    mlflow.set_tag(TAG_TICKER, path.stem)  # the raw file is raw-data/<TICKER>.csv
+    log_prices_input(loaded.table, "dataset_stock_csv", dataset_stock_csv)
     prepared, report = loaded.prices, loaded.report
     mlflow.set_tags(
         {TAG_PRICE_COLUMN: report.price_column, TAG_SOURCE_NEWEST_FIRST: str(report.newest_first)}

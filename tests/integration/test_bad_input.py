@@ -112,7 +112,8 @@ def test_http_failure_fails_the_pipeline_and_its_parent(tracking, earlier_run, p
 
     assert result.returncode == 1
     assert "Quandl dataset WIKI/MSFT is retired (410 Gone)" in result.stderr.splitlines()[-1]
-    [parent] = [run for run in tracking.parents() if run.info.run_name == "main"]
+    [parent] = [run for run in tracking.parents() if run.data.params.get("data_source") == "quandl"]
+    assert parent.info.run_name.startswith("MSFT data_source=quandl max_row_limit=300")
     assert parent.info.status == "FAILED" and "410 Gone" in parent.data.tags[TAG_ERROR]
     downloads = [run for run in tracking.runs_of(DOWNLOAD_STEP)]
     assert [run.info.status for run in downloads] == ["FAILED"]

@@ -92,8 +92,9 @@ def log_known_model(tracking, stock_data: str, scaled_return: float) -> tuple[Ru
     with mlflow.start_run(run_name=TRAIN_STEP) as run:
         mlflow.set_tag("code_version", code_version())
         mlflow.log_params({"stock_data": stock_data, "window": WINDOW, "test_fraction": 0.2})
-        mlflow.log_metrics({"test_rmse": expected, "naive_test_rmse": rmse(days.actual, previous)})
-        train_model.log_model(constant_return_model(scaled_return), prices, WINDOW)
+        model_id = train_model.log_model(constant_return_model(scaled_return), prices, WINDOW)
+        scores = {"test_rmse": expected, "naive_test_rmse": rmse(days.actual, previous)}
+        mlflow.log_metrics(scores, model_id=model_id)  # as train_model logs them: on the run and its model
     return tracking.client.get_run(run.info.run_id), expected
 
 
@@ -140,19 +141,28 @@ def test_the_first_version_becomes_champion_with_its_metrics_and_lineage(registr
     version = tracking.client.get_model_version(MODEL, "1")
     tags, train = version.tags, first.train
     assert version.run_id == train.info.run_id
-    assert float(tags["metric.test_rmse"]) == pytest.approx(first.expected_rmse, rel=1e-5)
-    assert float(tags["metric.naive_test_rmse"]) == pytest.approx(
-        train.data.metrics["naive_test_rmse"], rel=1e-5
-    )
+    # The model's scores are the logged model's metrics, as train_model logged them.
+    scores = {
+        metric.key: metric.value
+        for metric in mlflow.get_logged_model(version.source.removeprefix("models:/")).metrics
+    }
+    assert scores["test_rmse"] == first.expected_rmse
+    assert scores["naive_test_rmse"] == train.data.metrics["naive_test_rmse"]
     # Scored through the registry, on the days training held out: the RMSE known by construction.
     assert first.register.data.metrics["challenger_test_rmse"] == pytest.approx(first.expected_rmse, rel=1e-9)
     assert tags["train_run_id"] == train.info.run_id
     assert tags["code_version"] == train.data.tags["code_version"]
-    assert tags["param.window"] == "10"
     prices = read_prepared(train.data.params["stock_data"], "stock_data")
-    test_days = prices["Date"].iloc[-holdout_days(prices, 0.2).n_test :].dt.strftime("%Y-%m-%d")
-    assert (tags["test_first_date"], tags["test_last_date"]) == (test_days.iloc[0], test_days.iloc[-1])
-    assert tags["trained_through"] < tags["test_first_date"]
+    n_test = holdout_days(prices, 0.2).n_test
+    test_days = prices["Date"].iloc[-n_test:].dt.strftime("%Y-%m-%d")
+    assert tags["trained_through"] == prices["Date"].iloc[-n_test - 1].strftime("%Y-%m-%d")
+    # One line that says how good it is, on which days, and what the registry decided.
+    ratio = first.expected_rmse / train.data.metrics["naive_test_rmse"]
+    assert version.description == (
+        f"Test RMSE {first.expected_rmse:.4g} = {ratio:.3f} x naive over {n_test} days "
+        f"{test_days.iloc[0]}..{test_days.iloc[-1]}; trained through {tags['trained_through']}; "
+        "first_version: no champion yet: the first version becomes champion"
+    )
 
 
 def test_a_better_model_takes_the_champion_alias(registry):
@@ -175,6 +185,7 @@ def test_a_worse_model_stays_challenger(registry):
     assert metrics["challenger_test_rmse"] == pytest.approx(third.expected_rmse, rel=1e-9)
     assert third.decision == "kept"
     assert "does not beat champion version 2's" in third.register.data.tags["promotion_reason"]
+    assert "kept: RMSE" in tracking.client.get_model_version(MODEL, "3").description
 
 
 def test_a_model_that_only_ties_the_champion_stays_challenger(registry):

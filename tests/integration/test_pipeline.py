@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -50,7 +51,7 @@ def assert_chained(tracking, parent, registered: bool = False) -> dict:
         assert register.data.params["model_uri"] == f"runs:/{train.info.run_id}/{MODEL_NAME}"
         assert register.data.params["stock_data"] == train.data.params["stock_data"]
     for run in children.values():
-        assert run.info.run_name == run.data.tags["mlflow.project.entryPoint"]
+        assert run.info.run_name == f"MSFT {run.data.tags['mlflow.project.entryPoint']}"
         assert run.data.tags[TAG_CODE_VERSION] == parent.data.tags[TAG_CODE_VERSION]
     return children
 
@@ -71,9 +72,24 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     [parent] = tracking.parents()
     assert parent.info.status == "FINISHED"
     assert parent.data.params["lstm_units"] == "6"
+    # Runs a person can tell apart in `mlflow ui`, in an experiment its UI opens on training runs.
+    assert parent.info.run_name == ("MSFT max_row_limit=300 lstm_units=6 window=10 epochs=1 backtest_folds=2")
+    experiment = tracking.client.get_experiment(tracking.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     children = assert_chained(tracking, parent, registered=True)
     train = children[TRAIN_STEP]
     assert train.data.params["lstm_units"] == "6"
+    # What each model learnt from, as MLflow dataset inputs whose source is the artifact they came from.
+    [trained_on] = train.inputs.dataset_inputs
+    assert trained_on.dataset.name == "MSFT prices"
+    assert json.loads(trained_on.dataset.source)["uri"] == train.data.params["stock_data"]
+    assert [tag.value for tag in trained_on.tags if tag.key == "mlflow.data.context"] == ["training"]
+    [raw_input] = children[TRANSFORM_STEP].inputs.dataset_inputs
+    assert (
+        json.loads(raw_input.dataset.source)["uri"]
+        == children[TRANSFORM_STEP].data.params["dataset_stock_csv"]
+    )
+    assert raw_input.dataset.digest and trained_on.dataset.digest != raw_input.dataset.digest
     assert train.data.params["window"] == "10"
     metrics = train.data.metrics
     for prefix in ("", "naive_", "moving_average_", "linear_regression_", "knn_"):
@@ -125,7 +141,16 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     assert version.tags[f"{TRANSFORM_STEP}_run_id"] == children[TRANSFORM_STEP].info.run_id
     assert version.tags["raw_sha256"] == download.data.tags["raw_sha256"]
     assert version.tags["data_source_resolved"] == "sample:WIKI-MSFT.csv"
-    assert version.tags["param.lstm_units"] == "6"
+    # A registry page a person can read: a description, a one-line version description, few tags.
+    assert not [name for name in version.tags if name.startswith(("metric.", "param."))]
+    assert len(version.tags) <= 8
+    assert version.description.startswith(f"Test RMSE {metrics['test_rmse']:.4g} = ")
+    assert "first_version: no champion yet" in version.description and "\n" not in version.description
+    assert "forecasts the next business days' closing prices" in (
+        tracking.client.get_registered_model("stock-MSFT-lstm").description
+    )
+    logged = mlflow.get_logged_model(version.source.removeprefix("models:/"))
+    assert logged.metrics and {m.key: m.value for m in logged.metrics}["test_rmse"] == metrics["test_rmse"]
 
     # The logged model ships the modules serving imports, and nothing else of the project.
     code = mlflow.artifacts.list_artifacts(run_id=train.info.run_id, artifact_path="model/code/flow_steps")
@@ -151,11 +176,15 @@ def test_python_main_twice_reuses_download_and_transform_and_trains_deterministi
         tracking.client.log_param(run.info.run_id, "data_source", "sample")
         tracking.client.set_terminated(run.info.run_id, RunStatus.to_string(status))
 
-    for _ in range(2):
-        result = python_main(tracking, *cli_options(TINY_PARAMS))
+    for run_name in ([], ["--run-name", "second try"]):
+        result = python_main(tracking, *cli_options(TINY_PARAMS), *run_name)
         assert result.returncode == 0, result.stderr[-3000:]
 
     first, second = sorted(tracking.parents(), key=lambda run: run.info.start_time)[-2:]
+    assert (
+        first.info.run_name == "MSFT max_row_limit=300 lstm_units=8 window=10 epochs=1 register_model=false"
+    )
+    assert second.info.run_name == "second try"  # a name the user gives wins
     first_children, second_children = assert_chained(tracking, first), tracking.children(second)
     assert [len(tracking.runs_of(step)) for step in (DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP)] == [3, 1, 2]
     assert first.data.tags[f"reused_{DOWNLOAD_STEP}"] == "false"
