@@ -20,7 +20,8 @@ from flow_steps.masking import one_line
 from flow_steps.parameters import options
 from flow_steps.pipeline import run_pipeline
 from flow_steps.sources import check_data_source
-from flow_steps.step_run import check_option, configure_logging
+from flow_steps.step_run import check_option, configure_logging, refusals_explained
+from flow_steps.tracking import bounded_client_retries, check_tracking_server, experiment_label
 
 logger = logging.getLogger("main")
 
@@ -64,9 +65,12 @@ def cli(
     **params: str | int | float,
 ) -> None:
     configure_logging()
+    bounded_client_retries()
     check_option(check_data_source, str(params["data_source"]), "--data-source")  # before anything is logged
-    use_experiment(experiment_name)
     try:
+        check_tracking_server()
+        with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
+            use_experiment(experiment_name)
         values = {name: str(value) for name, value in params.items()}
         run_pipeline(values, reuse_training, register_model, run_name)
     except PipelineError as error:

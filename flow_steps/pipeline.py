@@ -55,7 +55,8 @@ from flow_steps.parameters import (
     Param,
 )
 from flow_steps.sources import normalize_ticker
-from flow_steps.step_run import mark_training_experiment
+from flow_steps.step_run import mark_training_experiment, refusals_explained
+from flow_steps.tracking import experiment_label
 
 logger = logging.getLogger(__name__)
 
@@ -201,14 +202,19 @@ def run_pipeline(
         "reuse_training": str(reuse_training).lower(),
         "register_model": str(register_model).lower(),
     }
-    with mlflow.start_run(run_name=parent_run_name(run_name, own_params)) as parent:
+    with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
+        parent = mlflow.start_run(run_name=parent_run_name(run_name, own_params))
+    with parent:
         started = time.perf_counter()
-        mark_training_experiment(parent.info.experiment_id)
-        mlflow.set_tag(TAG_CODE_VERSION, version)
-        mlflow.log_params({key: value for key, value in own_params.items() if key not in parent.data.params})
         ticker = normalize_ticker(params[COMPANY_ABBREVIATION.name])
         steps = StepRunner(MlflowClient(), parent, version, ticker)
         try:
+            with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
+                mark_training_experiment(parent.info.experiment_id)
+                mlflow.set_tag(TAG_CODE_VERSION, version)
+                mlflow.log_params(
+                    {key: value for key, value in own_params.items() if key not in parent.data.params}
+                )
             train, stock_data = _run_steps(steps, params, reuse_training)
             mlflow.log_metrics(
                 {name: train.data.metrics[name] for name in HEADLINE_METRICS if name in train.data.metrics}

@@ -53,7 +53,8 @@ from flow_steps.evaluation import naive_forecast, rmse
 from flow_steps.features import holdout_size
 from flow_steps.ingest import read_prepared
 from flow_steps.parameters import TEST_FRACTION, options
-from flow_steps.step_run import run_step
+from flow_steps.step_run import refusals_explained, run_step
+from flow_steps.tracking import is_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,15 @@ def register(model_uri: str, stock_data: str, test_fraction: float, model_name: 
         train = client.get_run(run_id)
     except MlflowException as error:
         raise PipelineError(f"model_uri '{model_uri}': no such run in this tracking store") from error
+    with refusals_explained(f"register versions of registered model '{model_name}'", "EDIT"):
+        _register_and_promote(client, train, model_uri, model_name, days)
 
+
+def _register_and_promote(
+    client: MlflowClient, train: Run, model_uri: str, model_name: str, days: HoldoutDays
+) -> None:
+    """The registry's part of `register`: a version, its tags and description, the aliases."""
+    run_id = train.info.run_id
     version, is_new = _registered_version(client, model_name, model_uri, run_id)
     champion = _alias_version(client, model_name, CHAMPION_ALIAS)
     challenger_rmse = score(f"models:/{model_name}/{version.version}", days)
@@ -274,6 +283,8 @@ def _registered_version(
         client.update_registered_model(model_name, model_description(model_name))
         return version, True
     except MlflowException as error:
+        if is_refusal(error):
+            raise
         raise PipelineError(f"cannot register model_uri '{model_uri}': {error.message}") from error
 
 

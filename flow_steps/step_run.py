@@ -6,12 +6,14 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 import mlflow
 import pandas as pd
+from mlflow.data.dataset_source import DatasetSource
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -30,6 +32,13 @@ from flow_steps.errors import PipelineError
 from flow_steps.ingest import CleaningReport, suspect_move_message
 from flow_steps.lineage import code_version
 from flow_steps.masking import one_line
+from flow_steps.tracking import (
+    bounded_client_retries,
+    check_tracking_server,
+    experiment_label,
+    is_refusal,
+    refusal,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +58,19 @@ def run_step(step_name: str, params: dict[str, object], work: Callable[[], None]
     A `PipelineError` is stored as the run's `error` tag and the run ends FAILED.
     """
     configure_logging()
+    bounded_client_retries()
     try:
-        # Under `mlflow run` the run exists and keeps the name the driver gave it (`MSFT train_model`).
-        with mlflow.start_run(run_name=None if os.environ.get("MLFLOW_RUN_ID") else step_name) as run:
-            mark_training_experiment(run.info.experiment_id)
-            mlflow.set_tag(TAG_CODE_VERSION, code_version())
-            logged = run.data.params
-            mlflow.log_params({key: value for key, value in params.items() if key not in logged})
+        check_tracking_server()
+        with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
+            # Under `mlflow run` the run exists and keeps the name the driver gave it (`MSFT train_model`).
+            run = mlflow.start_run(run_name=None if os.environ.get("MLFLOW_RUN_ID") else step_name)
+        with run:
             try:
+                with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
+                    mark_training_experiment(run.info.experiment_id)
+                    mlflow.set_tag(TAG_CODE_VERSION, code_version())
+                    logged = run.data.params
+                    mlflow.log_params({key: value for key, value in params.items() if key not in logged})
                 work()
             except PipelineError as error:
                 mlflow.set_tag(TAG_ERROR, one_line(error))
@@ -64,6 +78,17 @@ def run_step(step_name: str, params: dict[str, object], work: Callable[[], None]
     except PipelineError as error:
         logger.error("%s failed: %s", step_name, one_line(error))
         sys.exit(1)
+
+
+@contextmanager
+def refusals_explained(action: str, permission: str) -> Iterator[None]:
+    """Turn the tracking server's 401/403 answers inside the block into one-line PipelineErrors."""
+    try:
+        yield
+    except MlflowException as error:
+        if is_refusal(error):
+            raise refusal(error, action, permission) from error
+        raise
 
 
 def check_option(check: Callable[[str], None], value: str, flag: str) -> None:
@@ -110,8 +135,43 @@ def log_prices_input(prices: pd.DataFrame, parameter: str, local_path: str) -> N
     run = mlflow.get_run(mlflow.active_run().info.run_id)
     source = run.data.params.get(parameter, local_path)
     ticker = Path(local_path).stem if parameter == "dataset_stock_csv" else _ticker_of(source)
-    dataset = mlflow.data.from_pandas(prices, source=source, name=f"{ticker} prices" if ticker else "prices")
+    dataset = mlflow.data.from_pandas(
+        prices, source=ArtifactSource(source), name=f"{ticker} prices" if ticker else "prices"
+    )
     mlflow.log_input(dataset, context="training" if parameter == "stock_data" else "raw")
+
+
+class ArtifactSource(DatasetSource):
+    """A dataset's source: the artifact URI (or path) it was read from, `mlflow-artifacts:/` included.
+
+    MLflow resolves local and cloud URIs to sources of its own but not a tracking server's proxied
+    `mlflow-artifacts:/` URIs; this one names any of them and downloads it with MLflow.
+    """
+
+    def __init__(self, uri: str):
+        self.uri = uri
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "artifact"
+
+    def load(self, dst_path: str | None = None) -> str:
+        return mlflow.artifacts.download_artifacts(self.uri, dst_path=dst_path)
+
+    @staticmethod
+    def _can_resolve(raw_source: object) -> bool:
+        return False  # made explicitly, never guessed from a string
+
+    @classmethod
+    def _resolve(cls, raw_source: str) -> ArtifactSource:
+        return cls(raw_source)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"uri": self.uri}
+
+    @classmethod
+    def from_dict(cls, source_dict: dict) -> ArtifactSource:
+        return cls(source_dict["uri"])
 
 
 def _ticker_of(source: str) -> str | None:

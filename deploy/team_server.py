@@ -1,0 +1,113 @@
+"""Start the team's MLflow tracking server: PostgreSQL backend, proxied artifacts, basic-auth logins.
+
+    export PGPASSWORD=...                        # the database user's password (never on the command line)
+    export MLFLOW_AUTH_ADMIN_PASSWORD=...        # the password of the server's admin user
+    export MLFLOW_FLASK_SERVER_SECRET_KEY=...    # any long random string, the same across restarts
+    python deploy/team_server.py --database-uri postgresql+psycopg://mlflow@db.example:5432/mlflow \\
+        --artifacts-destination /srv/mlflow/artifacts --host 0.0.0.0 --port 5000
+
+Runs `mlflow server` in the foreground with:
+- `--backend-store-uri` the given database (runs, metrics, the Model Registry) and `--auth-database-uri`
+  users and permissions (by default a database named `<database>_auth` on the same server);
+- `--artifacts-destination` where artifacts are stored, served through the server itself (clients log
+  and read `mlflow-artifacts:/` URIs and never need access to the storage); an `s3://bucket/prefix` there
+  (with boto3 and AWS credentials on the server) swaps the local directory for object storage;
+- `--app-name basic-auth`, configured by an ini file written to a private temporary file (mode 0600)
+  from the environment: the admin password never appears in the repository or in a command line.
+
+The PostgreSQL driver is psycopg 3 (`postgresql+psycopg://`); the database passwords come from
+PGPASSWORD (or ~/.pgpass), which libpq reads itself, so they are never part of a URI either.
+`--upgrade` runs `mlflow db upgrade` on the database first (after an MLflow upgrade).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ADMIN_PASSWORD_VARIABLE = "MLFLOW_AUTH_ADMIN_PASSWORD"
+SECRET_KEY_VARIABLE = "MLFLOW_FLASK_SERVER_SECRET_KEY"
+REQUIRED_VARIABLES = (ADMIN_PASSWORD_VARIABLE, SECRET_KEY_VARIABLE)
+
+
+def auth_config(admin_username: str, admin_password: str, database_uri: str, default_permission: str) -> str:
+    """The basic-auth app's ini file (read through MLFLOW_AUTH_CONFIG_PATH)."""
+    return (
+        "[mlflow]\n"
+        f"default_permission = {default_permission}\n"
+        f"database_uri = {database_uri}\n"
+        f"admin_username = {admin_username}\n"
+        f"admin_password = {admin_password}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+
+
+def auth_database_uri(database_uri: str) -> str:
+    """`postgresql+psycopg://user@host:port/mlflow` -> the same server's `mlflow_auth` database."""
+    base, _, name = database_uri.rpartition("/")
+    return f"{base}/{name.split('?')[0]}_auth"
+
+
+def server_command(arguments: argparse.Namespace) -> list[str]:
+    """The `mlflow server` command line (no secrets in it)."""
+    command = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth"]
+    command += ["--backend-store-uri", arguments.database_uri]
+    command += ["--artifacts-destination", arguments.artifacts_destination, "--serve-artifacts"]
+    command += ["--host", arguments.host, "--port", str(arguments.port), "--workers", str(arguments.workers)]
+    return command
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--database-uri", required=True, help="postgresql+psycopg://USER@HOST:PORT/DB")
+    parser.add_argument("--auth-database-uri", help="users and permissions (default: <database>_auth)")
+    parser.add_argument("--artifacts-destination", required=True, help="a directory, or s3://bucket/prefix")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--admin-username", default="admin")
+    parser.add_argument(
+        "--default-permission",
+        default="READ",
+        choices=["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"],
+        help="what a user may do on resources others created, until given more",
+    )
+    parser.add_argument("--upgrade", action="store_true", help="run `mlflow db upgrade` first")
+    arguments = parser.parse_args()
+    missing = [name for name in REQUIRED_VARIABLES if not os.environ.get(name)]
+    if missing:
+        raise SystemExit(f"team_server: set {' and '.join(missing)} (see the README's team section)")
+    if "@" in arguments.database_uri and ":" in arguments.database_uri.split("//", 1)[-1].split("@")[0]:
+        raise SystemExit("team_server: put the database password in PGPASSWORD, not in --database-uri")
+
+    if arguments.upgrade:
+        subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", arguments.database_uri], check=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".ini", prefix="mlflow-auth-", delete=False) as handle:
+        os.chmod(handle.name, 0o600)
+        handle.write(
+            auth_config(
+                arguments.admin_username,
+                os.environ[ADMIN_PASSWORD_VARIABLE],
+                arguments.auth_database_uri or auth_database_uri(arguments.database_uri),
+                arguments.default_permission,
+            )
+        )
+    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": handle.name}
+    env.pop(ADMIN_PASSWORD_VARIABLE)  # the server reads it from the ini file only
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the ini file is removed
+    try:
+        completed = subprocess.run(server_command(arguments), env=env, check=False)
+        raise SystemExit(completed.returncode)
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
