@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-STEP_SOURCES = ("flow_steps", "MLproject")
+# The code that runs: the steps and their modules (the bundled sample included), the driver, MLproject.
+# Nothing else (README, tests, benchmarks, stray files) changes what a step computes.
+RUNNING_CODE = ("flow_steps", "main.py", "MLproject")
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -16,18 +17,19 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def code_version(root: Path = PROJECT_ROOT) -> str:
-    """The git commit when the work tree is clean, else `src-<hash of the step sources>`.
+    """`src-<hash of the running code>`: it changes when that code changes, and only then.
 
-    A dirty tree's commit would not say what ran, so edited code never reuses earlier results.
+    Unlike a git commit it ignores README edits, test changes and files left in the project root, so
+    they never stop finished steps from being reused; and unlike a commit it sees uncommitted edits.
+    (MLflow records the git commit itself, as `mlflow.source.git.commit`.)
     """
-    commit = _clean_git_commit(root)
-    return commit if commit else "src-" + sources_hash(root)
+    return "src-" + sources_hash(root)
 
 
 def sources_hash(root: Path = PROJECT_ROOT) -> str:
-    """SHA-256 over the paths and contents of the step sources (caches excluded)."""
+    """SHA-256 over the paths and contents of the running code (caches excluded)."""
     digest = hashlib.sha256()
-    for name in STEP_SOURCES:
+    for name in RUNNING_CODE:
         top = root / name
         files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
         for path in files:
@@ -38,20 +40,3 @@ def sources_hash(root: Path = PROJECT_ROOT) -> str:
             digest.update(path.read_bytes())
             digest.update(b"\0")
     return digest.hexdigest()
-
-
-def _clean_git_commit(root: Path) -> str | None:
-    try:
-        status = _git(root, "status", "--porcelain", "--untracked-files=normal")
-        if status is None or status.strip():
-            return None
-        return _git(root, "rev-parse", "HEAD")
-    except OSError:
-        return None
-
-
-def _git(root: Path, *args: str) -> str | None:
-    result = subprocess.run(
-        ["git", "-C", str(root), *args], capture_output=True, text=True, check=False, timeout=30
-    )
-    return result.stdout.strip() if result.returncode == 0 else None

@@ -1,7 +1,6 @@
-"""Code version: the git commit of a clean tree, else a hash of the step sources."""
+"""Code version: a hash of the code that runs, blind to everything else."""
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,11 @@ def project_copy(tmp_path: Path) -> Path:
     shutil.copytree(
         PROJECT_ROOT / "flow_steps", root / "flow_steps", ignore=shutil.ignore_patterns("__pycache__")
     )
-    shutil.copy(PROJECT_ROOT / "MLproject", root / "MLproject")
+    for name in ("MLproject", "main.py", "README.md"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    (root / "tests").mkdir()
+    (root / "tests" / "test_x.py").write_text("def test_x():\n    pass\n")
     return root
-
-
-def _git(root: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(root), *args], check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 def test_sources_hash_changes_with_the_code(project_copy: Path):
@@ -36,11 +32,19 @@ def test_sources_hash_changes_with_the_code(project_copy: Path):
     assert sources_hash(project_copy) != before
 
 
-def test_clean_git_tree_uses_the_commit_and_a_dirty_one_the_hash(project_copy: Path):
-    assert code_version(project_copy).startswith("src-")  # not a git repository
-    _git(project_copy, "init", "-q")
-    _git(project_copy, "add", "-A")
-    _git(project_copy, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
-    assert code_version(project_copy) == _git(project_copy, "rev-parse", "HEAD")
-    (project_copy / "flow_steps" / "evaluation.py").write_text("# changed\n")
-    assert code_version(project_copy) == "src-" + sources_hash(project_copy)
+@pytest.mark.parametrize("changed", ["main.py", "MLproject", "flow_steps/sample_data/WIKI-MSFT.csv"])
+def test_the_driver_mlproject_and_the_sample_are_part_of_the_code(project_copy: Path, changed: str):
+    before = code_version(project_copy)
+    with (project_copy / changed).open("a") as file:
+        file.write("\n")
+    assert code_version(project_copy) != before
+
+
+def test_stray_files_readme_edits_and_tests_leave_the_code_version_alone(project_copy: Path):
+    before = code_version(project_copy)
+    (project_copy / "request.json").write_text("{}")  # what the README's serve example writes
+    (project_copy / "forecast.csv").write_text("Date,forecast_close\n")
+    with (project_copy / "README.md").open("a") as readme:
+        readme.write("\nA new paragraph.\n")
+    (project_copy / "tests" / "test_x.py").write_text("def test_y():\n    pass\n")
+    assert code_version(project_copy) == before == "src-" + sources_hash(project_copy)
