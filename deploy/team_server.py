@@ -35,7 +35,13 @@ SECRET_KEY_VARIABLE = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 REQUIRED_VARIABLES = (ADMIN_PASSWORD_VARIABLE, SECRET_KEY_VARIABLE)
 
 
-def auth_config(admin_username: str, admin_password: str, database_uri: str, default_permission: str) -> str:
+def auth_config(
+    admin_username: str,
+    admin_password: str,
+    database_uri: str,
+    default_permission: str,
+    auth_cache_seconds: int,
+) -> str:
     """The basic-auth app's ini file (read through MLFLOW_AUTH_CONFIG_PATH)."""
     return (
         "[mlflow]\n"
@@ -44,6 +50,7 @@ def auth_config(admin_username: str, admin_password: str, database_uri: str, def
         f"admin_username = {admin_username}\n"
         f"admin_password = {admin_password}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        f"auth_cache_ttl_seconds = {auth_cache_seconds}\n"
     )
 
 
@@ -79,6 +86,12 @@ def main() -> None:
         choices=["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"],
         help="what a user may do on resources others created, until given more",
     )
+    parser.add_argument(
+        "--auth-cache-seconds",
+        type=int,
+        default=60,
+        help="how long a worker trusts a verified login before hashing the password again (0: never)",
+    )
     parser.add_argument("--upgrade", action="store_true", help="run `mlflow db upgrade` first")
     arguments = parser.parse_args()
     missing = [name for name in REQUIRED_VARIABLES if not os.environ.get(name)]
@@ -97,6 +110,7 @@ def main() -> None:
                 os.environ[ADMIN_PASSWORD_VARIABLE],
                 arguments.auth_database_uri or auth_database_uri(arguments.database_uri),
                 arguments.default_permission,
+                arguments.auth_cache_seconds,
             )
         )
     env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": handle.name}

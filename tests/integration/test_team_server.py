@@ -1,9 +1,7 @@
 """Team mode: the pipeline against a real `mlflow server` on a real PostgreSQL, with logins and permissions.
 
 One cluster and one server (deploy/team_server.py) for the module, started and stopped here. Users:
-alice may write runs and manage the model she registers; bob may only read. Every authenticated request
-costs the server a password hash (about 0.45 s here), so a tiny pipeline takes about 110 s through it:
-the scenarios are few.
+alice may write runs and manage the model she registers; bob may only read.
 """
 
 from __future__ import annotations
