@@ -17,7 +17,7 @@ import mlflow
 from flow_steps.constants import DEFAULT_EXPERIMENT, MAIN_ENTRY_POINT
 from flow_steps.errors import PipelineError
 from flow_steps.masking import one_line
-from flow_steps.parameters import options
+from flow_steps.parameters import SpecCommand, options
 from flow_steps.pipeline import run_pipeline
 from flow_steps.sources import check_data_source
 from flow_steps.step_run import check_option, configure_logging, refusals_explained
@@ -40,9 +40,11 @@ def use_experiment(experiment_name: str | None) -> None:
 
 
 @click.command(
+    cls=SpecCommand,
     help="Run the pipeline download_raw_data -> transform_data -> train_model -> register_model as "
     "child runs of one MLflow run. Finished download and transform runs with the same parameters and "
-    "code version are reused; training always runs unless --reuse-training is given."
+    "code version are reused; training always runs unless --reuse-training is given (alone, or "
+    "with true/false).",
 )
 @options(MAIN_ENTRY_POINT)
 @click.option(

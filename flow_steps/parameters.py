@@ -330,6 +330,38 @@ def options(entry_point: str) -> Callable:
     return decorate
 
 
+BOOLEAN_WORDS = frozenset(
+    word for pair in ("true/false", "1/0", "yes/no", "y/n", "on/off", "t/f") for word in pair.split("/")
+)
+
+
+def expand_bare_flags(args: list[str], boolean_flags: Iterable[str]) -> list[str]:
+    """`--reuse-training` given alone means `--reuse-training true`; a value after it is kept.
+
+    Boolean parameters take a value (MLproject passes `--reuse-training false`), yet read like flags.
+    """
+    flags, expanded = set(boolean_flags), []
+    for position, arg in enumerate(args):
+        expanded.append(arg)
+        following = args[position + 1] if position + 1 < len(args) else None
+        if arg in flags and (following is None or following.lower() not in BOOLEAN_WORDS):
+            expanded.append("true")
+    return expanded
+
+
+class SpecCommand(click.Command):
+    """A click command whose boolean options (`--flag true|false`) may also be given alone."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        boolean_flags = [
+            flag
+            for option in self.params
+            if isinstance(option, click.Option) and option.type is click.BOOL and not option.is_flag
+            for flag in option.opts
+        ]
+        return super().parse_args(ctx, expand_bare_flags(args, boolean_flags))
+
+
 def check_values(params: Iterable[Param], values: dict[str, object]) -> None:
     """Range-check `values` (name -> value) against their parameters."""
     for param in params:

@@ -7,7 +7,6 @@ again, the same as the champion), then `mlflow models serve` on the champion and
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import mlflow
 import numpy as np
@@ -16,24 +15,19 @@ import pytest
 from click.testing import CliRunner
 from mlflow.entities import Run
 
-from flow_steps import download_raw_data, forecast, register_model, train_model, transform_data
+from flow_steps import download_raw_data, forecast, register_model, transform_data
 from flow_steps.constants import (
     DOWNLOAD_STEP,
     FORECAST_ENTRY_POINT,
     REGISTER_STEP,
     TAG_ERROR,
-    TRAIN_STEP,
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
 )
-from flow_steps.evaluation import rmse
-from flow_steps.features import ReturnScaler
 from flow_steps.ingest import load_prices, read_prepared
-from flow_steps.lineage import code_version
 from flow_steps.register_model import holdout_days
 from flow_steps.serving import invocation_payload, served_model
 from flow_steps.sources import fetch_raw_prices
-from flow_steps.training import FittedLstm, build_lstm
 from tests.conftest import (
     EXPERIMENT,
     FIXTURES,
@@ -41,29 +35,14 @@ from tests.conftest import (
     run_command,
     temporary_tracking,
 )
+from tests.known_models import BETTER, WORSE, register
 
 pytestmark = pytest.mark.integration
 
 MODEL = "stock-MSFT-lstm"
 CHAMPION = f"models:/{MODEL}@champion"
-WINDOW = 10
-RETURN_SCALE = 0.02
-# Challengers whose forecasts are known by construction: each forecasts last close * exp(c * RETURN_SCALE)
-# for every window, whatever it is given. c = 0 is exactly the naive forecast; c = 0.5 (a 1% rise every
-# day) is clearly worse. Registered in this order: worse, better, worse again, the same as the champion.
-WORSE, BETTER = 0.5, 0.0
+# Registered in this order: worse, better, worse again, the same as the champion.
 SEQUENCE = (WORSE, BETTER, WORSE, BETTER)
-
-
-@dataclass
-class Registration:
-    train: Run
-    register: Run
-    expected_rmse: float
-
-    @property
-    def decision(self) -> str:
-        return self.register.data.tags["promotion"]
 
 
 def newest(runs: list[Run]) -> Run:
@@ -73,37 +52,6 @@ def newest(runs: list[Run]) -> Run:
 def invoke(command, *args: str) -> None:
     result = CliRunner().invoke(command, list(args))
     assert result.exit_code == 0, result.output
-
-
-def constant_return_model(scaled_return: float) -> FittedLstm:
-    """An LSTM whose output layer ignores its input and always answers `scaled_return`."""
-    keras_model = build_lstm(WINDOW, units=2)
-    kernel, bias = keras_model.layers[-1].get_weights()
-    keras_model.layers[-1].set_weights([np.zeros_like(kernel), np.full_like(bias, scaled_return)])
-    return FittedLstm(keras_model, ReturnScaler(RETURN_SCALE), {}, 0, 0, 0, 0.0)
-
-
-def log_known_model(tracking, stock_data: str, scaled_return: float) -> tuple[Run, float]:
-    """A train_model run with a constant-return model logged as train_model logs models; its test RMSE."""
-    prices = read_prepared(stock_data, "stock_data")
-    days = holdout_days(prices, 0.2)
-    previous = days.closes[-days.n_test - 1 : -1]
-    expected = rmse(days.actual, previous * np.exp(scaled_return * RETURN_SCALE))
-    with mlflow.start_run(run_name=TRAIN_STEP) as run:
-        mlflow.set_tag("code_version", code_version())
-        mlflow.log_params({"stock_data": stock_data, "window": WINDOW, "test_fraction": 0.2})
-        model_id = train_model.log_model(constant_return_model(scaled_return), prices, WINDOW)
-        scores = {"test_rmse": expected, "naive_test_rmse": rmse(days.actual, previous)}
-        mlflow.log_metrics(scores, model_id=model_id)  # as train_model logs them: on the run and its model
-    return tracking.client.get_run(run.info.run_id), expected
-
-
-def register(tracking, stock_data: str, scaled_return: float) -> Registration:
-    """Log a model of known RMSE, then run register_model on it (click, in this process)."""
-    train, expected = log_known_model(tracking, stock_data, scaled_return)
-    model_uri = f"runs:/{train.info.run_id}/model"
-    invoke(register_model.cli, "--model-uri", model_uri, "--stock-data", stock_data, "--model-name", MODEL)
-    return Registration(train, newest(tracking.runs_of_name(REGISTER_STEP)), expected)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +80,7 @@ def registry(tmp_path_factory):
             f"{transform.info.artifact_uri}/{TRANSFORMED_DATA_PATH}"
         )
         mlflow.set_experiment(EXPERIMENT)
-        yield tracking, [register(tracking, stock_data, scaled_return) for scaled_return in SEQUENCE]
+        yield tracking, [register(tracking.client, stock_data, c, MODEL) for c in SEQUENCE]
 
 
 def test_the_first_version_becomes_champion_with_its_metrics_and_lineage(registry):

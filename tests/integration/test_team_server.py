@@ -1,30 +1,48 @@
 """Team mode: the pipeline against a real `mlflow server` on a real PostgreSQL, with logins and permissions.
 
 One cluster and one server (deploy/team_server.py) for the module, started and stopped here. Users:
-alice may write runs and manage the model she registers; bob may only read.
+alice may write runs and manage the model she registers; bob may only read; carol may write runs in the
+experiment but only read the registered model.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import mlflow
+import pandas as pd
 import pytest
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from flow_steps.constants import DOWNLOAD_STEP, REGISTER_STEP, TRAIN_STEP, TRANSFORM_STEP
-from flow_steps.serving import free_port
+from flow_steps.constants import (
+    DOWNLOAD_STEP,
+    REGISTER_STEP,
+    TRAIN_STEP,
+    TRANSFORM_STEP,
+    TRANSFORMED_DATA_PATH,
+)
+from flow_steps.ingest import load_prices
+from flow_steps.serving import free_port, invocation_payload, served_model
+from flow_steps.sources import fetch_raw_prices
 from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options, run_command
+from tests.known_models import BETTER, WORSE, register
 from tests.team_server import ADMIN, DB_PASSWORD, PostgresCluster, TeamServer
 
 pytestmark = pytest.mark.integration
 
 EXPERIMENT = "team-tests"
 MODEL = "stock-MSFT-lstm"
-USERS = {"alice": "alice-pw-5e1b-0d8c", "bob": "bob-pw-9c3d-7e21"}
+CHAMPION = f"models:/{MODEL}@champion"
+GATED_MODEL = "team-gating-tests"  # models of known RMSE, apart from the pipeline's
+USERS = {"alice": "alice-pw-5e1b-0d8c", "bob": "bob-pw-9c3d-7e21", "carol": "carol-pw-2a7f-81d4"}
 PARAMS = {**TINY_PARAMS, "register_model": "true"}
 
 
@@ -46,6 +64,7 @@ def team():
         answer.raise_for_status()
         experiment_id = answer.json()["experiment_id"]
         server.grant("experiment", experiment_id, "alice", "MANAGE")
+        server.grant("experiment", experiment_id, "carol", "EDIT")
         yield server
     finally:
         server.stop()
@@ -104,47 +123,159 @@ def test_missing_or_wrong_credentials_are_refused_and_nothing_is_written(team, m
     assert len(all_runs(admin_client(team, monkeypatch))) == before
 
 
-def test_the_pipeline_runs_through_the_server_and_survives_restarts(team, monkeypatch):
-    env = env_for(team, "alice")
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "run",
-        ".",
-        "--env-manager",
-        "local",
-        "--experiment-name",
-        EXPERIMENT,
-    ]
-    result = run_command(command + [item for k, v in PARAMS.items() for item in ("-P", f"{k}={v}")], env)
+@pytest.fixture(scope="module")
+def first_pipeline(team) -> str:
+    """`mlflow run .` as alice, registering the first version; the parent run's id."""
+    command = [sys.executable, "-m", "mlflow", "run", ".", "--env-manager", "local"]
+    command += ["--experiment-name", EXPERIMENT]
+    command += [item for name, value in PARAMS.items() for item in ("-P", f"{name}={value}")]
+    result = run_command(command, env_for(team, "alice"))
     assert result.returncode == 0, result.stderr[-3000:]
-    client = admin_client(team, monkeypatch)
-    [first_parent] = [run for run in all_runs(client) if "mlflow.parentRunId" not in run.data.tags]
-    assert first_parent.info.status == "FINISHED"
-    children = {
+    client = MlflowClient(team.url)
+    with admin_login():
+        [parent] = [run for run in all_runs(client) if "mlflow.parentRunId" not in run.data.tags]
+    return parent.info.run_id
+
+
+@contextmanager
+def login(user: str, password: str) -> Iterator[None]:
+    """This process's MLflow client logs in as `user` while the context is open."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_USERNAME", user)
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        yield
+
+
+def admin_login():
+    return login(*ADMIN)
+
+
+def children_of(client: MlflowClient, parent_run_id: str) -> dict[str, Run]:
+    return {
         run.data.tags["mlflow.project.entryPoint"]: run
         for run in all_runs(client)
-        if run.data.tags.get("mlflow.parentRunId") == first_parent.info.run_id
+        if run.data.tags.get("mlflow.parentRunId") == parent_run_id
     }
-    assert set(children) == {DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP, REGISTER_STEP}
-    assert all(run.info.status == "FINISHED" for run in children.values())
-    for step in (DOWNLOAD_STEP, TRANSFORM_STEP):
-        assert children[step].info.artifact_uri.startswith("mlflow-artifacts:/")
-    assert children[TRAIN_STEP].data.params["stock_data"].startswith("mlflow-artifacts:/")
-    champion = client.get_model_version_by_alias(MODEL, "champion")
-    assert champion.version == "1" and champion.run_id == children[TRAIN_STEP].info.run_id
 
-    # Restart PostgreSQL and the server: no run, artifact, version or alias is lost.
+
+def test_the_pipeline_runs_through_the_server_with_proxied_artifacts(team, first_pipeline):
+    client = MlflowClient(team.url)
+    with admin_login():
+        assert client.get_run(first_pipeline).info.status == "FINISHED"
+        children = children_of(client, first_pipeline)
+        assert set(children) == {DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP, REGISTER_STEP}
+        assert all(run.info.status == "FINISHED" for run in children.values())
+        for step in (DOWNLOAD_STEP, TRANSFORM_STEP):
+            assert children[step].info.artifact_uri.startswith("mlflow-artifacts:/")
+        assert children[TRAIN_STEP].data.params["stock_data"].startswith("mlflow-artifacts:/")
+        champion = client.get_model_version_by_alias(MODEL, "champion")
+        assert champion.version == "1" and champion.run_id == children[TRAIN_STEP].info.run_id
+        assert children[REGISTER_STEP].data.tags["promotion"] == "first_version"
+
+
+def test_restarts_lose_nothing_and_two_pipelines_started_together_reuse_the_first_ones_data(
+    team, first_pipeline
+):
+    client = MlflowClient(team.url)
+    with admin_login():
+        before = {run.info.run_id: run.info.status for run in all_runs(client)}
+        first_children = children_of(client, first_pipeline)
     team.stop()
     team.cluster.stop()
     team.cluster.start()
     team.start()
-    assert client.get_run(first_parent.info.run_id).info.status == "FINISHED"
-    assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
-    assert client.get_model_version_by_alias(MODEL, "challenger").version == "1"
-    [raw] = client.list_artifacts(children[DOWNLOAD_STEP].info.run_id, "raw-data")
-    assert client.download_artifacts(children[DOWNLOAD_STEP].info.run_id, raw.path)
+    with admin_login():
+        assert {run.info.run_id: run.info.status for run in all_runs(client)} == before
+        assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
+        assert client.get_model_version_by_alias(MODEL, "challenger").version == "1"
+        download = first_children[DOWNLOAD_STEP].info.run_id
+        [raw] = client.list_artifacts(download, "raw-data")
+        assert Path(client.download_artifacts(download, raw.path)).stat().st_size > 0
+
+    # Two `python main.py` started at the same moment, not registering: both finish, both reuse
+    # the first run's download and transform through the restarted server.
+    env = env_for(team, "alice")
+    command = [sys.executable, "main.py", *cli_options({**PARAMS, "register_model": "false"})]
+    pipelines = [
+        subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [pipeline.communicate(timeout=300) for pipeline in pipelines]
+    for pipeline, (_, stderr) in zip(pipelines, outputs, strict=True):
+        assert pipeline.returncode == 0, stderr[-3000:]
+    with admin_login():
+        new_parents = [
+            run
+            for run in all_runs(client)
+            if run.info.run_id not in before and "mlflow.parentRunId" not in run.data.tags
+        ]
+        assert len(new_parents) == 2
+        for parent in new_parents:
+            assert parent.info.status == "FINISHED"
+            for step in (DOWNLOAD_STEP, TRANSFORM_STEP):
+                assert parent.data.tags[f"reused_{step}"] == "true"
+                assert parent.data.tags[f"run_id_{step}"] == first_children[step].info.run_id
+            [train] = children_of(client, parent.info.run_id).values()
+            assert train.info.status == "FINISHED"
+
+
+def test_a_better_and_a_worse_challenger_are_gated_as_on_sqlite(team, first_pipeline):
+    client = MlflowClient(team.url)
+    with login("alice", USERS["alice"]), pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", team.url)
+        patch.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+        patch.delenv("MLFLOW_RUN_ID", raising=False)
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(team.url)
+        try:
+            mlflow.set_experiment(EXPERIMENT)
+            transform = children_of(client, first_pipeline)[TRANSFORM_STEP]
+            stock_data = mlflow.artifacts.download_artifacts(
+                f"{transform.info.artifact_uri}/{TRANSFORMED_DATA_PATH}"
+            )
+            worse, better, worse_again = (
+                register(client, stock_data, scaled_return, GATED_MODEL)
+                for scaled_return in (WORSE, BETTER, WORSE)
+            )
+            assert [worse.decision, better.decision, worse_again.decision] == [
+                "first_version",
+                "promoted",
+                "kept",
+            ]
+            assert better.register.data.metrics["challenger_test_rmse"] == pytest.approx(
+                better.expected_rmse, rel=1e-9
+            )
+            assert better.register.data.metrics["champion_test_rmse"] == pytest.approx(
+                worse.expected_rmse, rel=1e-9
+            )
+            assert client.get_model_version_by_alias(GATED_MODEL, "champion").version == "2"
+            assert client.get_model_version_by_alias(GATED_MODEL, "challenger").version == "3"
+        finally:
+            mlflow.set_tracking_uri(previous)
+
+
+def test_the_champion_forecasts_and_is_served_through_the_server(team, first_pipeline, tmp_path):
+    env = env_for(team, "alice")
+    output = tmp_path / "forecast.csv"
+    command = [sys.executable, "-m", "flow_steps.forecast", "--model", CHAMPION, "--horizon", "3"]
+    result = run_command([*command, "--output", str(output)], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = pd.read_csv(output)
+    assert written["Date"].tolist() == ["2013-03-04", "2013-03-05", "2013-03-06"]
+    assert f"Model {CHAMPION}" in result.stdout
+
+    with served_model(CHAMPION, env=env) as served:
+        answer = served.invoke(invocation_payload(written_closes(), horizon=3))
+    assert answer.status_code == 200, answer.text
+    assert [row["days_ahead"] for row in answer.json()["predictions"]] == [1, 2, 3]
+
+
+def written_closes() -> list[float]:
+    """The sample's last 30 closes: a request the served model can answer."""
+    prices = load_prices(fetch_raw_prices("sample", "MSFT").content, "sample").prices
+    return prices["Close"].tail(30).tolist()
 
 
 def test_a_read_only_user_writes_nothing(team, monkeypatch):
@@ -157,6 +288,37 @@ def test_a_read_only_user_writes_nothing(team, monkeypatch):
         "needs EDIT permission",
     )
     assert len(all_runs(admin_client(team, monkeypatch))) == before
+
+
+def test_a_user_who_may_write_runs_but_not_manage_the_model_trains_but_does_not_register(
+    team, first_pipeline
+):
+    team.grant("registered_model", MODEL, "carol", "READ")
+    client = MlflowClient(team.url)
+    with admin_login():
+        champion_before = client.get_model_version_by_alias(MODEL, "champion").version
+        versions_before = len(client.search_model_versions(f"name = '{MODEL}'"))
+        runs_before = {run.info.run_id for run in all_runs(client)}
+    result = main_py(env_for(team, "carol"))
+    assert_one_line_failure(
+        result,
+        "refused user 'carol' (403)",
+        f"register versions of registered model '{MODEL}'",
+        "needs EDIT permission",
+    )
+    with admin_login():
+        [parent] = [
+            run
+            for run in all_runs(client)
+            if run.info.run_id not in runs_before and "mlflow.parentRunId" not in run.data.tags
+        ]
+        assert parent.info.status == "FAILED"
+        children = children_of(client, parent.info.run_id)
+        assert children[TRAIN_STEP].info.status == "FINISHED"
+        assert children[REGISTER_STEP].info.status == "FAILED"
+        assert not [run for run in all_runs(client) if run.info.status == "RUNNING"]
+        assert client.get_model_version_by_alias(MODEL, "champion").version == champion_before
+        assert len(client.search_model_versions(f"name = '{MODEL}'")) == versions_before
 
 
 def test_passwords_never_reach_runs_artifacts_or_logs(team, monkeypatch):

@@ -16,6 +16,7 @@ from flow_steps.parameters import (
     TRAIN_PARAMS,
     VALIDATION_FRACTION,
     TrainParams,
+    expand_bare_flags,
     render_mlproject,
 )
 from main import cli as main_cli
@@ -144,3 +145,31 @@ def test_conda_env_pins_python_311_and_the_same_packages_as_pre_requirements():
     pins = [line.strip() for line in lines if line.strip() and not line.startswith(("#", "-e"))]
     assert sorted(pip_section["pip"]) == sorted(pins)
     assert all("==" in pin for pin in pins)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--reuse-training"], ["--reuse-training", "true"]),
+        (["--reuse-training", "--epochs", "1"], ["--reuse-training", "true", "--epochs", "1"]),
+        (["--reuse-training", "False"], ["--reuse-training", "False"]),
+        (["--epochs", "1", "--reuse-training", "yes"], ["--epochs", "1", "--reuse-training", "yes"]),
+        (["--run-name", "--reuse-training"], ["--run-name", "--reuse-training", "true"]),
+    ],
+)
+def test_a_boolean_option_given_alone_means_true(args, expected):
+    assert expand_bare_flags(args, ["--reuse-training"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "reuse", "register"),
+    [
+        ([], False, True),
+        (["--reuse-training"], True, True),
+        (["--reuse-training", "--register-model", "false"], True, False),
+        (["--reuse-training", "false", "--register-model"], False, True),
+    ],
+)
+def test_main_accepts_boolean_options_alone_or_with_a_value(args, reuse, register):
+    context = main_cli.make_context("main", list(args))
+    assert (context.params["reuse_training"], context.params["register_model"]) == (reuse, register)

@@ -1,0 +1,81 @@
+"""Models whose test RMSE is known by construction, logged as train_model logs models and registered.
+
+Each forecasts `last close * exp(c * RETURN_SCALE)` for every window, whatever it is given: c = 0 is
+exactly the naive forecast; c = 0.5 (a 1% rise every day) is clearly worse. The registry's gating can
+then be asserted exactly, whatever training numerics do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlflow
+import numpy as np
+from click.testing import CliRunner
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from flow_steps import register_model, train_model
+from flow_steps.constants import REGISTER_STEP, TRAIN_STEP
+from flow_steps.evaluation import rmse
+from flow_steps.features import ReturnScaler
+from flow_steps.ingest import read_prepared
+from flow_steps.lineage import code_version
+from flow_steps.register_model import holdout_days
+from flow_steps.training import FittedLstm, build_lstm
+
+WINDOW = 10
+RETURN_SCALE = 0.02
+WORSE, BETTER = 0.5, 0.0
+
+
+@dataclass
+class Registration:
+    train: Run
+    register: Run
+    expected_rmse: float
+
+    @property
+    def decision(self) -> str:
+        return self.register.data.tags["promotion"]
+
+
+def constant_return_model(scaled_return: float) -> FittedLstm:
+    """An LSTM whose output layer ignores its input and always answers `scaled_return`."""
+    keras_model = build_lstm(WINDOW, units=2)
+    kernel, bias = keras_model.layers[-1].get_weights()
+    keras_model.layers[-1].set_weights([np.zeros_like(kernel), np.full_like(bias, scaled_return)])
+    return FittedLstm(keras_model, ReturnScaler(RETURN_SCALE), {}, 0, 0, 0, 0.0)
+
+
+def log_known_model(stock_data: str, scaled_return: float) -> tuple[str, float]:
+    """A train_model run (in the active experiment) with a constant-return model; its id and test RMSE."""
+    prices = read_prepared(stock_data, "stock_data")
+    days = holdout_days(prices, 0.2)
+    previous = days.closes[-days.n_test - 1 : -1]
+    expected = rmse(days.actual, previous * np.exp(scaled_return * RETURN_SCALE))
+    with mlflow.start_run(run_name=TRAIN_STEP) as run:
+        mlflow.set_tag("code_version", code_version())
+        mlflow.log_params({"stock_data": stock_data, "window": WINDOW, "test_fraction": 0.2})
+        model_id = train_model.log_model(constant_return_model(scaled_return), prices, WINDOW)
+        scores = {"test_rmse": expected, "naive_test_rmse": rmse(days.actual, previous)}
+        mlflow.log_metrics(scores, model_id=model_id)  # as train_model logs them: on the run and its model
+    return run.info.run_id, expected
+
+
+def newest_register_run(client: MlflowClient, experiment_id: str) -> Run:
+    newest_first = ["start_time DESC"]
+    query = f"attributes.run_name = '{REGISTER_STEP}'"
+    [run] = client.search_runs([experiment_id], query, max_results=1, order_by=newest_first)
+    return run
+
+
+def register(client: MlflowClient, stock_data: str, scaled_return: float, model_name: str) -> Registration:
+    """Log a model of known RMSE, then run register_model on it (click, in this process)."""
+    run_id, expected = log_known_model(stock_data, scaled_return)
+    arguments = ["--model-uri", f"runs:/{run_id}/model", "--stock-data", stock_data]
+    arguments += ["--model-name", model_name]
+    result = CliRunner().invoke(register_model.cli, arguments)
+    assert result.exit_code == 0, result.output
+    experiment_id = client.get_run(run_id).info.experiment_id
+    return Registration(client.get_run(run_id), newest_register_run(client, experiment_id), expected)
