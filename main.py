@@ -16,6 +16,7 @@ import mlflow
 
 from flow_steps.constants import DEFAULT_EXPERIMENT, MAIN_ENTRY_POINT
 from flow_steps.errors import PipelineError
+from flow_steps.interruption import exit_code, interruption_reason, raise_on_termination
 from flow_steps.masking import one_line
 from flow_steps.parameters import SpecCommand, options
 from flow_steps.pipeline import run_pipeline
@@ -67,6 +68,7 @@ def cli(
     **params: str | int | float,
 ) -> None:
     configure_logging()
+    raise_on_termination()
     bounded_client_retries()
     check_option(check_data_source, str(params["data_source"]), "--data-source")  # before anything is logged
     try:
@@ -78,6 +80,9 @@ def cli(
     except PipelineError as error:
         logger.error("Pipeline failed: %s", one_line(error))
         sys.exit(1)
+    except KeyboardInterrupt as error:
+        logger.error("Pipeline %s; its runs are marked KILLED", interruption_reason(error))
+        sys.exit(exit_code(error))
 
 
 if __name__ == "__main__":

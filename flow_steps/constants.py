@@ -35,6 +35,10 @@ PRICE_COLUMN = "Close"
 # Tags.
 TAG_CODE_VERSION = "code_version"
 TAG_ERROR = "error"
+# On every parent and step run: which process runs it, so that a run whose process died can be marked KILLED.
+TAG_PROCESS_HOST = "process_host"
+TAG_PROCESS_ID = "process_id"
+TAG_PROCESS_STARTED = "process_started"  # the process's start time in clock ticks since boot (Linux)
 TAG_REUSED_PREFIX = "reused_"  # on the parent run: reused_<step> = "true" / "false"
 TAG_CHILD_RUN_PREFIX = "run_id_"  # on the parent run: run_id_<step> = child run id
 TAG_RAW_SHA256 = "raw_sha256"

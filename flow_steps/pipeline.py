@@ -44,6 +44,7 @@ from flow_steps.constants import (
     registered_model_name,
 )
 from flow_steps.errors import PipelineError
+from flow_steps.interruption import KILLED, close_orphaned_runs, this_process
 from flow_steps.lineage import PROJECT_ROOT, code_version, sha256_bytes
 from flow_steps.masking import one_line
 from flow_steps.parameters import (
@@ -55,7 +56,7 @@ from flow_steps.parameters import (
     Param,
 )
 from flow_steps.sources import normalize_ticker
-from flow_steps.step_run import mark_training_experiment, refusals_explained
+from flow_steps.step_run import end_run_killed, mark_training_experiment, refusals_explained
 from flow_steps.tracking import experiment_label
 
 logger = logging.getLogger(__name__)
@@ -159,9 +160,14 @@ class StepRunner:
                 env_manager="local",
             )
         except ExecutionException as error:
-            raise PipelineError(
-                f"step {entry_point} failed: {self._failure_reason(entry_point, error)}"
-            ) from error
+            reason = self._failure_reason(entry_point, error)
+            raise PipelineError(f"step {entry_point} failed: {reason}") from error
+        except KeyboardInterrupt:
+            # MLflow has sent the step SIGTERM and waited for it; the step ends its run KILLED, and
+            # MLflow marks it FAILED only if it died before it could: that is KILLED too.
+            if (step := self._latest_child(entry_point)) and step.info.status != KILLED:
+                self.client.set_terminated(step.info.run_id, KILLED)
+            raise
         child = self.client.get_run(submitted.run_id)
         self._record(entry_point, child, reused=False)
         return child
@@ -170,17 +176,22 @@ class StepRunner:
         self.client.set_tag(self.parent.info.run_id, TAG_CHILD_RUN_PREFIX + entry_point, child.info.run_id)
         self.client.set_tag(self.parent.info.run_id, TAG_REUSED_PREFIX + entry_point, str(reused).lower())
 
-    def _failure_reason(self, entry_point: str, error: Exception) -> str:
-        """The failed child's own `error` tag when it set one, else MLflow's message."""
-        failed = self.client.search_runs(
+    def _latest_child(self, entry_point: str) -> Run | None:
+        """The newest run of `entry_point` started under the parent run."""
+        found = self.client.search_runs(
             experiment_ids=[self.parent.info.experiment_id],
             filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = {_quote(self.parent.info.run_id)} "
             f"and tags.`{MLFLOW_PROJECT_ENTRY_POINT}` = {_quote(entry_point)}",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
-        if failed and TAG_ERROR in failed[0].data.tags:
-            return failed[0].data.tags[TAG_ERROR]
+        return found[0] if found else None
+
+    def _failure_reason(self, entry_point: str, error: Exception) -> str:
+        """The failed child's own `error` tag when it set one, else MLflow's message."""
+        failed = self._latest_child(entry_point)
+        if failed and TAG_ERROR in failed.data.tags:
+            return failed.data.tags[TAG_ERROR]
         return one_line(error)
 
 
@@ -211,7 +222,8 @@ def run_pipeline(
         try:
             with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
                 mark_training_experiment(parent.info.experiment_id)
-                mlflow.set_tag(TAG_CODE_VERSION, version)
+                mlflow.set_tags({TAG_CODE_VERSION: version, **this_process().tags()})
+                close_orphaned_runs(steps.client, parent.info.experiment_id)
                 mlflow.log_params(
                     {key: value for key, value in own_params.items() if key not in parent.data.params}
                 )
@@ -225,6 +237,9 @@ def run_pipeline(
                 _register(steps, train, stock_data, params)
         except PipelineError as error:
             mlflow.set_tag(TAG_ERROR, one_line(error))
+            raise
+        except KeyboardInterrupt as error:
+            end_run_killed(error)
             raise
         mlflow.log_metric("pipeline_seconds", time.perf_counter() - started)
         return train

@@ -30,6 +30,13 @@ from flow_steps.constants import (
 )
 from flow_steps.errors import PipelineError
 from flow_steps.ingest import CleaningReport, suspect_move_message
+from flow_steps.interruption import (
+    KILLED,
+    exit_code,
+    interruption_reason,
+    raise_on_termination,
+    this_process,
+)
 from flow_steps.lineage import code_version
 from flow_steps.masking import one_line
 from flow_steps.tracking import (
@@ -55,9 +62,11 @@ def run_step(step_name: str, params: dict[str, object], work: Callable[[], None]
 
     Under `mlflow run` the run already exists (MLFLOW_RUN_ID) and is resumed; run alone, the step
     starts its own. The run gets the code version tag and any parameter MLflow has not logged yet.
-    A `PipelineError` is stored as the run's `error` tag and the run ends FAILED.
+    A `PipelineError` is stored as the run's `error` tag and the run ends FAILED; SIGINT or SIGTERM
+    end it KILLED.
     """
     configure_logging()
+    raise_on_termination()
     bounded_client_retries()
     try:
         check_tracking_server()
@@ -68,16 +77,28 @@ def run_step(step_name: str, params: dict[str, object], work: Callable[[], None]
             try:
                 with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
                     mark_training_experiment(run.info.experiment_id)
-                    mlflow.set_tag(TAG_CODE_VERSION, code_version())
+                    mlflow.set_tags({TAG_CODE_VERSION: code_version(), **this_process().tags()})
                     logged = run.data.params
                     mlflow.log_params({key: value for key, value in params.items() if key not in logged})
                 work()
             except PipelineError as error:
                 mlflow.set_tag(TAG_ERROR, one_line(error))
                 raise
+            except KeyboardInterrupt as error:
+                end_run_killed(error)
+                raise
     except PipelineError as error:
         logger.error("%s failed: %s", step_name, one_line(error))
         sys.exit(1)
+    except KeyboardInterrupt as error:
+        logger.error("%s %s; its run is marked KILLED", step_name, interruption_reason(error))
+        sys.exit(exit_code(error))
+
+
+def end_run_killed(error: KeyboardInterrupt) -> None:
+    """End the active run KILLED, saying why in its `error` tag."""
+    mlflow.set_tag(TAG_ERROR, interruption_reason(error))
+    mlflow.end_run(KILLED)
 
 
 @contextmanager

@@ -1,0 +1,133 @@
+"""No run left RUNNING: SIGINT/SIGTERM end runs as KILLED, and runs of dead processes are found and closed.
+
+Entry points turn SIGTERM into KeyboardInterrupt (as Ctrl-C already is), so `with` blocks unwind, the
+driver cancels the step it waits on, and each run is ended KILLED by the process that owns it. Every
+run records its host and process (`process_host`, `process_id`, `process_started`); after a `kill -9`,
+the next pipeline on the same host marks the runs whose process is gone KILLED. Runs of live processes
+and of other hosts are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflow.entities import Run, RunStatus
+from mlflow.tracking import MlflowClient
+
+from flow_steps.constants import TAG_ERROR, TAG_PROCESS_HOST, TAG_PROCESS_ID, TAG_PROCESS_STARTED
+
+logger = logging.getLogger(__name__)
+
+KILLED = RunStatus.to_string(RunStatus.KILLED)
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; `signal_number` says which."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.signal_number, 130)
+
+
+def raise_on_termination() -> None:
+    """SIGINT and SIGTERM raise `Interrupted` in the main thread; later ones are ignored while it unwinds."""
+
+    def interrupt(signal_number: int, _frame: object) -> None:
+        for number in EXIT_CODES:
+            signal.signal(number, signal.SIG_IGN)
+        raise Interrupted(signal_number)
+
+    for number in EXIT_CODES:
+        signal.signal(number, interrupt)
+
+
+def interruption_reason(error: KeyboardInterrupt) -> str:
+    name = error.args[0] if isinstance(error, Interrupted) else "SIGINT"
+    return f"interrupted by {name}"
+
+
+def exit_code(error: KeyboardInterrupt) -> int:
+    return error.exit_code if isinstance(error, Interrupted) else 130
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """A process as it can be recognised later: host, pid and start time (None where /proc is absent)."""
+
+    host: str
+    pid: int
+    started: str | None
+
+    def tags(self) -> dict[str, str]:
+        tags = {TAG_PROCESS_HOST: self.host, TAG_PROCESS_ID: str(self.pid)}
+        if self.started is not None:
+            tags[TAG_PROCESS_STARTED] = self.started
+        return tags
+
+
+def process_start_ticks(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat (start time since boot): tells a reused pid from the original."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def this_process() -> ProcessIdentity:
+    return ProcessIdentity(socket.gethostname(), os.getpid(), process_start_ticks(os.getpid()))
+
+
+def is_alive(pid: int, started: str | None) -> bool:
+    """Whether process `pid` still runs and, when its start time was recorded, is the same process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return started is None or process_start_ticks(pid) in (None, started)
+
+
+def orphaned(
+    runs: Iterable[Run], host: str, alive: Callable[[int, str | None], bool] = is_alive
+) -> list[Run]:
+    """The RUNNING runs recorded on `host` whose process is gone."""
+    found = []
+    for run in runs:
+        tags = run.data.tags
+        if run.info.status != "RUNNING" or tags.get(TAG_PROCESS_HOST) != host:
+            continue
+        if TAG_PROCESS_ID in tags and not alive(int(tags[TAG_PROCESS_ID]), tags.get(TAG_PROCESS_STARTED)):
+            found.append(run)
+    return found
+
+
+def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs of `experiment_id` whose process on this host is gone; their ids."""
+    host = socket.gethostname()
+    running = client.search_runs(
+        [experiment_id],
+        f"attributes.status = 'RUNNING' and tags.{TAG_PROCESS_HOST} = '{host}'",
+        max_results=1000,
+    )
+    closed = []
+    for run in orphaned(running, host):
+        pid = run.data.tags[TAG_PROCESS_ID]
+        client.set_tag(run.info.run_id, TAG_ERROR, f"process {pid} on {host} ended without closing the run")
+        client.set_terminated(run.info.run_id, KILLED)
+        closed.append(run.info.run_id)
+    if closed:
+        logger.warning("Marked %d run(s) KILLED whose process is gone: %s", len(closed), ", ".join(closed))
+    return closed

@@ -1,0 +1,55 @@
+"""Which runs belong to dead processes: the pure rules behind closing runs left RUNNING."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from mlflow.entities import Run, RunData, RunInfo, RunTag
+
+from flow_steps.constants import TAG_PROCESS_HOST, TAG_PROCESS_ID, TAG_PROCESS_STARTED
+from flow_steps.interruption import is_alive, orphaned, process_start_ticks, this_process
+
+
+def a_run(run_id: str, status: str, tags: dict[str, str]) -> Run:
+    info = RunInfo(
+        run_id, "0", "tester", status, 0, None, "stage", artifact_uri="file:///tmp", run_name=run_id
+    )
+    return Run(info, RunData(tags=[RunTag(key, value) for key, value in tags.items()]))
+
+
+def a_dead_pid() -> int:
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    return finished.pid
+
+
+def test_this_process_is_alive_and_a_finished_one_is_not():
+    me = this_process()
+    assert me.pid == os.getpid() and is_alive(me.pid, me.started)
+    assert not is_alive(a_dead_pid(), None)
+
+
+def test_a_reused_pid_is_told_apart_by_its_start_time():
+    started = process_start_ticks(os.getpid())
+    assert started is not None  # Linux
+    assert not is_alive(os.getpid(), str(int(started) - 1))
+
+
+def test_only_running_runs_of_this_host_whose_process_is_gone_are_orphaned():
+    dead = a_dead_pid()
+    me = this_process()
+    runs = [
+        a_run("dead", "RUNNING", {TAG_PROCESS_HOST: "here", TAG_PROCESS_ID: str(dead)}),
+        a_run("alive", "RUNNING", me.tags() | {TAG_PROCESS_HOST: "here"}),
+        a_run("elsewhere", "RUNNING", {TAG_PROCESS_HOST: "there", TAG_PROCESS_ID: str(dead)}),
+        a_run("finished", "FINISHED", {TAG_PROCESS_HOST: "here", TAG_PROCESS_ID: str(dead)}),
+        a_run("untagged", "RUNNING", {}),
+        a_run(
+            "reused pid",
+            "RUNNING",
+            {TAG_PROCESS_HOST: "here", TAG_PROCESS_ID: str(me.pid), TAG_PROCESS_STARTED: "1"},
+        ),
+    ]
+    assert [run.info.run_id for run in orphaned(runs, "here")] == ["dead", "reused pid"]
