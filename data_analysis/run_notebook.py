@@ -48,6 +48,17 @@ def drop_runtime_noise(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode
     return notebook
 
 
+def drop_volatile_metadata(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Remove what changes at every run although no result did: per-cell execution timestamps.
+
+    Cell ids are kept as read, execution counts run 1..n, so regenerating an unchanged notebook
+    gives the same file, and a diff means a result changed.
+    """
+    for cell in notebook.cells:
+        cell.metadata.pop("execution", None)
+    return notebook
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -57,7 +68,8 @@ def main() -> None:
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    notebook = drop_runtime_noise(execute(nbformat.read(NOTEBOOK, as_version=4), NOTEBOOK.parent))
+    executed = execute(nbformat.read(NOTEBOOK, as_version=4), NOTEBOOK.parent)
+    notebook = drop_volatile_metadata(drop_runtime_noise(executed))
     nbformat.write(notebook, arguments.output)
     logger.info("Executed %s, saved %s", NOTEBOOK, arguments.output)
     if not arguments.no_html:

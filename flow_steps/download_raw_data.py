@@ -17,6 +17,7 @@ from flow_steps.constants import (
     TAG_RAW_LAST_DATE,
     TAG_RAW_ROWS,
     TAG_RAW_SHA256,
+    raw_data_path,
 )
 from flow_steps.ingest import load_prices, summarize_raw
 from flow_steps.lineage import sha256_bytes
@@ -77,6 +78,7 @@ def cli(
             **checks,
         },
         lambda: download(company_abbreviation, data_source, quandl_database, PriceChecks(**checks)),
+        output=lambda: mlflow.get_artifact_uri(raw_data_path(normalize_ticker(company_abbreviation))),
     )
 
 

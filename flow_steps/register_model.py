@@ -53,7 +53,7 @@ from flow_steps.evaluation import naive_forecast, rmse
 from flow_steps.features import holdout_size
 from flow_steps.ingest import read_prepared
 from flow_steps.parameters import TEST_FRACTION, options
-from flow_steps.step_run import refusals_explained, run_step
+from flow_steps.step_run import local_input, refusals_explained, run_step
 from flow_steps.tracking import is_refusal
 
 logger = logging.getLogger(__name__)
@@ -325,8 +325,15 @@ def cli(model_uri: str, stock_data: str, test_fraction: float, model_name: str) 
             "test_fraction": test_fraction,
             "model_name": model_name,
         },
-        lambda: register(model_uri, stock_data, test_fraction, model_name),
+        lambda: register(model_uri, local_input(stock_data), test_fraction, model_name),
+        output=registered_version_uri,
     )
+
+
+def registered_version_uri() -> str:
+    """`models:/<name>/<version>` of the version the active register run registered or found."""
+    tags = mlflow.get_run(mlflow.active_run().info.run_id).data.tags
+    return f"models:/{tags[TAG_REGISTERED_MODEL]}/{tags[TAG_MODEL_VERSION]}"
 
 
 if __name__ == "__main__":

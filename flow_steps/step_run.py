@@ -28,7 +28,7 @@ from flow_steps.constants import (
     TAG_TICKER,
     TRAINING_EXPERIMENT_KIND,
 )
-from flow_steps.errors import PipelineError
+from flow_steps.errors import PipelineError, SourceError
 from flow_steps.ingest import CleaningReport, suspect_move_message
 from flow_steps.interruption import (
     KILLED,
@@ -57,13 +57,18 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
 
 
-def run_step(step_name: str, params: dict[str, object], work: Callable[[], None]) -> None:
+def run_step(
+    step_name: str,
+    params: dict[str, object],
+    work: Callable[[], None],
+    output: Callable[[], str] | None = None,
+) -> None:
     """Run `work` inside the step's MLflow run and exit 1 with one line on a `PipelineError`.
 
     Under `mlflow run` the run already exists (MLFLOW_RUN_ID) and is resumed; run alone, the step
     starts its own. The run gets the code version tag and any parameter MLflow has not logged yet.
     A `PipelineError` is stored as the run's `error` tag and the run ends FAILED; SIGINT or SIGTERM
-    end it KILLED.
+    end it KILLED. When it succeeds, `output` names what it made (an artifact URI), printed with the run id.
     """
     configure_logging()
     raise_on_termination()
@@ -81,6 +86,8 @@ def run_step(step_name: str, params: dict[str, object], work: Callable[[], None]
                     logged = run.data.params
                     mlflow.log_params({key: value for key, value in params.items() if key not in logged})
                 work()
+                if output:
+                    click.echo(f"{step_name} run {run.info.run_id}: {output()}")
             except PipelineError as error:
                 mlflow.set_tag(TAG_ERROR, one_line(error))
                 raise
@@ -110,6 +117,24 @@ def refusals_explained(action: str, permission: str) -> Iterator[None]:
         if is_refusal(error):
             raise refusal(error, action, permission) from error
         raise
+
+
+# runs:/, models:/, mlflow-artifacts:/, file:, s3:// ...
+URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+
+
+def local_input(path_or_uri: str) -> str:
+    """A step's input file: a local path as it is, an artifact URI (what a step prints) downloaded first.
+
+    `mlflow run` downloads URI parameters of type path itself; run alone, a step does it here, so
+    `python -m flow_steps.transform_data --dataset-stock-csv <the URI download_raw_data printed>` works.
+    """
+    if not URI_SCHEME.match(path_or_uri) or Path(path_or_uri).exists():
+        return path_or_uri
+    try:
+        return mlflow.artifacts.download_artifacts(artifact_uri=path_or_uri)
+    except (MlflowException, OSError) as error:
+        raise SourceError(f"could not download '{path_or_uri}': {one_line(error)}") from error
 
 
 def check_option(check: Callable[[str], None], value: str, flag: str) -> None:

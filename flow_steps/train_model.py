@@ -40,7 +40,7 @@ from flow_steps.ingest import read_prepared
 from flow_steps.parameters import TrainParams, check_train_params, options
 from flow_steps.plots import forecast_figure
 from flow_steps.served_model import KERAS_ARTIFACT, RETURN_SCALE_CONFIG, WINDOW_CONFIG
-from flow_steps.step_run import log_prices_input, run_step
+from flow_steps.step_run import local_input, log_prices_input, run_step
 from flow_steps.training import FittedLstm, SplitEvaluation, evaluate_split, walk_forward
 
 logger = logging.getLogger(__name__)
@@ -194,7 +194,8 @@ def cli(stock_data: str, **values: int | float) -> None:
     run_step(
         TRAIN_STEP,
         {"stock_data": stock_data, **dataclasses.asdict(params)},
-        lambda: train(stock_data, params),
+        lambda: train(local_input(stock_data), params),
+        output=lambda: f"runs:/{mlflow.active_run().info.run_id}/{MODEL_NAME}",
     )
 
 

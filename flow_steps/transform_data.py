@@ -20,7 +20,7 @@ from flow_steps.constants import (
 )
 from flow_steps.ingest import input_file, load_prices
 from flow_steps.parameters import PriceChecks, options
-from flow_steps.step_run import log_prices_input, record_price_checks, run_step
+from flow_steps.step_run import local_input, log_prices_input, record_price_checks, run_step
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,8 @@ def cli(dataset_stock_csv: str, max_row_limit: int, **checks: str | int | float)
     run_step(
         TRANSFORM_STEP,
         {"dataset_stock_csv": dataset_stock_csv, "max_row_limit": max_row_limit, **checks},
-        lambda: transform(dataset_stock_csv, max_row_limit, PriceChecks(**checks)),
+        lambda: transform(local_input(dataset_stock_csv), max_row_limit, PriceChecks(**checks)),
+        output=lambda: mlflow.get_artifact_uri(TRANSFORMED_DATA_PATH),
     )
 
 

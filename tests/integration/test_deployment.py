@@ -49,9 +49,11 @@ def newest(runs: list[Run]) -> Run:
     return max(runs, key=lambda run: run.info.start_time)
 
 
-def invoke(command, *args: str) -> None:
+def invoke(command, *args: str) -> str:
+    """Run a step's command in this process; the output URI it prints (`<step> run <id>: <uri>`)."""
     result = CliRunner().invoke(command, list(args))
     assert result.exit_code == 0, result.output
+    return result.stdout.strip().splitlines()[-1].split(": ", 1)[1]
 
 
 @pytest.fixture(scope="module")
@@ -68,17 +70,17 @@ def registry(tmp_path_factory):
     ):
         env.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
         env.delenv("MLFLOW_RUN_ID", raising=False)
-        invoke(download_raw_data.cli)
-        raw = mlflow.artifacts.download_artifacts(
-            f"{newest(tracking.runs_of_name(DOWNLOAD_STEP)).info.artifact_uri}/raw-data/MSFT.csv"
-        )
-        invoke(
+        # Run alone, each step prints its output's URI, and the next step takes that URI as it is.
+        raw = invoke(download_raw_data.cli)
+        download = newest(tracking.runs_of_name(DOWNLOAD_STEP))
+        assert raw == f"{download.info.artifact_uri}/raw-data/MSFT.csv"
+        prepared = invoke(
             transform_data.cli, "--dataset-stock-csv", raw, "--max-row-limit", TINY_PARAMS["max_row_limit"]
         )
         transform = newest(tracking.runs_of_name(TRANSFORM_STEP))
-        stock_data = mlflow.artifacts.download_artifacts(
-            f"{transform.info.artifact_uri}/{TRANSFORMED_DATA_PATH}"
-        )
+        assert transform.data.params["dataset_stock_csv"] == raw
+        assert prepared == f"{transform.info.artifact_uri}/{TRANSFORMED_DATA_PATH}"
+        stock_data = mlflow.artifacts.download_artifacts(prepared)
         mlflow.set_experiment(EXPERIMENT)
         yield tracking, [register(tracking.client, stock_data, c, MODEL) for c in SEQUENCE]
 
