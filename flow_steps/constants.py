@@ -53,6 +53,12 @@ TAG_PROMOTION = "promotion"  # first_version, promoted, kept or already_register
 TAG_PROMOTION_REASON = "promotion_reason"
 TAG_CHAMPION_VERSION_BEFORE = "champion_version_before"
 TAG_CHAMPION_SAW_TEST_DAYS = "champion_saw_test_days"
+TAG_STOCK_DATA_SHA256 = "stock_data_sha256"  # on train runs: the prepared prices trained and tested on
+# On register runs: where each score came from, SCORED_FROM_TRAINING or SCORED_HERE.
+TAG_CHALLENGER_SCORE_SOURCE = "challenger_score_source"
+TAG_CHAMPION_SCORE_SOURCE = "champion_score_source"
+SCORED_FROM_TRAINING = "train_model run, same prices and test days"
+SCORED_HERE = "loaded and scored on these test days"
 TAG_MODEL_URI = "model_uri"  # on the parent and forecast runs
 TAG_PRICE_COLUMN = "price_column"  # on the transform run
 TAG_TICKER = "ticker"  # on the transform run: names the datasets of the runs that read its prices

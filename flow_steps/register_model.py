@@ -1,9 +1,11 @@
 """Step 4: register the trained model, and make it the champion only if it beats the current one.
 
 The new version gets the alias `challenger` and tags with its evaluation metrics and data lineage.
-The current champion is scored again on the new model's test days (its own metrics came from other
-days), next to the new version and the naive forecast; the alias `champion` moves to the new version
-only when its RMSE is lower. The first version of a model becomes champion.
+Both models are scored on the new model's test days, next to the naive forecast; the alias `champion`
+moves to the new version only when its RMSE is lower. The first version of a model becomes champion.
+A model's score is the test RMSE its train_model run logged when that run was tested on exactly these
+days (the same prepared prices, by SHA-256, and the same number of test days); otherwise the model is
+loaded and scored here, which costs a TensorFlow start-up.
 """
 
 from __future__ import annotations
@@ -31,9 +33,14 @@ from flow_steps.constants import (
     METRIC_CHALLENGER_TEST_RMSE,
     METRIC_CHAMPION_TEST_RMSE,
     METRIC_NAIVE_TEST_RMSE,
+    METRIC_TEST_RMSE,
     PRICE_COLUMN,
     REGISTER_STEP,
+    SCORED_FROM_TRAINING,
+    SCORED_HERE,
+    TAG_CHALLENGER_SCORE_SOURCE,
     TAG_CHAMPION_SAW_TEST_DAYS,
+    TAG_CHAMPION_SCORE_SOURCE,
     TAG_CHAMPION_VERSION,
     TAG_CHAMPION_VERSION_BEFORE,
     TAG_CHILD_RUN_PREFIX,
@@ -44,6 +51,7 @@ from flow_steps.constants import (
     TAG_PROMOTION_REASON,
     TAG_RAW_SHA256,
     TAG_REGISTERED_MODEL,
+    TAG_STOCK_DATA_SHA256,
     TAG_TRAIN_RUN_ID,
     TAG_TRAINED_THROUGH,
     TRANSFORM_STEP,
@@ -51,7 +59,8 @@ from flow_steps.constants import (
 from flow_steps.errors import DataValidationError, PipelineError
 from flow_steps.evaluation import naive_forecast, rmse
 from flow_steps.features import holdout_size
-from flow_steps.ingest import read_prepared
+from flow_steps.ingest import input_file, read_prepared
+from flow_steps.lineage import sha256_bytes
 from flow_steps.parameters import TEST_FRACTION, options
 from flow_steps.step_run import local_input, refusals_explained, run_step
 from flow_steps.tracking import is_refusal
@@ -99,23 +108,26 @@ def decide_promotion(
 
 @dataclass(frozen=True)
 class HoldoutDays:
-    """The closes a model is scored on: every close, and how many of the last ones are test days."""
+    """The closes a model is scored on: every close, how many of the last ones are test days, and the
+    SHA-256 of the prepared prices file they came from ("" when unknown)."""
 
     closes: np.ndarray
     dates: pd.Series
     n_test: int
+    prices_sha256: str = ""
 
     @property
     def actual(self) -> np.ndarray:
         return self.closes[-self.n_test :]
 
 
-def holdout_days(prices: pd.DataFrame, test_fraction: float) -> HoldoutDays:
+def holdout_days(prices: pd.DataFrame, test_fraction: float, prices_sha256: str = "") -> HoldoutDays:
     """The test days train_model held out from `prices` with `test_fraction`."""
     return HoldoutDays(
         closes=prices[PRICE_COLUMN].to_numpy(dtype=float),
         dates=prices[DATE_COLUMN],
         n_test=holdout_size(len(prices), test_fraction),
+        prices_sha256=prices_sha256,
     )
 
 
@@ -123,6 +135,25 @@ def score(model_uri: str, days: HoldoutDays) -> float:
     """RMSE of a registered LSTM's one-step forecasts of the test days (loaded like serving does)."""
     forecaster = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
     return rmse(days.actual, forecaster.one_step_forecasts(days.closes, days.n_test))
+
+
+def score_from_training(train: Run, days: HoldoutDays) -> float | None:
+    """The test RMSE `train` logged, if it was tested on exactly these days; else None."""
+    tags, metrics = train.data.tags, train.data.metrics
+    same_days = (
+        bool(days.prices_sha256)
+        and tags.get(TAG_STOCK_DATA_SHA256) == days.prices_sha256
+        and metrics.get("n_test_days") == days.n_test
+    )
+    return metrics.get(METRIC_TEST_RMSE) if same_days else None
+
+
+def model_score(model_uri: str, train: Run, days: HoldoutDays) -> tuple[float, str]:
+    """A model's RMSE on the test days and where it came from (its training run, or scored here)."""
+    logged = score_from_training(train, days)
+    if logged is not None:
+        return logged, SCORED_FROM_TRAINING
+    return score(model_uri, days), SCORED_HERE
 
 
 def train_run_id(model_uri: str) -> str:
@@ -166,7 +197,8 @@ def register(model_uri: str, stock_data: str, test_fraction: float, model_name: 
         raise PipelineError(f"model_name '{model_name}' must be letters, digits, '.', '_' or '-'")
     TEST_FRACTION.check(test_fraction)
     run_id = train_run_id(model_uri)
-    days = holdout_days(read_prepared(stock_data, "stock_data"), test_fraction)
+    prices_sha256 = sha256_bytes(input_file(stock_data, "stock_data").read_bytes())
+    days = holdout_days(read_prepared(stock_data, "stock_data"), test_fraction, prices_sha256)
     client = MlflowClient()
     try:
         train = client.get_run(run_id)
@@ -183,11 +215,12 @@ def _register_and_promote(
     run_id = train.info.run_id
     version, is_new = _registered_version(client, model_name, model_uri, run_id)
     champion = _alias_version(client, model_name, CHAMPION_ALIAS)
-    challenger_rmse = score(f"models:/{model_name}/{version.version}", days)
+    challenger_rmse, source = model_score(f"models:/{model_name}/{version.version}", train, days)
     naive_rmse = rmse(days.actual, naive_forecast(days.closes, days.n_test))
     mlflow.log_metrics({METRIC_CHALLENGER_TEST_RMSE: challenger_rmse, METRIC_NAIVE_TEST_RMSE: naive_rmse})
+    mlflow.set_tag(TAG_CHALLENGER_SCORE_SOURCE, source)
     if is_new:
-        promotion = _compare_with_champion(model_name, champion, challenger_rmse, days)
+        promotion = _compare_with_champion(client, model_name, champion, challenger_rmse, days)
         version_tags = {**lineage_tags(client, train, days), TAG_PROMOTION: promotion.decision}
         for key, value in version_tags.items():
             client.set_model_version_tag(model_name, version.version, key, value)
@@ -248,12 +281,16 @@ def model_description(model_name: str) -> str:
 
 
 def _compare_with_champion(
-    model_name: str, champion: ModelVersion | None, challenger_rmse: float, days: HoldoutDays
+    client: MlflowClient,
+    model_name: str,
+    champion: ModelVersion | None,
+    challenger_rmse: float,
+    days: HoldoutDays,
 ) -> Promotion:
     """Score the champion on these test days, log its score, and decide; warn if it saw those days."""
     if champion is None:
         return decide_promotion(challenger_rmse, None, None)
-    champion_rmse = _champion_score(model_name, champion, days)
+    champion_rmse = _champion_score(client, model_name, champion, days)
     if champion_rmse is not None:
         mlflow.log_metric(METRIC_CHAMPION_TEST_RMSE, champion_rmse)
     if champion.tags.get(TAG_TRAINED_THROUGH, "") >= _day(days.dates.iloc[-days.n_test]):
@@ -297,10 +334,16 @@ def _alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVe
         raise
 
 
-def _champion_score(model_name: str, champion: ModelVersion, days: HoldoutDays) -> float | None:
+def _champion_score(
+    client: MlflowClient, model_name: str, champion: ModelVersion, days: HoldoutDays
+) -> float | None:
     """The champion's RMSE on these test days, or None when its window needs more history than there is."""
     try:
-        return score(f"models:/{model_name}/{champion.version}", days)
+        champion_rmse, source = model_score(
+            f"models:/{model_name}/{champion.version}", client.get_run(champion.run_id), days
+        )
+        mlflow.set_tag(TAG_CHAMPION_SCORE_SOURCE, source)
+        return champion_rmse
     except DataValidationError as error:
         logger.warning("Champion version %s cannot be scored: %s", champion.version, error)
         return None

@@ -32,11 +32,13 @@ from flow_steps.constants import (
     MODEL_NAME,
     PREDICTIONS_PATH,
     PRICE_COLUMN,
+    TAG_STOCK_DATA_SHA256,
     TRAIN_STEP,
 )
 from flow_steps.evaluation import LSTM, NAIVE, backtest_ranges, backtest_summary
 from flow_steps.features import check_enough_rows, holdout_size
 from flow_steps.ingest import read_prepared
+from flow_steps.lineage import sha256_bytes
 from flow_steps.parameters import TrainParams, check_train_params, options
 from flow_steps.plots import forecast_figure
 from flow_steps.served_model import KERAS_ARTIFACT, RETURN_SCALE_CONFIG, WINDOW_CONFIG
@@ -121,6 +123,7 @@ def train(stock_data: str, params: TrainParams) -> None:
     check_train_params(params)
     prices = read_prepared(stock_data, "stock_data")
     log_prices_input(prices, "stock_data", stock_data)
+    mlflow.set_tag(TAG_STOCK_DATA_SHA256, sha256_bytes(Path(stock_data).read_bytes()))
     check_enough_rows(len(prices), params.window, params.test_fraction)
     n_test = holdout_size(len(prices), params.test_fraction)
     if params.backtest_folds:

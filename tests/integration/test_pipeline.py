@@ -12,7 +12,7 @@ import mlflow
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from mlflow.entities import RunStatus
+from mlflow.entities import Run, RunStatus
 
 from flow_steps import train_model
 from flow_steps.constants import (
@@ -23,6 +23,8 @@ from flow_steps.constants import (
     MODEL_NAME,
     PREDICTIONS_PATH,
     REGISTER_STEP,
+    SCORED_FROM_TRAINING,
+    TAG_CHALLENGER_SCORE_SOURCE,
     TAG_CODE_VERSION,
     TAG_ERROR,
     TRAIN_STEP,
@@ -30,7 +32,9 @@ from flow_steps.constants import (
     TRANSFORMED_DATA_PATH,
 )
 from flow_steps.evaluation import BASELINES
+from flow_steps.ingest import read_prepared
 from flow_steps.lineage import code_version
+from flow_steps.register_model import holdout_days, score
 from tests.conftest import EXPERIMENT, FIXTURES, TINY_PARAMS, cli_options, python_main, run_command
 
 pytestmark = pytest.mark.integration
@@ -54,6 +58,27 @@ def assert_chained(tracking, parent, registered: bool = False) -> dict:
         assert run.info.run_name == f"MSFT {run.data.tags['mlflow.project.entryPoint']}"
         assert run.data.tags[TAG_CODE_VERSION] == parent.data.tags[TAG_CODE_VERSION]
     return children
+
+
+REGISTER_AND_REPORT_TENSORFLOW = """
+import sys
+from flow_steps import register_model
+try:
+    register_model.cli.main(sys.argv[1:], standalone_mode=False)
+finally:
+    print("tensorflow loaded:", "tensorflow" in sys.modules)
+"""
+
+
+def register_arguments(register: Run) -> list[str]:
+    """The command-line options of a register_model run, from its logged parameters."""
+    return cli_options(
+        {name: register.data.params[name] for name in ("model_uri", "stock_data", "model_name")}
+    )
+
+
+def newest_run(runs: list[Run]) -> Run:
+    return max(runs, key=lambda run: run.info.start_time)
 
 
 def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price_level(tracking):
@@ -135,6 +160,21 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     assert parent.data.tags["registered_model"] == "stock-MSFT-lstm"
     assert parent.data.tags["model_version"] == parent.data.tags["champion_version"] == "1"
     assert parent.data.tags["promotion"] == "first_version"
+    # Tested on the same prices and days, the training run's score stands for the model's: register
+    # took it instead of loading the model, and loading and scoring it gives the same RMSE.
+    register = children[REGISTER_STEP]
+    assert register.data.tags[TAG_CHALLENGER_SCORE_SOURCE] == SCORED_FROM_TRAINING
+    assert register.data.metrics["challenger_test_rmse"] == metrics["test_rmse"]
+    stock_data = mlflow.artifacts.download_artifacts(train.data.params["stock_data"])
+    days = holdout_days(read_prepared(stock_data, "stock_data"), 0.2)
+    assert score("models:/stock-MSFT-lstm/1", days) == pytest.approx(metrics["test_rmse"], rel=1e-5)
+    # Registering it again trains nothing and scores nothing: no TensorFlow start-up.
+    again = run_command(
+        [sys.executable, "-c", REGISTER_AND_REPORT_TENSORFLOW, *register_arguments(register)], tracking.env
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.strip().splitlines()[-1] == "tensorflow loaded: False"
+    assert newest_run(tracking.runs_of_name(REGISTER_STEP)).data.tags["promotion"] == "already_registered"
     # The version's lineage reaches back through the parent run to the data.
     download = children[DOWNLOAD_STEP]
     assert version.tags[f"{DOWNLOAD_STEP}_run_id"] == download.info.run_id
