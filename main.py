@@ -22,7 +22,7 @@ from flow_steps.parameters import SpecCommand, options
 from flow_steps.pipeline import run_pipeline
 from flow_steps.sources import check_data_source
 from flow_steps.step_run import check_option, configure_logging, refusals_explained
-from flow_steps.tracking import bounded_client_retries, check_tracking_server, experiment_label
+from flow_steps.tracking import check_tracking_server, client_defaults, experiment_label
 
 logger = logging.getLogger("main")
 
@@ -69,7 +69,7 @@ def cli(
 ) -> None:
     configure_logging()
     raise_on_termination()
-    bounded_client_retries()
+    client_defaults()
     check_option(check_data_source, str(params["data_source"]), "--data-source")  # before anything is logged
     try:
         check_tracking_server()

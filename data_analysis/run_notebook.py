@@ -48,14 +48,23 @@ def drop_runtime_noise(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode
     return notebook
 
 
-def drop_volatile_metadata(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Remove what changes at every run although no result did: per-cell execution timestamps.
+OBJECT_REPR = re.compile(r"^<[^>]* at 0x[0-9a-f]+>$")  # e.g. <pandas.io.formats.style.Styler at 0x7f...>
 
-    Cell ids are kept as read, execution counts run 1..n, so regenerating an unchanged notebook
-    gives the same file, and a diff means a result changed.
+
+def drop_volatile_metadata(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Remove what changes at every run although no result did: per-cell execution timestamps, and
+    plain-text object reprs with memory addresses beside a rich (HTML) view of the same output.
+
+    Cell ids are kept as read, execution counts run 1..n, and the tables name themselves
+    (`Styler.set_uuid`), so regenerating an unchanged notebook gives the same file: a diff means a
+    result changed.
     """
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "text/html" in data and OBJECT_REPR.match(str(data.get("text/plain", "")).strip()):
+                del data["text/plain"]
     return notebook
 
 

@@ -6,13 +6,16 @@ before t only. "The last `n_test` closes" are the test days throughout.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LinearRegression
-from sklearn.neighbors import KNeighborsRegressor
 
 from flow_steps.errors import PipelineError
 from flow_steps.features import MIN_TEST_ROWS, make_windows, next_log_returns, relative_log_prices
+
+if TYPE_CHECKING:
+    from sklearn.base import RegressorMixin
 
 NAIVE = "naive"
 MOVING_AVERAGE = "moving_average"
@@ -99,7 +102,7 @@ def moving_average_forecast(closes: np.ndarray, n_test: int, ma_window: int) -> 
 
 
 def window_regression_forecast(
-    estimator: LinearRegression | KNeighborsRegressor, closes: np.ndarray, n_test: int, window: int
+    estimator: RegressorMixin, closes: np.ndarray, n_test: int, window: int
 ) -> np.ndarray:
     """Fit `estimator` on training windows (relative log prices -> next log return) and forecast.
 
@@ -123,6 +126,10 @@ def baseline_forecasts(
     closes: np.ndarray, n_test: int, window: int, ma_window: int, knn_neighbors: int
 ) -> dict[str, np.ndarray]:
     """The forecasts of the last `n_test` closes by every baseline, each from true past prices."""
+    # scikit-learn is imported here, not with the module: scoring (register_model) needs none of it.
+    from sklearn.linear_model import LinearRegression
+    from sklearn.neighbors import KNeighborsRegressor
+
     n_training_windows = len(closes) - n_test - window
     return {
         NAIVE: naive_forecast(closes, n_test),

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import mlflow
 from mlflow.entities import Run
-from mlflow.exceptions import ExecutionException
+from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
 
 from flow_steps.constants import (
+    ALREADY_REGISTERED,
+    CHAMPION_ALIAS,
     DOWNLOAD_STEP,
     HEADLINE_METRICS,
     MAIN_ENTRY_POINT,
@@ -130,6 +132,7 @@ class StepRunner:
         self.parent = parent
         self.version = version
         self.ticker = ticker
+        self.reused: dict[str, bool] = {}  # entry point -> whether its run was reused
 
     def find_finished(self, entry_point: str, params: dict[str, str], tags: dict[str, str]) -> Run | None:
         """The newest FINISHED run with the same entry point, params, code version and tags."""
@@ -173,6 +176,7 @@ class StepRunner:
         return child
 
     def _record(self, entry_point: str, child: Run, reused: bool) -> None:
+        self.reused[entry_point] = reused
         self.client.set_tag(self.parent.info.run_id, TAG_CHILD_RUN_PREFIX + entry_point, child.info.run_id)
         self.client.set_tag(self.parent.info.run_id, TAG_REUSED_PREFIX + entry_point, str(reused).lower())
 
@@ -246,19 +250,30 @@ def run_pipeline(
 
 
 def _register(steps: StepRunner, train: Run, stock_data: str, params: dict[str, str]) -> None:
-    """Run register_model on the trained model and copy its outcome onto the parent run."""
+    """Run register_model on the trained model and copy its outcome onto the parent run.
+
+    Registration runs every time (the registry may have changed since), except for a reused training
+    run that is already a registered version: then its earlier registration is reused, as decided then.
+    """
     ticker = normalize_ticker(params["company_abbreviation"])
+    model_name = registered_model_name(ticker)
+    already_registered = steps.reused.get(TRAIN_STEP, False) and bool(
+        steps.client.search_model_versions(f"name = '{model_name}' and run_id = '{train.info.run_id}'")
+    )
     registration = steps.run(
         REGISTER_STEP,
         {
             "model_uri": f"runs:/{train.info.run_id}/{MODEL_NAME}",
             "stock_data": stock_data,
             "test_fraction": params["test_fraction"],
-            "model_name": registered_model_name(ticker),
+            "model_name": model_name,
         },
-        None,  # registration always runs: the registry may have changed since
+        {} if already_registered else None,
     )
-    outcome = registration.data.tags
+    outcome = dict(registration.data.tags)
+    if steps.reused[REGISTER_STEP]:  # as registered then; the champion as it is now
+        outcome[TAG_PROMOTION] = ALREADY_REGISTERED
+        outcome[TAG_CHAMPION_VERSION] = _champion_version(steps.client, model_name)
     mlflow.set_tags(
         {
             name: outcome[name]
@@ -272,6 +287,13 @@ def _register(steps: StepRunner, train: Run, stock_data: str, params: dict[str, 
         outcome[TAG_PROMOTION],
         outcome[TAG_CHAMPION_VERSION],
     )
+
+
+def _champion_version(client: MlflowClient, model_name: str) -> str:
+    try:
+        return str(client.get_model_version_by_alias(model_name, CHAMPION_ALIAS).version)
+    except MlflowException:
+        return ""
 
 
 def _run_steps(steps: StepRunner, params: dict[str, str], reuse_training: bool) -> tuple[Run, str]:

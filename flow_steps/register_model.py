@@ -26,15 +26,19 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from flow_steps.constants import (
+    ALREADY_REGISTERED,
     CHALLENGER_ALIAS,
     CHAMPION_ALIAS,
     DATE_COLUMN,
     DOWNLOAD_STEP,
+    FIRST_VERSION,
+    KEPT,
     METRIC_CHALLENGER_TEST_RMSE,
     METRIC_CHAMPION_TEST_RMSE,
     METRIC_NAIVE_TEST_RMSE,
     METRIC_TEST_RMSE,
     PRICE_COLUMN,
+    PROMOTED,
     REGISTER_STEP,
     SCORED_FROM_TRAINING,
     SCORED_HERE,
@@ -67,10 +71,6 @@ from flow_steps.tracking import is_refusal
 
 logger = logging.getLogger(__name__)
 
-FIRST_VERSION = "first_version"
-PROMOTED = "promoted"
-KEPT = "kept"
-ALREADY_REGISTERED = "already_registered"
 RUNS_URI = re.compile(r"^runs:/(?P<run_id>[0-9a-f]{32})/(?P<path>.+)$")
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 

@@ -40,8 +40,8 @@ from flow_steps.interruption import (
 from flow_steps.lineage import code_version
 from flow_steps.masking import one_line
 from flow_steps.tracking import (
-    bounded_client_retries,
     check_tracking_server,
+    client_defaults,
     experiment_label,
     is_refusal,
     refusal,
@@ -72,7 +72,7 @@ def run_step(
     """
     configure_logging()
     raise_on_termination()
-    bounded_client_retries()
+    client_defaults()
     try:
         check_tracking_server()
         with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):

@@ -204,6 +204,18 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     forecast = model.predict(pd.DataFrame({"Close": later.to_numpy()}))
     assert forecast["forecast_close"].item() == pytest.approx(later.iloc[-1], rel=0.05)
 
+    # Run again with --reuse-training (given alone): every step is reused, the registration too,
+    # since that training run is already version 1; no step process is launched.
+    runs_before = len(tracking.runs())
+    again = python_main(tracking, *cli_options(params), "--reuse-training")
+    assert again.returncode == 0, again.stderr[-3000:]
+    reused = max(tracking.parents(), key=lambda run: run.info.start_time)
+    assert len(tracking.runs()) == runs_before + 1  # the new parent run only
+    assert reused.info.status == "FINISHED"
+    assert all(reused.data.tags[f"reused_{step}"] == "true" for step in children)
+    assert reused.data.tags["promotion"] == "already_registered"
+    assert reused.data.tags["model_version"] == reused.data.tags["champion_version"] == "1"
+
 
 def test_python_main_twice_reuses_download_and_transform_and_trains_deterministically(tracking):
     # A failed and a killed run with the right parameters must never be reused.
