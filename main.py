@@ -14,6 +14,7 @@ import sys
 import click
 import mlflow
 
+from flow_steps.concurrency import prepare_tracking_store
 from flow_steps.constants import DEFAULT_EXPERIMENT, MAIN_ENTRY_POINT
 from flow_steps.errors import PipelineError
 from flow_steps.interruption import exit_code, interruption_reason, raise_on_termination
@@ -73,6 +74,7 @@ def cli(
     check_option(check_data_source, str(params["data_source"]), "--data-source")  # before anything is logged
     try:
         check_tracking_server()
+        prepare_tracking_store(mlflow.get_tracking_uri())
         with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
             use_experiment(experiment_name)
         values = {name: str(value) for name, value in params.items()}

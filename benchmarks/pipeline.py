@@ -1,11 +1,12 @@
 """What a pipeline run costs beyond its real work: cold, second and fully reused runs, the same work in
 one process, a profile per step, and the reuse look-up as the store grows.
 
-    python benchmarks/pipeline.py                                   # default parameters, about 8 minutes
-    python benchmarks/pipeline.py --epochs 1 --lookup-runs 10 1000  # a quick pass
+    python benchmarks/pipeline.py                                   # default parameters, about 12 minutes
+    python benchmarks/pipeline.py --epochs 1 --repeats 1 --lookup-runs 10 1000  # a quick pass
 
-Each pipeline run is `python main.py` on a fresh SQLite store in a temporary folder (nothing is left
-behind): cold (nothing to reuse), second (download and transform reused), fully reused
+Each pipeline run is `python main.py` on a SQLite store in a temporary folder (nothing is left
+behind): cold (a fresh store, nothing to reuse; the median of --repeats runs, each followed by an
+in-process run, as the load of a shared machine drifts), second (download and transform reused), fully reused
 (`--reuse-training`: nothing to train, the version already registered). The in-process run does the
 same work with the same MLflow logging (a parent run, one nested run per step, artifacts handed over
 as URIs and downloaded) in one Python process, timed from its start, imports included. Step times
@@ -40,6 +41,7 @@ logger = logging.getLogger("benchmarks.pipeline")
 
 def store_env(folder: Path) -> dict[str, str]:
     """The environment of a process that logs to the SQLite store in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
     env.update(
         {"MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "MLFLOW_EXPERIMENT_NAME": EXPERIMENT}
@@ -86,26 +88,43 @@ def newest_parent(tracking_uri: str) -> str:
     return next(run.info.run_id for run in runs if "mlflow.parentRunId" not in run.data.tags)
 
 
-def pipeline_runs(options: list[str]) -> dict[str, dict[str, float]]:
-    """Cold, second and fully reused `python main.py` on one fresh store: wall seconds and step seconds."""
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="pipeline-benchmark-") as folder:
-        env = store_env(Path(folder))
-        for name, extra in (("cold", []), ("second", []), ("fully reused", ["--reuse-training"])):
-            logger.info("Pipeline run: %s", name)
-            seconds, _ = timed_command([sys.executable, "main.py", *options, *extra], env)
-            steps = step_seconds(env["MLFLOW_TRACKING_URI"], newest_parent(env["MLFLOW_TRACKING_URI"]))
-            results[name] = {"wall": seconds, **steps}
-    return results
+def pipeline_run(name: str, options: list[str], env: dict[str, str]) -> dict[str, float]:
+    """One `python main.py`: its wall seconds and each step's."""
+    logger.info("Pipeline run: %s", name)
+    seconds, _ = timed_command([sys.executable, "main.py", *options], env)
+    steps = step_seconds(env["MLFLOW_TRACKING_URI"], newest_parent(env["MLFLOW_TRACKING_URI"]))
+    return {"wall": seconds, **steps}
 
 
 def in_process_run(options: list[str]) -> dict[str, float]:
-    """The same work in one process (this script's --in-process mode), timed from outside."""
+    """The same work in one process (this script's --in-process mode) on a fresh store, timed from outside."""
     logger.info("In-process run")
     with tempfile.TemporaryDirectory(prefix="pipeline-benchmark-") as folder:
         command = [sys.executable, str(Path(__file__).resolve()), "--in-process", *options]
         seconds, stdout = timed_command(command, store_env(Path(folder)))
     return {"wall": seconds, **json.loads(stdout.strip().splitlines()[-1])}
+
+
+def compared_runs(options: list[str], repeats: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Cold pipeline and in-process runs, interleaved `repeats` times (the median of each kept, as the
+    machine's load drifts), then the second and fully reused runs on the last cold run's store."""
+    colds, alones = [], []
+    with tempfile.TemporaryDirectory(prefix="pipeline-benchmark-") as folder:
+        for repeat in range(repeats):
+            env = store_env(Path(folder) / str(repeat))
+            colds.append(pipeline_run("cold", options, env))
+            alones.append(in_process_run(options))
+        runs = {
+            "cold": median_run(colds),
+            "second": pipeline_run("second", options, env),
+            "fully reused": pipeline_run("fully reused", [*options, "--reuse-training"], env),
+        }
+    return runs, median_run(alones)
+
+
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median wall time (its steps stay consistent with it)."""
+    return sorted(runs, key=lambda run: run["wall"])[(len(runs) - 1) // 2]
 
 
 def in_process(params: dict[str, str]) -> dict[str, float]:
@@ -225,6 +244,7 @@ def main() -> None:
     parser.add_argument(
         "--max-row-limit", type=int, help="transform_data's row limit (default: the pipeline's)"
     )
+    parser.add_argument("--repeats", type=int, default=3, help="cold and in-process runs, interleaved")
     parser.add_argument("--lookup-runs", type=int, nargs="*", default=[10, 1000, 10000])
     parser.add_argument("--skip-pipeline", action="store_true", help="only the look-up")
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
@@ -247,8 +267,7 @@ def main() -> None:
 
     rows = []
     if not arguments.skip_pipeline:
-        runs = pipeline_runs(options)
-        alone = in_process_run(options)
+        runs, alone = compared_runs(options, arguments.repeats)
         imports = {step: import_seconds(module) for step, module in STEP_MODULES.items()}
         imports["interpreter"] = import_seconds("sys")
         imports["main"] = import_seconds("main")

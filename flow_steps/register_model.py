@@ -25,6 +25,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from flow_steps.concurrency import promotion_lock
 from flow_steps.constants import (
     ALREADY_REGISTERED,
     CHALLENGER_ALIAS,
@@ -204,7 +205,10 @@ def register(model_uri: str, stock_data: str, test_fraction: float, model_name: 
         train = client.get_run(run_id)
     except MlflowException as error:
         raise PipelineError(f"model_uri '{model_uri}': no such run in this tracking store") from error
-    with refusals_explained(f"register versions of registered model '{model_name}'", "EDIT"):
+    with (
+        refusals_explained(f"register versions of registered model '{model_name}'", "EDIT"),
+        promotion_lock(client, model_name),  # concurrent registrations decide one at a time
+    ):
         _register_and_promote(client, train, model_uri, model_name, days)
 
 

@@ -17,6 +17,7 @@ from mlflow.data.dataset_source import DatasetSource
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from flow_steps.concurrency import prepare_tracking_store
 from flow_steps.constants import (
     EXPERIMENT_KIND_TAG,
     METRIC_LARGEST_DAILY_MOVE,
@@ -75,6 +76,7 @@ def run_step(
     client_defaults()
     try:
         check_tracking_server()
+        prepare_tracking_store(mlflow.get_tracking_uri())
         with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
             # Under `mlflow run` the run exists and keeps the name the driver gave it (`MSFT train_model`).
             run = mlflow.start_run(run_name=None if os.environ.get("MLFLOW_RUN_ID") else step_name)
