@@ -56,6 +56,9 @@ def use_experiment(experiment_name: str | None) -> None:
     "defaults, e.g. 'MSFT lstm_units=60'). Under `mlflow run`, use its own --run-name.",
 )
 @click.option(
+    "--universe-run-id", default=None, hidden=True, help="The universe run this pipeline is part of."
+)
+@click.option(
     "--experiment-name",
     default=None,
     help=f"MLflow experiment to log to (default: $MLFLOW_EXPERIMENT_NAME, else {DEFAULT_EXPERIMENT}). "
@@ -66,6 +69,7 @@ def cli(
     register_model: bool,
     run_name: str | None,
     experiment_name: str | None,
+    universe_run_id: str | None,
     **params: str | int | float,
 ) -> None:
     configure_logging()
@@ -78,7 +82,7 @@ def cli(
         with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
             use_experiment(experiment_name)
         values = {name: str(value) for name, value in params.items()}
-        run_pipeline(values, reuse_training, register_model, run_name)
+        run_pipeline(values, reuse_training, register_model, run_name, universe_run_id)
     except PipelineError as error:
         logger.error("Pipeline failed: %s", one_line(error))
         sys.exit(1)

@@ -8,6 +8,8 @@ REGISTER_STEP = "register_model"
 PIPELINE_STEPS = (DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP, REGISTER_STEP)
 MAIN_ENTRY_POINT = "main"
 FORECAST_ENTRY_POINT = "forecast"
+UNIVERSE_ENTRY_POINT = "universe"
+TAG_UNIVERSE_RUN_ID = "universe_run_id"  # on each ticker's pipeline run, beside mlflow.parentRunId
 
 # The experiment `python main.py` logs to unless told otherwise, and the tag with which MLflow 3's UI
 # opens an experiment on its training runs (not its GenAI traces view).

@@ -26,6 +26,7 @@ from flow_steps.constants import (
     SAMPLE_SOURCE,
     TRAIN_STEP,
     TRANSFORM_STEP,
+    UNIVERSE_ENTRY_POINT,
 )
 from flow_steps.errors import PipelineError
 
@@ -253,6 +254,29 @@ REGISTER_MODEL = Param(
     "current champion on the same test days.",
 )
 
+# The universe: the pipeline for many tickers on Ray.
+TICKERS = Param(
+    "tickers",
+    "string",
+    None,
+    "Tickers to run the pipeline for: comma-separated (MSFT,AAPL) or @FILE with one per line (# comments). "
+    "data_source may hold {ticker}, replaced by each one.",
+)
+MAX_PARALLEL = Param(
+    "max_parallel",
+    "int",
+    0,
+    "Tickers run at once, one Ray task (1 CPU) each; 0: the machine's cores, or the cluster's.",
+    low=0,
+)
+RAY_ADDRESS = Param(
+    "ray_address",
+    "string",
+    "",
+    "An existing Ray cluster (ray://host:10001, or host:6379 from inside it); empty: $RAY_ADDRESS, else "
+    "a local Ray instance.",
+)
+
 DOWNLOAD_PARAMS = (COMPANY_ABBREVIATION, DATA_SOURCE, QUANDL_DATABASE, *PRICE_CHECK_PARAMS)
 TRANSFORM_PARAMS = (MAX_ROW_LIMIT, *PRICE_CHECK_PARAMS)
 TRAIN_PARAMS = (
@@ -267,6 +291,11 @@ TRAIN_PARAMS = (
     MA_WINDOW,
     KNN_NEIGHBORS,
     BACKTEST_FOLDS,
+)
+
+# main's parameters: every step's, once each, and the driver's own.
+PIPELINE_PARAMS = tuple(
+    dict.fromkeys((*DOWNLOAD_PARAMS, *TRANSFORM_PARAMS, *TRAIN_PARAMS, REUSE_TRAINING, REGISTER_MODEL))
 )
 
 
@@ -300,12 +329,19 @@ ENTRY_POINTS = (
     EntryPoint(
         MAIN_ENTRY_POINT,
         "python main.py",
-        tuple(
-            dict.fromkeys(
-                (*DOWNLOAD_PARAMS, *TRANSFORM_PARAMS, *TRAIN_PARAMS, REUSE_TRAINING, REGISTER_MODEL)
-            )
-        ),
+        PIPELINE_PARAMS,
         comment="The whole pipeline; every step parameter can be set here.",
+    ),
+    EntryPoint(
+        UNIVERSE_ENTRY_POINT,
+        f"python -m flow_steps.{UNIVERSE_ENTRY_POINT}",
+        (
+            TICKERS,
+            *(param for param in PIPELINE_PARAMS if param is not COMPANY_ABBREVIATION),
+            MAX_PARALLEL,
+            RAY_ADDRESS,
+        ),
+        comment="The pipeline for every ticker in tickers, on Ray; every parameter of main applies to each.",
     ),
 )
 BY_ENTRY_POINT = {entry_point.name: entry_point for entry_point in ENTRY_POINTS}

@@ -39,6 +39,7 @@ from flow_steps.constants import (
     TAG_REGISTERED_MODEL,
     TAG_REUSED_PREFIX,
     TAG_SUSPECT_MOVES,
+    TAG_UNIVERSE_RUN_ID,
     TRAIN_STEP,
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
@@ -204,12 +205,14 @@ def run_pipeline(
     reuse_training: bool = False,
     register_model: bool = True,
     run_name: str | None = None,
+    universe_run_id: str | None = None,
 ) -> Run:
     """Run (or reuse) the steps under one parent run; returns the train run.
 
     `params` holds every step parameter (names as in MLproject) as strings. With `register_model`,
     the trained model is registered and promoted to champion when it beats the current one. The
-    parent run is named `run_name`, else after what differs from the defaults (`describe_run`).
+    parent run is named `run_name`, else after what differs from the defaults (`describe_run`); it is
+    a child of `universe_run_id` when a universe runs it.
     """
     version = code_version()
     own_params = {
@@ -218,7 +221,10 @@ def run_pipeline(
         "register_model": str(register_model).lower(),
     }
     with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
-        parent = mlflow.start_run(run_name=parent_run_name(run_name, own_params))
+        part_of = {MLFLOW_PARENT_RUN_ID: universe_run_id, TAG_UNIVERSE_RUN_ID: universe_run_id}
+        parent = mlflow.start_run(
+            run_name=parent_run_name(run_name, own_params), tags=part_of if universe_run_id else None
+        )
     with parent:
         started = time.perf_counter()
         ticker = normalize_ticker(params[COMPANY_ABBREVIATION.name])

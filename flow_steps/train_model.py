@@ -43,7 +43,13 @@ from flow_steps.parameters import TrainParams, check_train_params, options
 from flow_steps.plots import forecast_figure
 from flow_steps.served_model import KERAS_ARTIFACT, RETURN_SCALE_CONFIG, WINDOW_CONFIG
 from flow_steps.step_run import local_input, log_prices_input, run_step
-from flow_steps.training import FittedLstm, SplitEvaluation, evaluate_split, walk_forward
+from flow_steps.training import (
+    FittedLstm,
+    SplitEvaluation,
+    evaluate_split,
+    limit_threads_from_environment,
+    walk_forward,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +127,7 @@ def log_model(lstm: FittedLstm, prices: pd.DataFrame, window: int) -> str:
 def train(stock_data: str, params: TrainParams) -> None:
     """Read prepared prices, train, evaluate against the baselines, log metrics, artifacts and model."""
     check_train_params(params)
+    limit_threads_from_environment()
     prices = read_prepared(stock_data, "stock_data")
     log_prices_input(prices, "stock_data", stock_data)
     mlflow.set_tag(TAG_STOCK_DATA_SHA256, sha256_bytes(Path(stock_data).read_bytes()))

@@ -6,6 +6,7 @@ Imports TensorFlow: only what trains or scores imports this module.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -21,6 +22,19 @@ from flow_steps.parameters import TrainParams
 from flow_steps.served_model import predict_next_closes
 
 logger = logging.getLogger(__name__)
+
+
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
+def limit_threads_from_environment() -> None:
+    """Use at most the threads TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS allow (a universe task sets
+    them to the CPUs Ray gave it); call before TensorFlow runs its first operation."""
+    intra, inter = (os.environ.get(name) for name in THREAD_VARIABLES)
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(int(intra))
+    if inter:
+        tf.config.threading.set_inter_op_parallelism_threads(int(inter))
 
 
 def build_lstm(window: int, units: int, learning_rate: float = 1e-3) -> keras.Model:

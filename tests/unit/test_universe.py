@@ -1,0 +1,91 @@
+"""The universe's pure rules: which tickers, which source for each, what may run where, the summary."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from flow_steps.errors import PipelineError
+from flow_steps.parameters import PIPELINE_PARAMS
+from flow_steps.universe import (
+    check_reachable_store,
+    check_universe,
+    parse_tickers,
+    pipeline_arguments,
+    ticker_source,
+    universe_metrics,
+)
+
+
+def test_tickers_from_a_list_or_a_file(tmp_path):
+    assert parse_tickers("msft, AAPL,,MSFT") == ["MSFT", "AAPL"]
+    watchlist = tmp_path / "watchlist.txt"
+    watchlist.write_text("# my list\nnvda\n\naapl  # phones\nNVDA\n")
+    assert parse_tickers(f"@{watchlist}") == ["NVDA", "AAPL"]
+    with pytest.raises(PipelineError, match="is not a file"):
+        parse_tickers(f"@{tmp_path / 'missing.txt'}")
+    with pytest.raises(PipelineError, match="names no ticker"):
+        parse_tickers(" , ")
+
+
+def test_each_ticker_gets_its_own_source():
+    assert ticker_source("prices/WIKI-{ticker}.csv", "AAPL") == "prices/WIKI-AAPL.csv"
+    assert ticker_source("https://stooq.com/q/d/l/?s={ticker}.us&i=d", "MSFT").endswith("s=MSFT.us&i=d")
+    assert ticker_source("quandl", "AAPL") == "quandl"
+
+
+@pytest.mark.parametrize(
+    ("tickers", "source", "message"),
+    [
+        (["MSFT", "AAPL"], "sample", "holds MSFT only, not AAPL"),
+        (["MSFT", "AAPL"], "prices/all.csv", "has no {ticker}: every ticker would read the same prices"),
+        (["MSFT"], "ftp://host/{ticker}.csv", "unsupported scheme"),
+    ],
+)
+def test_sources_that_cannot_serve_the_tickers_are_refused(tickers, source, message):
+    with pytest.raises(PipelineError, match=message):
+        check_universe(tickers, source)
+
+
+def test_sources_that_can_serve_them_pass():
+    check_universe(["MSFT"], "sample")
+    check_universe(["MSFT", "AAPL"], "quandl")
+    check_universe(["MSFT", "AAPL"], "prices/WIKI-{ticker}.csv")  # a missing file fails its ticker alone
+
+
+def test_a_remote_cluster_needs_a_store_its_workers_can_reach():
+    message = "local store that the workers of the Ray cluster"
+    for uri in ("sqlite:///mlflow.db", "file:///tmp/mlruns", "mlruns"):
+        with pytest.raises(PipelineError, match=message):
+            check_reachable_store("ray://ray-head.example:10001", uri)
+    check_reachable_store("ray://ray-head.example:10001", "http://mlflow.example:5000")
+    check_reachable_store(None, "sqlite:///mlflow.db")  # a local Ray shares this machine's files
+    check_reachable_store("127.0.0.1:6379", "sqlite:///mlflow.db")
+
+
+def test_every_pipeline_parameter_reaches_each_ticker():
+    params = {param.name: param.text(param.default) for param in PIPELINE_PARAMS}
+    params["data_source"] = "prices/WIKI-{ticker}.csv"
+    arguments = pipeline_arguments("AAPL", params, "a" * 32)
+    options = dict(zip(arguments[::2], arguments[1::2], strict=True))
+    assert {param.flag for param in PIPELINE_PARAMS} | {"--universe-run-id"} == set(options)
+    assert options["--company-abbreviation"] == "AAPL"
+    assert options["--data-source"] == "prices/WIKI-AAPL.csv"
+
+
+def test_summary_metrics():
+    summary = pd.DataFrame(
+        {
+            "ticker": ["A", "B", "C", "D"],
+            "status": ["FINISHED", "FINISHED", "FINISHED", "FAILED"],
+            "test_rmse_vs_naive": [0.98, 1.01, 1.02, None],
+        }
+    )
+    metrics = universe_metrics(summary, wall_seconds=1800)
+    assert metrics == {
+        "tickers_total": 4.0,
+        "tickers_failed": 1.0,
+        "tickers_per_hour": 8.0,
+        "share_beating_naive": pytest.approx(1 / 3),
+        "median_rmse_vs_naive": 1.01,
+    }
