@@ -86,8 +86,9 @@ def test_mlproject_is_exactly_what_the_spec_generates():
 def test_each_command_takes_the_spec_options(entry_point):
     options = {param.name: param for param in COMMANDS[entry_point].params}
     spec = BY_ENTRY_POINT[entry_point].params
-    # `python main.py` alone also names its run and experiment (`mlflow run` has its own options for both).
-    cli_only = ["run_name", "experiment_name"] if entry_point == "main" else []
+    # `python main.py` alone also names its run and experiment (`mlflow run` has its own options for
+    # both), and takes the universe run it is part of (hidden: the universe passes it).
+    cli_only = ["run_name", "universe_run_id", "experiment_name"] if entry_point == "main" else []
     assert list(options) == [param.name for param in spec] + cli_only
     for param in spec:
         option = options[param.name]
