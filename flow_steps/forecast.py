@@ -35,8 +35,16 @@ from flow_steps.constants import (
 )
 from flow_steps.errors import PipelineError
 from flow_steps.ingest import load_prices
+from flow_steps.masking import one_line
 from flow_steps.parameters import PriceChecks, options
-from flow_steps.sources import fetch_raw_prices, normalize_ticker, refuse_embedded_secrets
+from flow_steps.sources import (
+    TICKER_PLACEHOLDER,
+    fetch_raw_prices,
+    normalize_ticker,
+    parse_tickers,
+    refuse_embedded_secrets,
+    ticker_source,
+)
 from flow_steps.step_run import check_option, run_step
 
 logger = logging.getLogger(__name__)
@@ -120,6 +128,52 @@ def render(prices: pd.DataFrame, table: pd.DataFrame, model_uri: str) -> str:
     return "\n".join(lines)
 
 
+TICKER_COLUMN = "ticker"
+VERSION_COLUMN = "model_version"
+
+
+def forecast_tickers(
+    model: str,
+    tickers: list[str],
+    data_source: str,
+    quandl_database: str,
+    horizon: int,
+    checks: PriceChecks,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Every ticker's forecast in one table (ticker, model version, date, forecast, change), and one
+    line per ticker that could not be forecast. `model` is an alias (champion, challenger)."""
+    tables, failures = [], []
+    for ticker in tickers:
+        model_uri = resolve_model_uri(model, ticker)
+        version = registry_version_tags(model_uri).get(TAG_MODEL_VERSION, "")
+        try:
+            _, table = forecast(
+                model_uri, ticker, ticker_source(data_source, ticker), quandl_database, horizon, checks
+            )
+        except PipelineError as error:
+            failures.append(f"{ticker}: {one_line(error)}")
+            continue
+        tables.append(table.assign(**{TICKER_COLUMN: ticker, VERSION_COLUMN: version}))
+    columns = [TICKER_COLUMN, VERSION_COLUMN, DATE_COLUMN, FORECAST_COLUMN, CHANGE_COLUMN]
+    return (
+        pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
+    ), failures
+
+
+def render_many(table: pd.DataFrame, model: str) -> str:
+    """The batch table as people read it: one line per ticker and day."""
+    lines = [
+        f"{model} of each ticker",
+        f"{'ticker':<8}{'version':>8}  {'date':<12}{'forecast':>10}{'change':>9}",
+    ]
+    lines += [
+        f"{row[TICKER_COLUMN]:<8}{row[VERSION_COLUMN]:>8}  {row[DATE_COLUMN]:%Y-%m-%d}  "
+        f"{row[FORECAST_COLUMN]:>10.2f}{row[CHANGE_COLUMN]:>+8.2f}%"
+        for _, row in table.iterrows()
+    ]
+    return "\n".join(lines)
+
+
 def write_csv(table: pd.DataFrame, output: Path) -> None:
     """Write the table to `output` atomically: a failed write leaves any earlier file as it was."""
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +185,9 @@ def write_csv(table: pd.DataFrame, output: Path) -> None:
 @click.command(
     help="Forecast the next HORIZON business days' closes with a logged or registered model and print "
     "them as a table (dates, forecast close, change from the last close); --output also writes a CSV. "
-    "The table is logged to an MLflow run named 'forecast' as forecast/forecast.csv."
+    "The table is logged to an MLflow run named 'forecast' as forecast/forecast.csv. Several tickers "
+    "(--company-abbreviation MSFT,AAPL, with {ticker} in --data-source) give one table of each one's "
+    "champion (or challenger) forecast."
 )
 @options(FORECAST_ENTRY_POINT)
 def cli(
@@ -144,18 +200,39 @@ def cli(
     **checks: str | int | float,
 ) -> None:
     check_option(refuse_embedded_secrets, data_source, "--data-source")  # before it is logged
-    model_uri = resolve_model_uri(model, company_abbreviation)
-
-    def work() -> None:
-        mlflow.set_tags({TAG_MODEL_URI: model_uri, **registry_version_tags(model_uri)})
-        prices, table = forecast(
-            model_uri, company_abbreviation, data_source, quandl_database, horizon, PriceChecks(**checks)
+    tickers = parse_tickers(company_abbreviation)
+    if len(tickers) > 1 and model not in (CHAMPION_ALIAS, CHALLENGER_ALIAS):
+        raise click.BadParameter(
+            f"with several tickers, --model is '{CHAMPION_ALIAS}' or '{CHALLENGER_ALIAS}' (each one's own)",
+            param_hint="'--model'",
         )
+    model_uri = resolve_model_uri(model, tickers[0])
+
+    def log_and_write(table: pd.DataFrame) -> None:
         mlflow.log_text(table.to_csv(index=False, date_format="%Y-%m-%d"), FORECAST_ARTIFACT)
         if output:
             write_csv(table, Path(output))
             logger.info("Wrote %s", output)
+
+    def work() -> None:
+        mlflow.set_tags({TAG_MODEL_URI: model_uri, **registry_version_tags(model_uri)})
+        prices, table = forecast(
+            model_uri, tickers[0], data_source, quandl_database, horizon, PriceChecks(**checks)
+        )
+        log_and_write(table)
         click.echo(render(prices, table, model_uri))
+
+    def work_many() -> None:
+        table, failures = forecast_tickers(
+            model, tickers, data_source, quandl_database, horizon, PriceChecks(**checks)
+        )
+        mlflow.set_tag(TAG_MODEL_URI, resolve_model_uri(model, TICKER_PLACEHOLDER))
+        log_and_write(table)
+        click.echo(render_many(table, model))
+        if failures:
+            raise PipelineError(
+                f"no forecast for {len(failures)} of {len(tickers)} tickers: {'; '.join(failures)}"
+            )
 
     params = {
         "model": model,
@@ -166,7 +243,7 @@ def cli(
         **checks,
         **({"output": output} if output else {}),
     }
-    run_step(FORECAST_ENTRY_POINT, params, work)
+    run_step(FORECAST_ENTRY_POINT, params, work if len(tickers) == 1 else work_many)
 
 
 if __name__ == "__main__":

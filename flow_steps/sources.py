@@ -31,6 +31,7 @@ from flow_steps.masking import API_KEY_VARIABLES, SECRET_QUERY, is_placeholder, 
 
 logger = logging.getLogger(__name__)
 
+TICKER_PLACEHOLDER = "{ticker}"  # in a data_source, replaced by each ticker (universe, forecast)
 SAMPLE_FILE = Path(__file__).resolve().parent / "sample_data" / "WIKI-MSFT.csv"
 API_BASE_VARIABLE = "QUANDL_API_BASE"
 TIMEOUT_VARIABLE = "PRICE_SOURCE_TIMEOUT"
@@ -291,3 +292,23 @@ def _bounded_quandl_requests(seconds: float) -> Iterator[None]:
         yield
     finally:
         Connection.get_session = original
+
+
+def parse_tickers(text: str) -> list[str]:
+    """`MSFT,aapl` or `@FILE` (one ticker per line, `#` comments) -> unique upper-case tickers, in order."""
+    if text.startswith("@"):
+        path = Path(text[1:]).expanduser()
+        if not path.is_file():
+            raise PipelineError(f"tickers '{text}': {path} is not a file")
+        items = [line.split("#", 1)[0] for line in path.read_text().splitlines()]
+    else:
+        items = text.split(",")
+    tickers = list(dict.fromkeys(normalize_ticker(item) for item in items if item.strip()))
+    if not tickers:
+        raise PipelineError(f"tickers '{text}' names no ticker")
+    return tickers
+
+
+def ticker_source(data_source: str, ticker: str) -> str:
+    """`prices/WIKI-{ticker}.csv` -> `prices/WIKI-AAPL.csv`; other sources as they are."""
+    return data_source.replace(TICKER_PLACEHOLDER, ticker)

@@ -35,6 +35,7 @@ from flow_steps.constants import (
     DEFAULT_EXPERIMENT,
     QUANDL_SOURCE,
     SAMPLE_SOURCE,
+    SAMPLE_TICKER,
     TAG_CHAMPION_VERSION,
     TAG_ERROR,
     TAG_PROMOTION,
@@ -44,7 +45,14 @@ from flow_steps.errors import PipelineError
 from flow_steps.interruption import exit_code, interruption_reason, raise_on_termination
 from flow_steps.masking import mask_secrets, one_line
 from flow_steps.parameters import PIPELINE_PARAMS, SpecCommand, options
-from flow_steps.sources import check_data_source, is_url, normalize_ticker
+from flow_steps.sources import (
+    TICKER_PLACEHOLDER,
+    check_data_source,
+    is_url,
+    normalize_ticker,
+    parse_tickers,
+    ticker_source,
+)
 from flow_steps.step_run import check_option, configure_logging, end_run_killed, refusals_explained
 from flow_steps.tracking import (
     PASSWORD_VARIABLE,
@@ -58,8 +66,6 @@ from flow_steps.tracking import (
 logger = logging.getLogger("universe")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-TICKER_PLACEHOLDER = "{ticker}"
-SAMPLE_TICKER = "MSFT"
 SUMMARY_PATH = "universe/summary.csv"
 CHART_PATH = "universe/rmse_vs_naive.png"
 # What a worker needs to log like the driver: the store, the login, the client settings. Passed to each
@@ -75,26 +81,6 @@ FORWARDED_VARIABLES = (
 )
 EXPERIMENT_VARIABLES = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 SHIPPED_EXCLUDES = ["mlruns/", "mlartifacts/", "mlflow.db*", ".git/", "outputs/", "**/__pycache__/", ".venv/"]
-
-
-def parse_tickers(text: str) -> list[str]:
-    """`MSFT,aapl` or `@FILE` (one ticker per line, `#` comments) -> unique upper-case tickers, in order."""
-    if text.startswith("@"):
-        path = Path(text[1:]).expanduser()
-        if not path.is_file():
-            raise PipelineError(f"tickers '{text}': {path} is not a file")
-        items = [line.split("#", 1)[0] for line in path.read_text().splitlines()]
-    else:
-        items = text.split(",")
-    tickers = list(dict.fromkeys(normalize_ticker(item) for item in items if item.strip()))
-    if not tickers:
-        raise PipelineError(f"tickers '{text}' names no ticker")
-    return tickers
-
-
-def ticker_source(data_source: str, ticker: str) -> str:
-    """`prices/WIKI-{ticker}.csv` -> `prices/WIKI-AAPL.csv`; other sources as they are."""
-    return data_source.replace(TICKER_PLACEHOLDER, ticker)
 
 
 def check_universe(tickers: list[str], data_source: str) -> None:

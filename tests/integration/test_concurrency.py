@@ -1,4 +1,4 @@
-"""Pipelines started at the same moment on a fresh SQLite store: none crashes, and promotion is right."""
+"""Pipelines and registrations started at the same moment: none crashes, and promotion is right."""
 
 from __future__ import annotations
 
@@ -6,16 +6,20 @@ import os
 import subprocess
 import sys
 
+import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from flow_steps import download_raw_data, transform_data
 from flow_steps.concurrency import lock_name
-from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options
+from tests.conftest import EXPERIMENT, PROJECT_ROOT, TINY_PARAMS, cli_options, invoke_step
+from tests.known_models import BETTER, WORSE, log_known_model
 
 pytestmark = pytest.mark.integration
 
 MODEL = "stock-MSFT-lstm"
 UNITS = ("3", "6", "9")  # three different models, so that their RMSEs differ
+KNOWN = "known-rmse-race"
 
 
 def test_three_pipelines_on_a_fresh_store_all_finish_and_the_best_becomes_champion(tmp_path):
@@ -55,3 +59,37 @@ def test_three_pipelines_on_a_fresh_store_all_finish_and_the_best_becomes_champi
     assert rmse[champion.version] == min(rmse.values()), rmse
     assert [model.name for model in client.search_registered_models()] == [MODEL]  # no lock left
     assert lock_name(MODEL) not in {model.name for model in client.search_registered_models()}
+
+
+def test_racing_registrations_of_known_models_promote_the_best_whatever_the_finishing_order(tracking):
+    """Three challengers of known RMSE (worse, better, worst) registered by three processes at once."""
+    mlflow.set_experiment(EXPERIMENT)
+    raw = mlflow.artifacts.download_artifacts(invoke_step(download_raw_data.cli))
+    prepared = mlflow.artifacts.download_artifacts(
+        invoke_step(
+            transform_data.cli, "--dataset-stock-csv", raw, "--max-row-limit", TINY_PARAMS["max_row_limit"]
+        )
+    )
+    logged = [log_known_model(prepared, scaled_return) for scaled_return in (WORSE, BETTER, 2 * WORSE)]
+    registrations = [
+        subprocess.Popen(
+            [sys.executable, "-m", "flow_steps.register_model", "--model-uri", f"runs:/{run_id}/model"]
+            + ["--stock-data", prepared, "--model-name", KNOWN],
+            cwd=PROJECT_ROOT,
+            env=tracking.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for run_id, _ in logged
+    ]
+    for registration in registrations:
+        _, stderr = registration.communicate(timeout=300)
+        assert registration.returncode == 0, stderr[-3000:]
+
+    best_run_id = logged[1][0]
+    versions = tracking.client.search_model_versions(f"name = '{KNOWN}'")
+    assert sorted(version.tags["promotion"] for version in versions).count("first_version") == 1
+    champion = tracking.client.get_model_version_by_alias(KNOWN, "champion")
+    assert champion.run_id == best_run_id
+    assert lock_name(KNOWN) not in {model.name for model in tracking.client.search_registered_models()}

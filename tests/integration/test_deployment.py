@@ -32,12 +32,14 @@ from tests.conftest import (
     EXPERIMENT,
     FIXTURES,
     TINY_PARAMS,
+    invoke_step,
     run_command,
     temporary_tracking,
 )
 from tests.known_models import BETTER, WORSE, register
 
-pytestmark = pytest.mark.integration
+# One worker for the whole file: its module-scoped fixture is set up once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_deployment")]
 
 MODEL = "stock-MSFT-lstm"
 CHAMPION = f"models:/{MODEL}@champion"
@@ -47,13 +49,6 @@ SEQUENCE = (WORSE, BETTER, WORSE, BETTER)
 
 def newest(runs: list[Run]) -> Run:
     return max(runs, key=lambda run: run.info.start_time)
-
-
-def invoke(command, *args: str) -> str:
-    """Run a step's command in this process; the output URI it prints (`<step> run <id>: <uri>`)."""
-    result = CliRunner().invoke(command, list(args))
-    assert result.exit_code == 0, result.output
-    return result.stdout.strip().splitlines()[-1].split(": ", 1)[1]
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +66,10 @@ def registry(tmp_path_factory):
         env.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
         env.delenv("MLFLOW_RUN_ID", raising=False)
         # Run alone, each step prints its output's URI, and the next step takes that URI as it is.
-        raw = invoke(download_raw_data.cli)
+        raw = invoke_step(download_raw_data.cli)
         download = newest(tracking.runs_of_name(DOWNLOAD_STEP))
         assert raw == f"{download.info.artifact_uri}/raw-data/MSFT.csv"
-        prepared = invoke(
+        prepared = invoke_step(
             transform_data.cli, "--dataset-stock-csv", raw, "--max-row-limit", TINY_PARAMS["max_row_limit"]
         )
         transform = newest(tracking.runs_of_name(TRANSFORM_STEP))

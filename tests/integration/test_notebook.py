@@ -18,7 +18,8 @@ from flow_steps.parameters import TrainParams
 from flow_steps.sources import SAMPLE_FILE
 from flow_steps.training import evaluate_split
 
-pytestmark = pytest.mark.integration
+# One worker for the whole file: its module-scoped fixture is set up once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_notebook")]
 FAST_ROWS, FAST_EPOCHS = 700, 2  # what the notebook's fast mode uses
 
 

@@ -12,7 +12,8 @@ from flow_steps.sources import SAMPLE_FILE
 from main import cli as main_cli
 from tests.conftest import EXPERIMENT, TINY_PARAMS, cli_options, python_main
 
-pytestmark = pytest.mark.integration
+# One worker for the whole file: its module-scoped fixture is set up once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_suspect_data")]
 
 
 @pytest.fixture(scope="module")

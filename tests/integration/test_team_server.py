@@ -36,7 +36,8 @@ from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options, run_command
 from tests.known_models import BETTER, WORSE, register
 from tests.team_server import ADMIN, DB_PASSWORD, PostgresCluster, TeamServer
 
-pytestmark = pytest.mark.integration
+# One worker for the whole file: its module-scoped fixture is set up once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_team_server")]
 
 EXPERIMENT = "team-tests"
 MODEL = "stock-MSFT-lstm"

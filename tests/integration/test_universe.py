@@ -1,8 +1,9 @@
 """Universes on Ray: four tickers on a local Ray with 2 workers (three finish, the short one fails
-alone), and two on a separately started Ray cluster."""
+alone), and one on a separately started Ray cluster."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 
@@ -82,6 +83,19 @@ def test_a_universe_on_local_ray_summarises_every_ticker_and_fails_only_the_bad_
     }
     assert not [run for run in tracking.runs() if run.info.status == "RUNNING"]
 
+    # One table of every ticker's champion forecast; SHORT has none, and says so.
+    output = tmp_path / "forecasts.csv"
+    command = [sys.executable, "-m", "flow_steps.forecast", "--company-abbreviation", ",".join(TICKERS)]
+    command += ["--data-source", source, "--horizon", "3", "--output", str(output)]
+    batch = run_command(command, tracking.env)
+    assert batch.returncode == 1, batch.stderr[-3000:]
+    assert "no forecast for 1 of 4 tickers: SHORT: model 'models:/stock-SHORT-lstm@champion'" in batch.stderr
+    table = pd.read_csv(output)
+    assert table["ticker"].tolist() == ["AAA"] * 3 + ["BBB"] * 3 + ["CCC"] * 3
+    assert set(table["model_version"]) == {1}
+    for ticker in ("AAA", "BBB", "CCC"):
+        assert re.search(rf"^{ticker} +1  \d{{4}}-\d\d-\d\d +\d", batch.stdout, flags=re.MULTILINE)
+
 
 def test_a_universe_on_a_separately_started_ray_cluster(tracking, tmp_path):
     source = write_universe(tmp_path)
@@ -90,14 +104,14 @@ def test_a_universe_on_a_separately_started_ray_cluster(tracking, tmp_path):
         head.start()
         env = {**tracking.env, **head.client_env()}
         params = {**TINY_PARAMS, "data_source": source}
-        command = [sys.executable, "-m", "flow_steps.universe", "--tickers", "AAA,CCC", *cli_options(params)]
+        command = [sys.executable, "-m", "flow_steps.universe", "--tickers", "CCC", *cli_options(params)]
         result = run_command(command, env, timeout=900)
     finally:
         head.stop()
     assert result.returncode == 0, result.stderr[-3000:]
     [universe] = tracking.runs_of_name(UNIVERSE_ENTRY_POINT)
     assert universe.data.tags["ray_address"] == head.address
-    assert universe.data.metrics["tickers_total"] == 2 and universe.data.metrics["tickers_failed"] == 0
-    pipelines = tracking.runs(f"tags.`mlflow.parentRunId` = '{universe.info.run_id}'")
-    assert sorted(run.data.params["company_abbreviation"] for run in pipelines) == ["AAA", "CCC"]
+    assert universe.data.metrics["tickers_total"] == 1 and universe.data.metrics["tickers_failed"] == 0
+    [pipeline] = tracking.runs(f"tags.`mlflow.parentRunId` = '{universe.info.run_id}'")
+    assert pipeline.data.params["company_abbreviation"] == "CCC"
     assert all(run.info.status == "FINISHED" for run in tracking.runs())

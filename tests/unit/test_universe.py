@@ -7,12 +7,11 @@ import pytest
 
 from flow_steps.errors import PipelineError
 from flow_steps.parameters import PIPELINE_PARAMS
+from flow_steps.sources import parse_tickers, ticker_source
 from flow_steps.universe import (
     check_reachable_store,
     check_universe,
-    parse_tickers,
     pipeline_arguments,
-    ticker_source,
     universe_metrics,
 )
 
