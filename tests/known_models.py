@@ -8,6 +8,7 @@ then be asserted exactly, whatever training numerics do.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -16,11 +17,11 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from flow_steps import register_model, train_model
-from flow_steps.constants import REGISTER_STEP, TRAIN_STEP
+from flow_steps.constants import REGISTER_STEP, TAG_STOCK_DATA_SHA256, TRAIN_STEP
 from flow_steps.evaluation import rmse
 from flow_steps.features import ReturnScaler
 from flow_steps.ingest import read_prepared
-from flow_steps.lineage import code_version
+from flow_steps.lineage import code_version, sha256_bytes
 from flow_steps.register_model import holdout_days
 from flow_steps.training import FittedLstm, build_lstm
 
@@ -48,8 +49,12 @@ def constant_return_model(scaled_return: float) -> FittedLstm:
     return FittedLstm(keras_model, ReturnScaler(RETURN_SCALE), {}, 0, 0, 0, 0.0)
 
 
-def log_known_model(stock_data: str, scaled_return: float) -> tuple[str, float]:
-    """A train_model run (in the active experiment) with a constant-return model; its id and test RMSE."""
+def log_known_model(stock_data: str, scaled_return: float, as_trained: bool = False) -> tuple[str, float]:
+    """A train_model run (in the active experiment) with a constant-return model; its id and test RMSE.
+
+    With `as_trained`, the run also records what train_model records about its test days (the prices'
+    SHA-256, their number), so register_model takes the score from it instead of loading the model.
+    """
     prices = read_prepared(stock_data, "stock_data")
     days = holdout_days(prices, 0.2)
     previous = days.closes[-days.n_test - 1 : -1]
@@ -60,6 +65,9 @@ def log_known_model(stock_data: str, scaled_return: float) -> tuple[str, float]:
         model_id = train_model.log_model(constant_return_model(scaled_return), prices, WINDOW)
         scores = {"test_rmse": expected, "naive_test_rmse": rmse(days.actual, previous)}
         mlflow.log_metrics(scores, model_id=model_id)  # as train_model logs them: on the run and its model
+        if as_trained:
+            mlflow.set_tag(TAG_STOCK_DATA_SHA256, sha256_bytes(Path(stock_data).read_bytes()))
+            mlflow.log_metric("n_test_days", days.n_test)
     return run.info.run_id, expected
 
 

@@ -17,29 +17,20 @@ from tests.known_models import BETTER, WORSE, log_known_model
 
 pytestmark = pytest.mark.integration
 
-MODEL = "stock-MSFT-lstm"
-UNITS = ("3", "6", "9")  # three different models, so that their RMSEs differ
 KNOWN = "known-rmse-race"
 
 
-def test_three_pipelines_on_a_fresh_store_all_finish_and_the_best_becomes_champion(tmp_path):
+def test_three_pipelines_on_a_fresh_store_all_finish(tmp_path):
+    """The registrations they race to make are the next test's subject, with models of known RMSE."""
     uri = f"sqlite:///{tmp_path / 'fresh.db'}"  # no tables yet: the three race to create them
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
     env.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": "concurrency-tests"})
+    command = [sys.executable, "main.py", *cli_options(TINY_PARAMS)]
     pipelines = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "main.py",
-                *cli_options({**TINY_PARAMS, "lstm_units": units, "register_model": "true"}),
-            ],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        for units in UNITS
+        for _ in range(3)
     ]
     outputs = [pipeline.communicate(timeout=600) for pipeline in pipelines]
     for pipeline, (_, stderr) in zip(pipelines, outputs, strict=True):
@@ -48,17 +39,9 @@ def test_three_pipelines_on_a_fresh_store_all_finish_and_the_best_becomes_champi
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("concurrency-tests")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    assert not [run for run in runs if run.info.status != "FINISHED"]
-    versions = client.search_model_versions(f"name = '{MODEL}'")
-    assert len(versions) == 3
-    decisions = sorted(version.tags["promotion"] for version in versions)
-    assert decisions.count("first_version") == 1, decisions  # exactly one saw no champion
-    # Each version's score on the shared test days; the champion is the lowest, whoever finished last.
-    rmse = {version.version: client.get_run(version.run_id).data.metrics["test_rmse"] for version in versions}
-    champion = client.get_model_version_by_alias(MODEL, "champion")
-    assert rmse[champion.version] == min(rmse.values()), rmse
-    assert [model.name for model in client.search_registered_models()] == [MODEL]  # no lock left
-    assert lock_name(MODEL) not in {model.name for model in client.search_registered_models()}
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert len(parents) == 3
+    assert all(run.info.status == "FINISHED" for run in runs)
 
 
 def test_racing_registrations_of_known_models_promote_the_best_whatever_the_finishing_order(tracking):
@@ -70,7 +53,8 @@ def test_racing_registrations_of_known_models_promote_the_best_whatever_the_fini
             transform_data.cli, "--dataset-stock-csv", raw, "--max-row-limit", TINY_PARAMS["max_row_limit"]
         )
     )
-    logged = [log_known_model(prepared, scaled_return) for scaled_return in (WORSE, BETTER, 2 * WORSE)]
+    # Scored from their runs (no TensorFlow start-up per process): the decisions are what is tested here.
+    logged = [log_known_model(prepared, c, as_trained=True) for c in (WORSE, BETTER, 2 * WORSE)]
     registrations = [
         subprocess.Popen(
             [sys.executable, "-m", "flow_steps.register_model", "--model-uri", f"runs:/{run_id}/model"]
