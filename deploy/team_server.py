@@ -12,6 +12,8 @@ Runs `mlflow server` in the foreground with:
 - `--artifacts-destination` where artifacts are stored, served through the server itself (clients log
   and read `mlflow-artifacts:/` URIs and never need access to the storage); an `s3://bucket/prefix` there
   (with boto3 and AWS credentials on the server) swaps the local directory for object storage;
+- MLflow's server job runner off (`MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false` unless set): the pipeline
+  submits no server jobs, and the runner's ten worker processes would only cost memory and CPU;
 - `--app-name basic-auth`, configured by an ini file written to a private temporary file (mode 0600)
   from the environment: the admin password never appears in the repository or in a command line.
 
@@ -33,6 +35,9 @@ from pathlib import Path
 ADMIN_PASSWORD_VARIABLE = "MLFLOW_AUTH_ADMIN_PASSWORD"
 SECRET_KEY_VARIABLE = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 REQUIRED_VARIABLES = (ADMIN_PASSWORD_VARIABLE, SECRET_KEY_VARIABLE)
+# MLflow 3's server job runner (GenAI scorers, trace roll-ups) starts about ten worker processes; the
+# pipeline submits no jobs, so it is off unless the environment turns it on.
+SERVER_DEFAULTS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def auth_config(
@@ -113,7 +118,7 @@ def main() -> None:
                 arguments.auth_cache_seconds,
             )
         )
-    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": handle.name}
+    env = {**SERVER_DEFAULTS, **os.environ, "MLFLOW_AUTH_CONFIG_PATH": handle.name}
     env.pop(ADMIN_PASSWORD_VARIABLE)  # the server reads it from the ini file only
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the ini file is removed
     try:

@@ -6,6 +6,9 @@ before t only. "The last `n_test` closes" are the test days throughout.
 
 from __future__ import annotations
 
+import logging
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,6 +16,7 @@ import pandas as pd
 
 from flow_steps.errors import PipelineError
 from flow_steps.features import MIN_TEST_ROWS, make_windows, next_log_returns, relative_log_prices
+from flow_steps.intervals import LEVELS, Interval, coverage, interval_score
 
 if TYPE_CHECKING:
     from sklearn.base import RegressorMixin
@@ -21,9 +25,17 @@ NAIVE = "naive"
 MOVING_AVERAGE = "moving_average"
 LINEAR_REGRESSION = "linear_regression"
 KNN = "knn"
+AUTOARIMA = "autoarima"
+AUTOETS = "autoets"
 LSTM = "lstm"
 BASELINES = (NAIVE, MOVING_AVERAGE, LINEAR_REGRESSION, KNN)
+STATISTICAL_PEERS = (AUTOARIMA, AUTOETS)  # statsforecast's AutoARIMA and AutoETS
 METRIC_NAMES = ("rmse", "mae", "mape", "mase", "directional_accuracy")
+INTERVAL_METRIC_NAMES = tuple(
+    f"{name}_{level}" for level in LEVELS for name in ("coverage", "interval_score")
+)
+
+logger = logging.getLogger(__name__)
 
 
 def rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
@@ -141,8 +153,52 @@ def baseline_forecasts(
     }
 
 
-def comparison(closes: np.ndarray, forecasts: dict[str, np.ndarray]) -> pd.DataFrame:
-    """One row per model: every metric and the RMSE ratio to the naive forecast on the same days."""
+@dataclass
+class PeerForecasts:
+    """statsforecast's models on the test days: forecasts, their own intervals, seconds taken."""
+
+    forecasts: dict[str, np.ndarray]
+    intervals: dict[str, dict[int, Interval]]
+    seconds: dict[str, float]
+
+
+def statistical_peer_forecasts(
+    closes: np.ndarray, n_test: int, levels: tuple[int, ...] = LEVELS
+) -> PeerForecasts:
+    """AutoARIMA and AutoETS fitted once on the closes before the test days, then each test day forecast
+    one step ahead from the true closes before it (statsforecast's cross-validation, `refit=False`)."""
+    from statsforecast import StatsForecast  # imported here: only training needs it (about 2 s)
+    from statsforecast.models import AutoARIMA, AutoETS
+
+    closes = _checked(closes, n_test)
+    frame = pd.DataFrame({"unique_id": "series", "ds": np.arange(len(closes)), "y": closes})
+    peers = PeerForecasts({}, {}, {})
+    for name, model in ((AUTOARIMA, AutoARIMA()), (AUTOETS, AutoETS())):
+        started = time.perf_counter()
+        found = StatsForecast(models=[model], freq=1, n_jobs=1).cross_validation(
+            df=frame, h=1, step_size=1, n_windows=n_test, refit=False, level=list(levels)
+        )
+        peers.seconds[name] = time.perf_counter() - started
+        column = str(model)
+        peers.forecasts[name] = found[column].to_numpy(dtype=float)
+        peers.intervals[name] = {
+            level: Interval(
+                found[f"{column}-lo-{level}"].to_numpy(dtype=float),
+                found[f"{column}-hi-{level}"].to_numpy(dtype=float),
+            )
+            for level in levels
+        }
+        logger.info("%s fitted and forecast %d test days in %.1f s", column, n_test, peers.seconds[name])
+    return peers
+
+
+def comparison(
+    closes: np.ndarray,
+    forecasts: dict[str, np.ndarray],
+    intervals: dict[str, dict[int, Interval]] | None = None,
+) -> pd.DataFrame:
+    """One row per model: every metric, the RMSE ratio to the naive forecast on the same days, and for
+    models with intervals their coverage and interval score at each level (NaN for the others)."""
     closes = np.asarray(closes, dtype=float)
     n_test = len(next(iter(forecasts.values())))
     actual, previous = closes[-n_test:], closes[-n_test - 1 : -1]
@@ -150,8 +206,15 @@ def comparison(closes: np.ndarray, forecasts: dict[str, np.ndarray]) -> pd.DataF
     rows = []
     for name, predicted in forecasts.items():
         metrics = forecast_metrics(actual, predicted, previous, scale)
-        rows.append({"model": name, **{metric: metrics[f"test_{metric}"] for metric in METRIC_NAMES}})
+        row = {"model": name, **{metric: metrics[f"test_{metric}"] for metric in METRIC_NAMES}}
+        for level, interval in (intervals or {}).get(name, {}).items():
+            row[f"coverage_{level}"] = coverage(actual, interval)
+            row[f"interval_score_{level}"] = interval_score(actual, interval, level)
+        rows.append(row)
     table = pd.DataFrame(rows)
+    for column in INTERVAL_METRIC_NAMES:
+        if column not in table:
+            table[column] = np.nan
     naive_rmse = rmse(actual, naive_forecast(closes, n_test))
     table["rmse_vs_naive"] = table["rmse"] / naive_rmse
     return table
@@ -174,7 +237,8 @@ def _errors(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 def metrics_by_name(table: pd.DataFrame, previous: np.ndarray, actual: np.ndarray) -> dict[str, float]:
     """Flatten a comparison table into MLflow metric names.
 
-    The LSTM's metrics are `test_<metric>`, a baseline's `<baseline>_test_<metric>`; RMSE ratios to
+    The LSTM's metrics are `test_<metric>`, a baseline's `<baseline>_test_<metric>` (interval coverage
+    and score too, `test_coverage_80`, `naive_test_interval_score_95`, ...); RMSE ratios to
     the naive forecast are `test_rmse_vs_naive` and `<baseline>_test_rmse_vs_naive`; `test_up_share`
     is the share of up days (the directional accuracy of "always up").
     """
@@ -182,6 +246,13 @@ def metrics_by_name(table: pd.DataFrame, previous: np.ndarray, actual: np.ndarra
     for row in table.to_dict("records"):
         prefix = "" if row["model"] == LSTM else f"{row['model']}_"
         metrics.update({f"{prefix}test_{name}": float(row[name]) for name in METRIC_NAMES})
+        metrics.update(
+            {
+                f"{prefix}test_{name}": float(row[name])
+                for name in INTERVAL_METRIC_NAMES
+                if name in row and np.isfinite(row[name])
+            }
+        )
         if row["model"] != NAIVE:
             metrics[f"{prefix}test_rmse_vs_naive"] = float(row["rmse_vs_naive"])
     metrics["test_up_share"] = up_share(previous, actual)

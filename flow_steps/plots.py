@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from flow_steps.intervals import Interval
+
 ZOOM_DAYS = 60
 
 
@@ -15,9 +17,11 @@ def forecast_figure(
     actual: np.ndarray,
     forecasts: dict[str, np.ndarray],
     title: str,
+    band: tuple[Interval, str] | None = None,
     zoom_days: int = ZOOM_DAYS,
 ) -> Figure:
-    """Actual closes and forecasts over the test period, and a zoom on its last `zoom_days` days.
+    """Actual closes and forecasts over the test period, and a zoom on its last `zoom_days` days,
+    with an optional shaded interval (`band`: the interval and its label).
 
     The zoom shows what a full-period chart hides: a forecast that copies yesterday's close runs
     one day behind the actual series.
@@ -30,6 +34,10 @@ def forecast_figure(
         (full, slice(None), f"Test period: {len(dates)} days"),
         (zoom, tail, f"Last {len(dates[tail])} test days, zoomed"),
     ):
+        if band is not None:
+            interval, label = band
+            lower, upper = np.asarray(interval.lower)[part], np.asarray(interval.upper)[part]
+            axes.fill_between(dates[part], lower, upper, color="tab:blue", alpha=0.18, label=label)
         axes.plot(dates[part], np.asarray(actual)[part], color="black", linewidth=1.6, label="actual close")
         for name, values in forecasts.items():
             axes.plot(dates[part], np.asarray(values)[part], linewidth=1.0, label=f"{name} forecast")

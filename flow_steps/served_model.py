@@ -16,11 +16,17 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from flow_steps.constants import DAYS_AHEAD_COLUMN, FORECAST_COLUMN
 from flow_steps.errors import DataValidationError
 from flow_steps.features import ReturnScaler, closes_from_scaled_returns, make_windows, model_inputs
+from flow_steps.intervals import LEVELS, latest_volatility, lower_column, scaled_intervals, upper_column
 from flow_steps.request_validation import closes_from_input, horizon_from_params
 
 KERAS_ARTIFACT = "keras_model"
 WINDOW_CONFIG = "window"
 RETURN_SCALE_CONFIG = "return_scale"
+
+
+def multiplier_config(level: int) -> str:
+    """The model config key of the calibrated interval multiplier at `level`."""
+    return f"interval_multiplier_{level}"
 
 
 def predict_next_closes(
@@ -60,21 +66,31 @@ def recursive_forecast(
 class LstmPriceForecaster(mlflow.pyfunc.PythonModel):
     """Pyfunc model: a DataFrame of chronological closes (column `Close`) -> the next closes.
 
-    The answer has one row per business day ahead (`days_ahead`, `forecast_close`): one row by
-    default, `horizon` rows when the request's params ask for more, forecast recursively.
+    The answer has one row per business day ahead (`days_ahead`, `forecast_close`, and the 80% and
+    95% prediction intervals `lower_80`, `upper_80`, `lower_95`, `upper_95`): one row by default,
+    `horizon` rows when the request's params ask for more, forecast recursively. The intervals scale
+    the calibrated multipliers by the volatility of the request's closes (flow_steps/intervals.py).
     It carries its own preprocessing (window, relative log prices, return scale), so it takes raw
     prices at any level, in the units the source gives, and answers in the same units. Logged as
-    code (`flow_steps/pyfunc_model.py`), with `window` and `return_scale` in its model config.
+    code (`flow_steps/pyfunc_model.py`), with `window`, `return_scale` and the interval multipliers
+    in its model config.
     """
 
-    def __init__(self, window: int | None = None, return_scale: float | None = None):
+    def __init__(
+        self,
+        window: int | None = None,
+        return_scale: float | None = None,
+        multipliers: dict[int, float] | None = None,
+    ):
         self.window = window
         self.return_scale = return_scale
+        self.multipliers = multipliers or {}
         self._keras_model: keras.Model | None = None
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.window = int(context.model_config[WINDOW_CONFIG])
         self.return_scale = float(context.model_config[RETURN_SCALE_CONFIG])
+        self.multipliers = {level: float(context.model_config[multiplier_config(level)]) for level in LEVELS}
         self._keras_model = keras.saving.load_model(context.artifacts[KERAS_ARTIFACT])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
@@ -86,7 +102,13 @@ class LstmPriceForecaster(mlflow.pyfunc.PythonModel):
         forecasts = recursive_forecast(
             self._keras_model, closes, ReturnScaler(self.return_scale), self.window, horizon
         )
-        return pd.DataFrame({DAYS_AHEAD_COLUMN: np.arange(1, horizon + 1), FORECAST_COLUMN: forecasts})
+        days_ahead = np.arange(1, horizon + 1)
+        answer = pd.DataFrame({DAYS_AHEAD_COLUMN: days_ahead, FORECAST_COLUMN: forecasts})
+        intervals = scaled_intervals(forecasts, latest_volatility(closes), self.multipliers, days_ahead)
+        for level, interval in intervals.items():
+            answer[lower_column(level)] = interval.lower
+            answer[upper_column(level)] = interval.upper
+        return answer
 
     def one_step_forecasts(self, closes: np.ndarray, n_last: int) -> np.ndarray:
         """Forecast each of the last `n_last` closes from the `window` closes before it (batch scoring)."""

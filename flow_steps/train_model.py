@@ -38,10 +38,11 @@ from flow_steps.constants import (
 from flow_steps.evaluation import LSTM, NAIVE, backtest_ranges, backtest_summary
 from flow_steps.features import check_enough_rows, holdout_size
 from flow_steps.ingest import read_prepared
+from flow_steps.intervals import INTERVAL_COLUMNS, lower_column, upper_column
 from flow_steps.lineage import sha256_bytes
 from flow_steps.parameters import TrainParams, check_train_params, options
 from flow_steps.plots import forecast_figure
-from flow_steps.served_model import KERAS_ARTIFACT, RETURN_SCALE_CONFIG, WINDOW_CONFIG
+from flow_steps.served_model import KERAS_ARTIFACT, RETURN_SCALE_CONFIG, WINDOW_CONFIG, multiplier_config
 from flow_steps.step_run import local_input, log_prices_input, run_step
 from flow_steps.training import (
     FittedLstm,
@@ -61,6 +62,7 @@ SERVED_MODULES = (
     "constants.py",
     "errors.py",
     "features.py",
+    "intervals.py",
     "request_validation.py",
     "served_model.py",
     "pyfunc_model.py",
@@ -90,16 +92,19 @@ def installed_pin(names: str | tuple[str, ...]) -> str:
 
 
 def model_signature() -> ModelSignature:
-    """Chronological closes in; one row per business day ahead out; `horizon` (default 1) as a parameter."""
+    """Chronological closes in; one row per business day ahead out (forecast and interval bounds);
+    `horizon` (default 1) as a parameter."""
+    outputs = [ColSpec("long", DAYS_AHEAD_COLUMN), ColSpec("double", FORECAST_COLUMN)]
     return ModelSignature(
         inputs=Schema([ColSpec("double", PRICE_COLUMN)]),
-        outputs=Schema([ColSpec("long", DAYS_AHEAD_COLUMN), ColSpec("double", FORECAST_COLUMN)]),
+        outputs=Schema([*outputs, *(ColSpec("double", column) for column in INTERVAL_COLUMNS)]),
         params=ParamSchema([ParamSpec(HORIZON_PARAM, "long", 1)]),
     )
 
 
-def log_model(lstm: FittedLstm, prices: pd.DataFrame, window: int) -> str:
-    """Log the pyfunc model as code, with its Keras weights, config, signature and input example.
+def log_model(lstm: FittedLstm, multipliers: dict[int, float], prices: pd.DataFrame, window: int) -> str:
+    """Log the pyfunc model as code, with its Keras weights, config (window, return scale, calibrated
+    interval multipliers), signature and input example.
 
     Returns the logged model's id (MLflow 3 logged models carry their own metrics).
     """
@@ -114,7 +119,11 @@ def log_model(lstm: FittedLstm, prices: pd.DataFrame, window: int) -> str:
         logged = mlflow.pyfunc.log_model(
             name=MODEL_NAME,
             python_model=str(code_dir / "pyfunc_model.py"),
-            model_config={WINDOW_CONFIG: window, RETURN_SCALE_CONFIG: lstm.scaler.scale},
+            model_config={
+                WINDOW_CONFIG: window,
+                RETURN_SCALE_CONFIG: lstm.scaler.scale,
+                **{multiplier_config(level): value for level, value in multipliers.items()},
+            },
             artifacts={KERAS_ARTIFACT: str(keras_path)},
             code_paths=[str(code_dir)],
             signature=model_signature(),
@@ -151,20 +160,35 @@ def train(stock_data: str, params: TrainParams) -> None:
     _log_split_artifacts(split, prices)
     if params.backtest_folds:
         _log_backtest(walk_forward(prices, params))
-    model_id = log_model(split.lstm, prices, params.window)
+    model_id = log_model(split.lstm, split.multipliers, prices, params.window)
     mlflow.log_metrics(split.metrics, model_id=model_id)  # the scores, on the run and on its model
     logger.info(
-        "LSTM test RMSE %.4f, naive %.4f (ratio %.3f) over %d test days\n%s",
+        "LSTM test RMSE %.4f, naive %.4f (ratio %.3f) over %d test days; 80%% interval covered %.1f%%, "
+        "95%% covered %.1f%%\n%s",
         split.metrics[METRIC_TEST_RMSE],
         split.metrics[METRIC_NAIVE_TEST_RMSE],
         split.metrics[METRIC_TEST_RMSE_VS_NAIVE],
         len(split.actual),
+        100 * split.metrics["test_coverage_80"],
+        100 * split.metrics["test_coverage_95"],
         split.table.to_string(index=False, float_format=lambda value: f"{value:.4f}"),
     )
 
 
 def _log_split_artifacts(split: SplitEvaluation, prices: pd.DataFrame) -> None:
-    predictions = pd.DataFrame({DATE_COLUMN: split.dates, "actual": split.actual, **split.forecasts})
+    bounds = {
+        column(level): getattr(interval, side)
+        for level, interval in split.intervals[LSTM].items()
+        for column, side in ((lower_column, "lower"), (upper_column, "upper"))
+    }
+    predictions = pd.DataFrame(
+        {
+            DATE_COLUMN: split.dates,
+            "actual": split.actual,
+            **split.forecasts,
+            **{f"lstm_{k}": v for k, v in bounds.items()},
+        }
+    )
     mlflow.log_text(predictions.to_csv(index=False, date_format="%Y-%m-%d"), PREDICTIONS_PATH)
     mlflow.log_text(split.table.to_csv(index=False), METRICS_TABLE_PATH)
     n_test = len(split.dates)
@@ -173,6 +197,7 @@ def _log_split_artifacts(split: SplitEvaluation, prices: pd.DataFrame) -> None:
         split.dates,
         split.actual,
         {"LSTM": split.forecasts[LSTM], "naive": split.forecasts[NAIVE]},
+        band=(split.intervals[LSTM][80], "LSTM 80% interval"),
         title=f"One-day-ahead forecasts of {n_test} test days, trained on {first} .. {last_training}: "
         f"LSTM RMSE / naive RMSE = {split.metrics[METRIC_TEST_RMSE_VS_NAIVE]:.3f}",
     )

@@ -16,8 +16,24 @@ import pandas as pd
 import tensorflow as tf
 
 from flow_steps.constants import DATE_COLUMN, PRICE_COLUMN
-from flow_steps.evaluation import LSTM, backtest_ranges, baseline_forecasts, comparison, metrics_by_name
+from flow_steps.evaluation import (
+    LSTM,
+    NAIVE,
+    backtest_ranges,
+    baseline_forecasts,
+    comparison,
+    metrics_by_name,
+    statistical_peer_forecasts,
+)
 from flow_steps.features import ReturnScaler, holdout_size, make_windows, model_inputs, next_log_returns
+from flow_steps.intervals import (
+    FEW_CALIBRATION_DAYS,
+    Interval,
+    calibrate,
+    constant_intervals,
+    ewma_volatility,
+    scaled_intervals,
+)
 from flow_steps.parameters import TrainParams
 from flow_steps.served_model import predict_next_closes
 
@@ -162,8 +178,26 @@ class SplitEvaluation:
     dates: pd.Series
     actual: np.ndarray
     forecasts: dict[str, np.ndarray]  # model name -> forecast of each test day
+    intervals: dict[str, dict[int, Interval]]  # model name -> level -> interval of each test day
+    multipliers: dict[int, float]  # the LSTM's calibrated multiplier of volatility, per level
     table: pd.DataFrame  # one row per model, every metric
-    metrics: dict[str, float]  # the table as MLflow metric names
+    metrics: dict[str, float]  # the table as MLflow metric names, and seconds to fit the peers
+
+
+def calibrate_on_validation(lstm: FittedLstm, training_closes: np.ndarray, window: int) -> dict[int, float]:
+    """The LSTM's interval multipliers, from its errors on the validation windows (after the fit windows,
+    before the test days) scaled by the volatility known before each validation day."""
+    windows, targets = make_windows(training_closes, window)
+    n_validation = lstm.n_validation_samples
+    forecasts = predict_next_closes(lstm.keras_model, windows[-n_validation:], lstm.scaler)
+    sigma = ewma_volatility(training_closes)[len(training_closes) - n_validation : len(training_closes)]
+    if n_validation < FEW_CALIBRATION_DAYS:
+        logger.warning(
+            "Prediction intervals are calibrated on only %d validation days: the 95%% interval may be "
+            "too narrow; use a longer price history or a larger validation_fraction",
+            n_validation,
+        )
+    return calibrate(targets[-n_validation:], forecasts, sigma)
 
 
 def evaluate_split(
@@ -186,18 +220,32 @@ def evaluate_split(
         callbacks=callbacks,
     )
     windows, _ = make_windows(closes, params.window)
+    peers = statistical_peer_forecasts(closes, n_test)
     forecasts = {
         LSTM: predict_next_closes(lstm.keras_model, windows[-n_test:], lstm.scaler),
         **baseline_forecasts(closes, n_test, params.window, params.ma_window, params.knn_neighbors),
+        **peers.forecasts,
     }
-    table = comparison(closes, forecasts)
+    multipliers = calibrate_on_validation(lstm, closes[:-n_test], params.window)
+    test_sigma = ewma_volatility(closes)[len(closes) - n_test : len(closes)]
+    intervals = {
+        LSTM: scaled_intervals(forecasts[LSTM], test_sigma, multipliers),
+        NAIVE: constant_intervals(closes[-n_test - 1 : -1], closes[:-n_test]),
+        **peers.intervals,
+    }
+    table = comparison(closes, forecasts, intervals)
+    metrics = metrics_by_name(table, closes[-n_test - 1 : -1], closes[-n_test:])
+    metrics.update({f"{name}_fit_seconds": seconds for name, seconds in peers.seconds.items()})
+    metrics.update({f"interval_multiplier_{level}": value for level, value in multipliers.items()})
     return SplitEvaluation(
         lstm=lstm,
         dates=prices[DATE_COLUMN].iloc[-n_test:].reset_index(drop=True),
         actual=closes[-n_test:],
         forecasts=forecasts,
+        intervals=intervals,
+        multipliers=multipliers,
         table=table,
-        metrics=metrics_by_name(table, closes[-n_test - 1 : -1], closes[-n_test:]),
+        metrics=metrics,
     )
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from data_analysis.run_notebook import NOTEBOOK, drop_runtime_noise, execute
-from flow_steps.evaluation import BASELINES, LSTM
+from flow_steps.evaluation import BASELINES, LSTM, STATISTICAL_PEERS
 from flow_steps.features import holdout_size
 from flow_steps.ingest import load_prices
 from flow_steps.parameters import TrainParams
@@ -43,8 +43,9 @@ def test_notebook_runs_without_errors_and_compares_every_approach(executed):
     images = [output for output in outputs if "image/png" in output.get("data", {})]
     assert len(images) >= 5  # history, returns, approaches, LSTM vs naive, leakage
     table = comparison_table(executed)
-    assert table["model"].tolist() == [LSTM, *BASELINES]
+    assert table["model"].tolist() == [LSTM, *BASELINES, *STATISTICAL_PEERS]
     assert set(table.columns) >= {"rmse", "mae", "mape", "mase", "directional_accuracy", "rmse_vs_naive"}
+    assert set(table.columns) >= {"coverage_80", "interval_score_80", "coverage_95", "interval_score_95"}
 
 
 def test_notebook_numbers_agree_with_the_pipeline_on_the_same_split(executed):
@@ -52,7 +53,7 @@ def test_notebook_numbers_agree_with_the_pipeline_on_the_same_split(executed):
     params = replace(TrainParams(), epochs=FAST_EPOCHS)
     pipeline = evaluate_split(prices, holdout_size(len(prices), params.test_fraction), params).table
     notebook = comparison_table(executed)
-    for model in ("naive", "moving_average", "linear_regression", "knn"):
+    for model in ("naive", "moving_average", "linear_regression", "knn", *STATISTICAL_PEERS):
         expected = pipeline.set_index("model").loc[model, "rmse"]
         assert notebook.set_index("model").loc[model, "rmse"] == pytest.approx(expected, rel=1e-12)
     assert notebook.set_index("model").loc[LSTM, "rmse"] == pytest.approx(

@@ -31,8 +31,9 @@ from flow_steps.constants import (
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
 )
-from flow_steps.evaluation import BASELINES
+from flow_steps.evaluation import BASELINES, STATISTICAL_PEERS
 from flow_steps.ingest import read_prepared
+from flow_steps.intervals import INTERVAL_COLUMNS
 from flow_steps.lineage import code_version
 from flow_steps.register_model import holdout_days, score
 from tests.conftest import EXPERIMENT, FIXTURES, TINY_PARAMS, cli_options, python_main, run_command
@@ -117,9 +118,13 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     assert raw_input.dataset.digest and trained_on.dataset.digest != raw_input.dataset.digest
     assert train.data.params["window"] == "10"
     metrics = train.data.metrics
-    for prefix in ("", "naive_", "moving_average_", "linear_regression_", "knn_"):
+    for prefix in ("", "naive_", "moving_average_", "linear_regression_", "knn_", "autoarima_", "autoets_"):
         for name in ("rmse", "mae", "mape", "mase", "directional_accuracy"):
             assert f"{prefix}test_{name}" in metrics
+    for prefix in ("", "naive_", "autoets_"):  # intervals: the LSTM's, the constant baseline's, AutoETS's
+        for name in ("coverage_80", "coverage_95", "interval_score_80", "interval_score_95"):
+            assert f"{prefix}test_{name}" in metrics
+    assert metrics["autoarima_fit_seconds"] > 0 and metrics["train_seconds"] > 0
     assert metrics["test_rmse_vs_naive"] == pytest.approx(metrics["test_rmse"] / metrics["naive_test_rmse"])
     assert 0 <= metrics["test_up_share"] <= 1
     for name in ("train_loss", "val_loss"):
@@ -137,16 +142,26 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
         mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path=PREDICTIONS_PATH)
     )
     assert len(predictions) == train.data.metrics["n_test_days"] == 60
-    assert list(predictions.columns) == ["Date", "actual", "lstm", *BASELINES]
+    assert list(predictions.columns) == [
+        "Date",
+        "actual",
+        "lstm",
+        *BASELINES,
+        *STATISTICAL_PEERS,
+        *(f"lstm_{column}" for column in INTERVAL_COLUMNS),
+    ]
     table = pd.read_csv(
         mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path=METRICS_TABLE_PATH)
     )
-    assert table["model"].tolist() == ["lstm", *BASELINES]
+    assert table["model"].tolist() == ["lstm", *BASELINES, *STATISTICAL_PEERS]
     assert table.loc[table["model"] == "lstm", "rmse"].item() == pytest.approx(metrics["test_rmse"])
+    assert table.loc[table["model"] == "lstm", "coverage_80"].item() == pytest.approx(
+        metrics["test_coverage_80"]
+    )
     folds = pd.read_csv(
         mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path=BACKTEST_PATH)
     )
-    assert folds["fold"].tolist() == [0] * 5 + [1] * 5
+    assert folds["fold"].tolist() == [0] * 7 + [1] * 7
     plot = Path(
         mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path=FORECAST_PLOT_PATH)
     )
@@ -203,6 +218,8 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     assert later.min() > prices["Close"].max() * 1.5
     forecast = model.predict(pd.DataFrame({"Close": later.to_numpy()}))
     assert forecast["forecast_close"].item() == pytest.approx(later.iloc[-1], rel=0.05)
+    assert forecast["lower_95"].item() < forecast["lower_80"].item() < forecast["forecast_close"].item()
+    assert forecast["forecast_close"].item() < forecast["upper_80"].item() < forecast["upper_95"].item()
 
     # Run again with --reuse-training (given alone): every step is reused, the registration too,
     # since that training run is already version 1; no step process is launched.

@@ -22,9 +22,11 @@ from flow_steps.evaluation import (
     naive_forecast,
     naive_mae_scale,
     rmse,
+    statistical_peer_forecasts,
     up_share,
     window_regression_forecast,
 )
+from flow_steps.intervals import constant_intervals, coverage, interval_score
 
 CLOSES = np.array([10.0, 11, 13, 12, 15])  # test days: the last two, 12 and 15
 
@@ -108,8 +110,42 @@ def test_comparison_has_a_row_per_model_and_names_its_metrics():
         "test_up_share",
     } <= metrics.keys()
     assert "naive_test_rmse_vs_naive" not in metrics
+    assert not [name for name in metrics if "coverage" in name]  # no intervals given, none named
     assert metrics["test_rmse_vs_naive"] == pytest.approx(metrics["test_rmse"] / metrics["naive_test_rmse"])
     assert isinstance(table, pd.DataFrame)
+
+
+def test_comparison_scores_the_intervals_it_is_given():
+    rng = np.random.default_rng(2)
+    closes = 20 * np.exp(np.cumsum(rng.normal(0, 0.01, 80)))
+    naive = naive_forecast(closes, 20)
+    intervals = {"naive": constant_intervals(closes[-21:-1], closes[:-20])}
+    table = comparison(closes, {"lstm": naive * 1.001, "naive": naive}, intervals).set_index("model")
+    assert table.loc["naive", "coverage_80"] == coverage(closes[-20:], intervals["naive"][80])
+    assert table.loc["naive", "interval_score_95"] == interval_score(closes[-20:], intervals["naive"][95], 95)
+    assert np.isnan(table.loc["lstm", "coverage_80"])
+    metrics = metrics_by_name(table.reset_index(), closes[-21:-1], closes[-20:])
+    assert {"naive_test_coverage_80", "naive_test_interval_score_95"} <= metrics.keys()
+    assert "test_coverage_80" not in metrics
+
+
+def test_statistical_peers_forecast_each_test_day_from_the_days_before_only():
+    rng = np.random.default_rng(3)
+    closes = 40 * np.exp(np.cumsum(rng.normal(0, 0.01, 200)))
+    n_test = 20
+    original = statistical_peer_forecasts(closes, n_test)
+    changed = closes.copy()
+    changed[-10:] *= 1.5  # the last ten test days change
+    shocked = statistical_peer_forecasts(changed, n_test)
+    for name in ("autoarima", "autoets"):
+        assert len(original.forecasts[name]) == n_test
+        np.testing.assert_allclose(shocked.forecasts[name][:11], original.forecasts[name][:11], rtol=1e-9)
+        assert not np.allclose(shocked.forecasts[name][11:], original.forecasts[name][11:])
+        for level in (80, 95):
+            interval = original.intervals[name][level]
+            assert np.all(interval.lower < original.forecasts[name])
+            assert np.all(original.forecasts[name] < interval.upper)
+        assert original.seconds[name] > 0
 
 
 def test_mismatched_or_empty_inputs_are_refused():

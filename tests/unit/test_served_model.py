@@ -8,6 +8,7 @@ from mlflow.exceptions import MlflowException
 from flow_steps.constants import DAYS_AHEAD_COLUMN, FORECAST_COLUMN, MAX_HORIZON
 from flow_steps.errors import DataValidationError
 from flow_steps.features import ReturnScaler
+from flow_steps.intervals import INTERVAL_COLUMNS, latest_volatility
 from flow_steps.served_model import LstmPriceForecaster, predict_next_closes
 from flow_steps.training import build_lstm
 
@@ -35,7 +36,7 @@ def test_forecasts_scale_with_the_price_level(tiny_lstm):
 
 @pytest.fixture
 def forecaster(tiny_lstm) -> LstmPriceForecaster:
-    model = LstmPriceForecaster(window=5, return_scale=0.02)
+    model = LstmPriceForecaster(window=5, return_scale=0.02, multipliers={80: 1.3, 95: 2.0})
     model._keras_model = tiny_lstm  # what load_context does with the logged artifact
     return model
 
@@ -44,7 +45,7 @@ def test_pyfunc_predicts_from_the_last_window(tiny_lstm, forecaster):
     closes = pd.DataFrame({"Close": [1.0, 2, 10.0, 10.5, 10.2, 10.8, 11.0]})
     answer = forecaster.predict(None, closes)
     expected = predict_next_closes(tiny_lstm, closes["Close"].to_numpy()[None, -5:], ReturnScaler(0.02))
-    assert list(answer.columns) == [DAYS_AHEAD_COLUMN, FORECAST_COLUMN]
+    assert list(answer.columns) == [DAYS_AHEAD_COLUMN, FORECAST_COLUMN, *INTERVAL_COLUMNS]
     assert answer[DAYS_AHEAD_COLUMN].tolist() == [1]
     np.testing.assert_allclose(answer[FORECAST_COLUMN], expected)
 
@@ -60,6 +61,26 @@ def test_horizon_feeds_each_forecast_back_as_the_newest_close(tiny_lstm, forecas
         history.append(step)
     single = forecaster.predict(None, pd.DataFrame({"Close": closes}))
     np.testing.assert_allclose(single[FORECAST_COLUMN], answer[FORECAST_COLUMN][:1], rtol=1e-6)
+
+
+def test_intervals_scale_with_the_requests_volatility_and_widen_with_the_horizon(forecaster):
+    calm = 100 * np.exp(np.cumsum(np.tile([0.004, -0.003], 20)))
+    stormy = 100 * np.exp(np.cumsum(np.tile([0.04, -0.03], 20)))
+    answers = {
+        name: forecaster.predict(None, pd.DataFrame({"Close": closes}), params={"horizon": 4})
+        for name, closes in (("calm", calm), ("stormy", stormy))
+    }
+    for name, closes in (("calm", calm), ("stormy", stormy)):
+        answer = answers[name]
+        sigma = latest_volatility(closes)
+        for level, multiplier in ((80, 1.3), (95, 2.0)):
+            half_widths = np.log(answer[f"upper_{level}"] / answer[FORECAST_COLUMN])
+            np.testing.assert_allclose(half_widths, multiplier * sigma * np.sqrt([1, 2, 3, 4]), rtol=1e-9)
+            np.testing.assert_allclose(
+                np.log(answer[FORECAST_COLUMN] / answer[f"lower_{level}"]), half_widths, rtol=1e-9
+            )
+    calm_width = answers["calm"]["upper_80"] / answers["calm"]["lower_80"]
+    assert np.all(answers["stormy"]["upper_80"] / answers["stormy"]["lower_80"] > calm_width)
 
 
 def test_one_step_forecasts_score_each_day_from_the_days_before(tiny_lstm, forecaster):

@@ -5,7 +5,14 @@ import pandas as pd
 import pytest
 
 from flow_steps.errors import PipelineError
-from flow_steps.evaluation import BASELINES, LSTM, backtest_ranges, backtest_summary
+from flow_steps.evaluation import (
+    BASELINES,
+    LSTM,
+    NAIVE,
+    STATISTICAL_PEERS,
+    backtest_ranges,
+    backtest_summary,
+)
 from flow_steps.parameters import TrainParams, check_train_params
 from flow_steps.training import evaluate_split, walk_forward
 
@@ -21,11 +28,21 @@ def random_walk(n_rows: int, seed: int = 0) -> pd.DataFrame:
 def test_split_scores_the_lstm_and_every_baseline_on_the_same_days():
     prices = random_walk(150)
     split = evaluate_split(prices, 30, TINY)
-    assert list(split.forecasts) == [LSTM, *BASELINES]
+    assert list(split.forecasts) == [LSTM, *BASELINES, *STATISTICAL_PEERS]
     assert all(len(values) == 30 for values in split.forecasts.values())
     np.testing.assert_array_equal(split.actual, prices["Close"].to_numpy()[-30:])
     assert split.dates.iloc[0] == prices["Date"].iloc[-30]
-    assert split.table["model"].tolist() == [LSTM, *BASELINES]
+    assert split.table["model"].tolist() == [LSTM, *BASELINES, *STATISTICAL_PEERS]
+    # intervals for the LSTM, the naive baseline and statsforecast's peers, scored at 80% and 95%
+    assert set(split.intervals) == {LSTM, NAIVE, *STATISTICAL_PEERS}
+    for prefix in ("", "naive_", "autoarima_", "autoets_"):
+        for level in (80, 95):
+            assert 0 <= split.metrics[f"{prefix}test_coverage_{level}"] <= 1
+            assert split.metrics[f"{prefix}test_interval_score_{level}"] > 0
+    assert {"autoarima_fit_seconds", "autoets_fit_seconds"} <= split.metrics.keys()
+    lstm_80, lstm_95 = split.intervals[LSTM][80], split.intervals[LSTM][95]
+    assert np.all(lstm_95.lower < lstm_80.lower) and np.all(lstm_80.lower < split.forecasts[LSTM])
+    assert np.all(split.forecasts[LSTM] < lstm_80.upper) and np.all(lstm_80.upper < lstm_95.upper)
     history = split.lstm.history
     assert set(history) >= {"loss", "val_loss"} and 1 <= len(history["loss"]) <= TINY.epochs
     # the validation slice is the latest tenth of the training windows
@@ -50,6 +67,22 @@ def test_lstm_never_sees_a_test_day_price_before_forecasting_it():
     assert not np.allclose(changed[8:], original[8:])
 
 
+def test_interval_calibration_uses_no_test_day_price():
+    prices = random_walk(150)
+    n_test = 30
+    original = evaluate_split(prices, n_test, TINY)
+    shocked = prices.copy()
+    shocked.loc[len(prices) - n_test :, "Close"] *= np.exp(np.linspace(0.0, 0.5, n_test))  # a new trend
+    changed = evaluate_split(shocked, n_test, TINY)
+    assert changed.multipliers == original.multipliers
+    # the first test day's interval rests on earlier closes only; later ones follow the new volatility
+    for level in (80, 95):
+        assert changed.intervals[LSTM][level].lower[0] == pytest.approx(
+            original.intervals[LSTM][level].lower[0]
+        )
+    assert changed.metrics["test_coverage_80"] != original.metrics["test_coverage_80"]
+
+
 def test_backtest_cuts_the_test_period_into_consecutive_folds():
     assert backtest_ranges(100, 20, 4) == [(80, 85), (85, 90), (90, 95), (95, 100)]
     assert backtest_ranges(100, 21, 2) == [(79, 90), (90, 100)]
@@ -65,7 +98,7 @@ def test_walk_forward_refits_before_each_fold_and_averages_the_folds():
     assert folds[0].dates.iloc[0] == prices["Date"].iloc[120]
     assert folds[1].dates.iloc[0] == prices["Date"].iloc[140]
     table, means = backtest_summary([fold.table for fold in folds], [fold.metrics for fold in folds])
-    assert table["fold"].tolist() == [0] * 5 + [1] * 5
+    assert table["fold"].tolist() == [0] * 7 + [1] * 7  # the LSTM, 4 baselines, 2 statistical peers
     assert means["backtest_test_rmse_vs_naive"] == pytest.approx(
         np.mean([fold.metrics["test_rmse_vs_naive"] for fold in folds])
     )
