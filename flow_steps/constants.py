@@ -101,6 +101,7 @@ HEADLINE_METRICS = (
 # answer row per business day ahead.
 DAYS_AHEAD_COLUMN = "days_ahead"
 FORECAST_COLUMN = "forecast_close"
+ROWS_OUT_METRIC = "rows_out"  # transform_data: rows of prepared prices
 HORIZON_PARAM = "horizon"
 MAX_HORIZON = 260  # about a year of business days; recursive forecasts beyond that are noise
 

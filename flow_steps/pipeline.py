@@ -27,6 +27,7 @@ from flow_steps.constants import (
     MAIN_ENTRY_POINT,
     MODEL_NAME,
     REGISTER_STEP,
+    ROWS_OUT_METRIC,
     SAMPLE_SOURCE,
     TAG_CHAMPION_VERSION,
     TAG_CHILD_RUN_PREFIX,
@@ -47,6 +48,7 @@ from flow_steps.constants import (
     registered_model_name,
 )
 from flow_steps.errors import PipelineError
+from flow_steps.features import check_enough_rows
 from flow_steps.interruption import KILLED, close_orphaned_runs, this_process
 from flow_steps.lineage import PROJECT_ROOT, code_version, sha256_bytes
 from flow_steps.masking import one_line
@@ -319,6 +321,9 @@ def _run_steps(steps: StepRunner, params: dict[str, str], reuse_training: bool) 
         {},
     )
     stock_data = f"{transform.info.artifact_uri}/{TRANSFORMED_DATA_PATH}"
+    if ROWS_OUT_METRIC in transform.data.metrics:  # too short: refused here, before TensorFlow starts
+        rows = int(transform.data.metrics[ROWS_OUT_METRIC])
+        check_enough_rows(rows, int(params["window"]), float(params["test_fraction"]))
     train = steps.run(
         TRAIN_STEP,
         {"stock_data": stock_data, **_values(TRAIN_PARAMS, params)},

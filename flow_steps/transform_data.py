@@ -12,6 +12,7 @@ import pandas as pd
 
 from flow_steps.constants import (
     DATE_COLUMN,
+    ROWS_OUT_METRIC,
     TAG_PRICE_COLUMN,
     TAG_SOURCE_NEWEST_FIRST,
     TAG_TICKER,
@@ -38,7 +39,7 @@ def transform(dataset_stock_csv: str, max_row_limit: int, checks: PriceChecks) -
     mlflow.log_metrics(
         {
             "rows_in": report.rows_in,
-            "rows_out": report.rows_out,
+            ROWS_OUT_METRIC: report.rows_out,
             "missing_rows_dropped": report.missing_dropped,
             "duplicate_rows_dropped": report.duplicates_dropped,
             "limit_rows_dropped": report.limit_dropped,

@@ -8,7 +8,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from flow_steps import download_raw_data
+from flow_steps import download_raw_data, train_model
 from flow_steps.constants import DOWNLOAD_STEP, TAG_ERROR, TRAIN_STEP, TRANSFORM_STEP
 from main import cli as main_cli
 from tests.conftest import EXPERIMENT, TINY_PARAMS, cli_options, python_main, run_command
@@ -121,19 +121,31 @@ def test_http_failure_fails_the_pipeline_and_its_parent(tracking, earlier_run, p
     assert_untouched(tracking, earlier_run)
 
 
+SHORT_MESSAGE = "56 rows of prices, but window=60 and test_fraction=0.2 need at least"
+
+
 def test_too_few_rows_fail_before_training_and_say_what_to_change(tracking):
     path = tracking.folder / "short.csv"
     path.write_text("Date,Close\n" + GOOD_ROWS + "\n")  # 56 rows
     result = python_main(tracking, "--data-source", str(path), "--window", "60")
 
     assert result.returncode == 1
-    message = "56 rows of prices, but window=60 and test_fraction=0.2 need at least"
-    assert message in result.stderr.splitlines()[-1]
-    [train] = tracking.runs_of(TRAIN_STEP)
-    assert train.info.status == "FAILED" and "lower window, raise max_row_limit" in train.data.tags[TAG_ERROR]
-    assert "test_rmse" not in train.data.metrics
+    assert SHORT_MESSAGE in result.stderr.splitlines()[-1]
+    assert "lower window, raise max_row_limit" in result.stderr.splitlines()[-1]
+    assert tracking.runs_of(TRAIN_STEP) == []  # refused by the driver before the step starts
     [parent] = tracking.parents()
-    assert parent.info.status == "FAILED"
+    assert parent.info.status == "FAILED" and SHORT_MESSAGE in parent.data.tags[TAG_ERROR]
+
+
+def test_the_train_step_alone_refuses_too_few_rows_the_same_way(tracking, in_process):
+    path = tracking.folder / "short.csv"
+    path.write_text("Date,Close\n" + GOOD_ROWS + "\n")
+    result = in_process.invoke(train_model.cli, ["--stock-data", str(path), "--window", "60"])
+
+    assert result.exit_code == 1
+    [train] = tracking.runs_of_name(TRAIN_STEP)
+    assert train.info.status == "FAILED" and SHORT_MESSAGE in train.data.tags[TAG_ERROR]
+    assert "test_rmse" not in train.data.metrics
 
 
 @pytest.mark.parametrize(
