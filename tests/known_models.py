@@ -28,6 +28,7 @@ from flow_steps.training import FittedLstm, build_lstm
 WINDOW = 10
 RETURN_SCALE = 0.02
 WORSE, BETTER = 0.5, 0.0
+MULTIPLIERS = {80: 1.28, 95: 1.96}  # interval multipliers of volatility (the normal quantiles)
 
 
 @dataclass
@@ -62,7 +63,7 @@ def log_known_model(stock_data: str, scaled_return: float, as_trained: bool = Fa
     with mlflow.start_run(run_name=TRAIN_STEP) as run:
         mlflow.set_tag("code_version", code_version())
         mlflow.log_params({"stock_data": stock_data, "window": WINDOW, "test_fraction": 0.2})
-        model_id = train_model.log_model(constant_return_model(scaled_return), prices, WINDOW)
+        model_id = train_model.log_model(constant_return_model(scaled_return), MULTIPLIERS, prices, WINDOW)
         scores = {"test_rmse": expected, "naive_test_rmse": rmse(days.actual, previous)}
         mlflow.log_metrics(scores, model_id=model_id)  # as train_model logs them: on the run and its model
         if as_trained:
