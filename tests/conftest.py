@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -142,7 +143,9 @@ def invoke_step(command, *args: str) -> str:
 
     result = CliRunner().invoke(command, list(args))
     assert result.exit_code == 0, result.output
-    return result.stdout.strip().splitlines()[-1].split(": ", 1)[1]
+    # MLflow prints "View run ... at: <url>" lines too when the store is a tracking server.
+    [*_, output] = re.findall(r"^\w+ run [0-9a-f]+: (\S+)$", result.stdout, flags=re.MULTILINE)
+    return output
 
 
 def cli_options(params: dict[str, str]) -> list[str]:

@@ -1,8 +1,10 @@
 """Team mode: the pipeline against a real `mlflow server` on a real PostgreSQL, with logins and permissions.
 
-One cluster and one server (deploy/team_server.py) for the module, started and stopped here. Users:
-alice may write runs and manage the model she registers; bob may only read; carol may write runs in the
-experiment but only read the registered model.
+Two teams, each a cluster and a server (deploy/team_server.py) started and stopped here, so that the two
+halves of the file run on two test workers at once: `team` runs the pipeline, restarts and serves;
+`access_team` checks logins, permissions and the registry's gating. Users: alice may write runs and
+manage the model she registers; bob may only read; carol may write runs in the experiment but only read
+the registered model.
 """
 
 from __future__ import annotations
@@ -22,22 +24,19 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from flow_steps.constants import (
-    DOWNLOAD_STEP,
-    REGISTER_STEP,
-    TRAIN_STEP,
-    TRANSFORM_STEP,
-    TRANSFORMED_DATA_PATH,
-)
+from flow_steps import download_raw_data, transform_data
+from flow_steps.constants import DOWNLOAD_STEP, REGISTER_STEP, TRAIN_STEP, TRANSFORM_STEP
 from flow_steps.ingest import load_prices
 from flow_steps.serving import free_port, invocation_payload, served_model
 from flow_steps.sources import fetch_raw_prices
-from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options, run_command
+from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options, invoke_step, run_command
 from tests.known_models import BETTER, WORSE, register
 from tests.team_server import ADMIN, DB_PASSWORD, PostgresCluster, TeamServer
 
-# One worker for the whole file: its module-scoped fixture is set up once.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_team_server")]
+pytestmark = pytest.mark.integration
+# Each team's tests on one worker, so that its module-scoped server starts once.
+PIPELINE_GROUP = pytest.mark.xdist_group("test_team_server_pipeline")
+ACCESS_GROUP = pytest.mark.xdist_group("test_team_server_access")
 
 EXPERIMENT = "team-tests"
 MODEL = "stock-MSFT-lstm"
@@ -47,9 +46,9 @@ USERS = {"alice": "alice-pw-5e1b-0d8c", "bob": "bob-pw-9c3d-7e21", "carol": "car
 PARAMS = {**TINY_PARAMS, "register_model": "true"}
 
 
-@pytest.fixture(scope="module")
-def team():
-    """The cluster, the server and its users; everything stopped at the end, also on failure."""
+@contextmanager
+def started_team() -> Iterator[TeamServer]:
+    """A cluster, a server and its users; everything stopped at the end, also on failure."""
     folder = Path(tempfile.mkdtemp(prefix="team-server-"))
     (folder / "artifacts").mkdir()
     cluster = PostgresCluster()
@@ -70,6 +69,18 @@ def team():
     finally:
         server.stop()
         cluster.remove()
+
+
+@pytest.fixture(scope="module")
+def team() -> Iterator[TeamServer]:
+    with started_team() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def access_team() -> Iterator[TeamServer]:
+    with started_team() as server:
+        yield server
 
 
 def env_for(server: TeamServer, user: str | None = None, password: str | None = None) -> dict[str, str]:
@@ -116,12 +127,15 @@ def test_a_tracking_server_that_is_down_fails_fast_in_one_line(tmp_path):
     assert_one_line_failure(step, f"MLFLOW_TRACKING_URI={url}")
 
 
+@ACCESS_GROUP
 @pytest.mark.parametrize(("user", "password"), [(None, None), ("alice", "wrong-password")])
-def test_missing_or_wrong_credentials_are_refused_and_nothing_is_written(team, monkeypatch, user, password):
-    before = len(all_runs(admin_client(team, monkeypatch)))
-    result = main_py(env_for(team, user, password))
+def test_missing_or_wrong_credentials_are_refused_and_nothing_is_written(
+    access_team, monkeypatch, user, password
+):
+    before = len(all_runs(admin_client(access_team, monkeypatch)))
+    result = main_py(env_for(access_team, user, password))
     assert_one_line_failure(result, "(401)", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-    assert len(all_runs(admin_client(team, monkeypatch))) == before
+    assert len(all_runs(admin_client(access_team, monkeypatch))) == before
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +173,7 @@ def children_of(client: MlflowClient, parent_run_id: str) -> dict[str, Run]:
     }
 
 
+@PIPELINE_GROUP
 def test_the_pipeline_runs_through_the_server_with_proxied_artifacts(team, first_pipeline):
     client = MlflowClient(team.url)
     with admin_login():
@@ -174,6 +189,7 @@ def test_the_pipeline_runs_through_the_server_with_proxied_artifacts(team, first
         assert children[REGISTER_STEP].data.tags["promotion"] == "first_version"
 
 
+@PIPELINE_GROUP
 def test_restarts_lose_nothing_and_two_pipelines_started_together_reuse_the_first_ones_data(
     team, first_pipeline
 ):
@@ -222,41 +238,60 @@ def test_restarts_lose_nothing_and_two_pipelines_started_together_reuse_the_firs
             assert train.info.status == "FINISHED"
 
 
-def test_a_better_and_a_worse_challenger_are_gated_as_on_sqlite(team, first_pipeline):
-    client = MlflowClient(team.url)
-    with login("alice", USERS["alice"]), pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", team.url)
+@contextmanager
+def as_user(server: TeamServer, user: str) -> Iterator[MlflowClient]:
+    """This process's MLflow works on `server` as `user`, in the team's experiment, while open."""
+    with login(user, USERS[user]), pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", server.url)
         patch.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
         patch.delenv("MLFLOW_RUN_ID", raising=False)
         previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(team.url)
+        mlflow.set_tracking_uri(server.url)
         try:
             mlflow.set_experiment(EXPERIMENT)
-            transform = children_of(client, first_pipeline)[TRANSFORM_STEP]
-            stock_data = mlflow.artifacts.download_artifacts(
-                f"{transform.info.artifact_uri}/{TRANSFORMED_DATA_PATH}"
-            )
-            worse, better, worse_again = (
-                register(client, stock_data, scaled_return, GATED_MODEL)
-                for scaled_return in (WORSE, BETTER, WORSE)
-            )
-            assert [worse.decision, better.decision, worse_again.decision] == [
-                "first_version",
-                "promoted",
-                "kept",
-            ]
-            assert better.register.data.metrics["challenger_test_rmse"] == pytest.approx(
-                better.expected_rmse, rel=1e-9
-            )
-            assert better.register.data.metrics["champion_test_rmse"] == pytest.approx(
-                worse.expected_rmse, rel=1e-9
-            )
-            assert client.get_model_version_by_alias(GATED_MODEL, "champion").version == "2"
-            assert client.get_model_version_by_alias(GATED_MODEL, "challenger").version == "3"
+            yield MlflowClient(server.url)
         finally:
             mlflow.set_tracking_uri(previous)
 
 
+@pytest.fixture(scope="module")
+def access_prices(access_team) -> str:
+    """Prepared prices logged through the access team's server by alice (the two steps in this
+    process), and a local copy of them; then alice registers a model of known RMSE as the pipeline's
+    model's champion, version 1."""
+    with as_user(access_team, "alice") as client:
+        raw = invoke_step(download_raw_data.cli)
+        prepared = invoke_step(
+            transform_data.cli, "--dataset-stock-csv", raw, "--max-row-limit", PARAMS["max_row_limit"]
+        )
+        stock_data = mlflow.artifacts.download_artifacts(prepared)
+        assert register(client, stock_data, BETTER, MODEL).decision == "first_version"
+    return stock_data
+
+
+@ACCESS_GROUP
+def test_a_better_and_a_worse_challenger_are_gated_as_on_sqlite(access_team, access_prices):
+    with as_user(access_team, "alice") as client:
+        worse, better, worse_again = (
+            register(client, access_prices, scaled_return, GATED_MODEL)
+            for scaled_return in (WORSE, BETTER, WORSE)
+        )
+        assert [worse.decision, better.decision, worse_again.decision] == [
+            "first_version",
+            "promoted",
+            "kept",
+        ]
+        assert better.register.data.metrics["challenger_test_rmse"] == pytest.approx(
+            better.expected_rmse, rel=1e-9
+        )
+        assert better.register.data.metrics["champion_test_rmse"] == pytest.approx(
+            worse.expected_rmse, rel=1e-9
+        )
+        assert client.get_model_version_by_alias(GATED_MODEL, "champion").version == "2"
+        assert client.get_model_version_by_alias(GATED_MODEL, "challenger").version == "3"
+
+
+@PIPELINE_GROUP
 def test_the_champion_forecasts_and_is_served_through_the_server(team, first_pipeline, tmp_path):
     env = env_for(team, "alice")
     output = tmp_path / "forecast.csv"
@@ -279,28 +314,30 @@ def written_closes() -> list[float]:
     return prices["Close"].tail(30).tolist()
 
 
-def test_a_read_only_user_writes_nothing(team, monkeypatch):
-    before = len(all_runs(admin_client(team, monkeypatch)))
-    result = main_py(env_for(team, "bob"))
+@ACCESS_GROUP
+def test_a_read_only_user_writes_nothing(access_team, monkeypatch):
+    before = len(all_runs(admin_client(access_team, monkeypatch)))
+    result = main_py(env_for(access_team, "bob"))
     assert_one_line_failure(
         result,
         "refused user 'bob' (403)",
         f"write runs to experiment '{EXPERIMENT}'",
         "needs EDIT permission",
     )
-    assert len(all_runs(admin_client(team, monkeypatch))) == before
+    assert len(all_runs(admin_client(access_team, monkeypatch))) == before
 
 
+@ACCESS_GROUP
 def test_a_user_who_may_write_runs_but_not_manage_the_model_trains_but_does_not_register(
-    team, first_pipeline
+    access_team, access_prices
 ):
-    team.grant("registered_model", MODEL, "carol", "READ")
-    client = MlflowClient(team.url)
+    access_team.grant("registered_model", MODEL, "carol", "READ")
+    client = MlflowClient(access_team.url)
     with admin_login():
         champion_before = client.get_model_version_by_alias(MODEL, "champion").version
         versions_before = len(client.search_model_versions(f"name = '{MODEL}'"))
         runs_before = {run.info.run_id for run in all_runs(client)}
-    result = main_py(env_for(team, "carol"))
+    result = main_py(env_for(access_team, "carol"))
     assert_one_line_failure(
         result,
         "refused user 'carol' (403)",
@@ -322,7 +359,12 @@ def test_a_user_who_may_write_runs_but_not_manage_the_model_trains_but_does_not_
         assert len(client.search_model_versions(f"name = '{MODEL}'")) == versions_before
 
 
-def test_passwords_never_reach_runs_artifacts_or_logs(team, monkeypatch):
+@pytest.mark.parametrize(
+    "team_fixture",
+    [pytest.param("team", marks=PIPELINE_GROUP), pytest.param("access_team", marks=ACCESS_GROUP)],
+)
+def test_passwords_never_reach_runs_artifacts_or_logs(team_fixture, request, monkeypatch):
+    team = request.getfixturevalue(team_fixture)
     secrets = [DB_PASSWORD, ADMIN[1], *USERS.values()]
     client = admin_client(team, monkeypatch)
     for run in all_runs(client):
