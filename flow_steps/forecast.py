@@ -35,6 +35,7 @@ from flow_steps.constants import (
 )
 from flow_steps.errors import PipelineError
 from flow_steps.ingest import load_prices
+from flow_steps.intervals import INTERVAL_COLUMNS, LEVELS, lower_column, upper_column
 from flow_steps.masking import one_line
 from flow_steps.parameters import PriceChecks, options
 from flow_steps.sources import (
@@ -51,16 +52,26 @@ logger = logging.getLogger(__name__)
 
 FORECAST_ARTIFACT = "forecast/forecast.csv"
 CHANGE_COLUMN = "change_pct"
+LAST_CLOSE_COLUMN = "last_close"
 ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
 
 
-def forecast_table(prices: pd.DataFrame, forecasts: pd.Series) -> pd.DataFrame:
-    """Dates (the business days after the last price), forecast closes and % change from the last close."""
+def forecast_table(prices: pd.DataFrame, answer: pd.DataFrame) -> pd.DataFrame:
+    """Dates (the business days after the last price), forecast closes, % change from the last close,
+    the prediction intervals the model gave, and the last close they start from (what monitoring
+    compares the naive forecast with)."""
     last_date, last_close = prices[DATE_COLUMN].iloc[-1], float(prices[PRICE_COLUMN].iloc[-1])
-    dates = pd.bdate_range(last_date + pd.offsets.BDay(1), periods=len(forecasts))
-    values = forecasts.to_numpy(dtype=float)
+    dates = pd.bdate_range(last_date + pd.offsets.BDay(1), periods=len(answer))
+    values = answer[FORECAST_COLUMN].to_numpy(dtype=float)
+    bounds = {column: answer[column].to_numpy(dtype=float) for column in INTERVAL_COLUMNS if column in answer}
     return pd.DataFrame(
-        {DATE_COLUMN: dates, FORECAST_COLUMN: values, CHANGE_COLUMN: 100 * (values / last_close - 1)}
+        {
+            DATE_COLUMN: dates,
+            FORECAST_COLUMN: values,
+            CHANGE_COLUMN: 100 * (values / last_close - 1),
+            **bounds,
+            LAST_CLOSE_COLUMN: last_close,
+        }
     )
 
 
@@ -111,18 +122,34 @@ def forecast(
         raise PipelineError(
             f"model '{model_uri}' refused the prices of {raw.resolved_source}: {error.message}"
         ) from error
-    return prices, forecast_table(prices, answer[FORECAST_COLUMN])
+    return prices, forecast_table(prices, answer)
+
+
+def _intervals(row: pd.Series) -> str:
+    """`  [lower_80, upper_80]  [lower_95, upper_95]`, or nothing for a model without intervals."""
+    if lower_column(LEVELS[0]) not in row:
+        return ""
+    return "".join(
+        f"  {f'[{row[lower_column(level)]:.2f}, {row[upper_column(level)]:.2f}]':>18}" for level in LEVELS
+    )
+
+
+def _interval_heading(table: pd.DataFrame) -> str:
+    if lower_column(LEVELS[0]) not in table:
+        return ""
+    return "".join(f"  {f'{level}% interval':>18}" for level in LEVELS)
 
 
 def render(prices: pd.DataFrame, table: pd.DataFrame, model_uri: str) -> str:
-    """The table as people read it: last known close, then one line per forecast day."""
+    """The table as people read it: last known close, then one line per forecast day with its intervals."""
     last_date, last_close = prices[DATE_COLUMN].iloc[-1], float(prices[PRICE_COLUMN].iloc[-1])
     lines = [
         f"Model {model_uri}; last close {last_close:.2f} on {last_date:%Y-%m-%d}",
-        f"{'date':<12}{'forecast':>10}{'change':>9}",
+        f"{'date':<12}{'forecast':>10}{'change':>9}{_interval_heading(table)}",
     ]
     lines += [
         f"{row[DATE_COLUMN]:%Y-%m-%d}  {row[FORECAST_COLUMN]:>10.2f}{row[CHANGE_COLUMN]:>+8.2f}%"
+        + _intervals(row)
         for _, row in table.iterrows()
     ]
     return "\n".join(lines)
@@ -154,21 +181,23 @@ def forecast_tickers(
             failures.append(f"{ticker}: {one_line(error)}")
             continue
         tables.append(table.assign(**{TICKER_COLUMN: ticker, VERSION_COLUMN: version}))
-    columns = [TICKER_COLUMN, VERSION_COLUMN, DATE_COLUMN, FORECAST_COLUMN, CHANGE_COLUMN]
-    return (
-        pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
-    ), failures
+    if not tables:
+        columns = [TICKER_COLUMN, VERSION_COLUMN, DATE_COLUMN, FORECAST_COLUMN, CHANGE_COLUMN]
+        return pd.DataFrame(columns=columns), failures
+    table = pd.concat(tables, ignore_index=True)
+    first = [TICKER_COLUMN, VERSION_COLUMN]
+    return table[first + [column for column in table.columns if column not in first]], failures
 
 
 def render_many(table: pd.DataFrame, model: str) -> str:
     """The batch table as people read it: one line per ticker and day."""
     lines = [
         f"{model} of each ticker",
-        f"{'ticker':<8}{'version':>8}  {'date':<12}{'forecast':>10}{'change':>9}",
+        f"{'ticker':<8}{'version':>8}  {'date':<12}{'forecast':>10}{'change':>9}{_interval_heading(table)}",
     ]
     lines += [
         f"{row[TICKER_COLUMN]:<8}{row[VERSION_COLUMN]:>8}  {row[DATE_COLUMN]:%Y-%m-%d}  "
-        f"{row[FORECAST_COLUMN]:>10.2f}{row[CHANGE_COLUMN]:>+8.2f}%"
+        f"{row[FORECAST_COLUMN]:>10.2f}{row[CHANGE_COLUMN]:>+8.2f}%{_intervals(row)}"
         for _, row in table.iterrows()
     ]
     return "\n".join(lines)

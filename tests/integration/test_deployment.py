@@ -25,6 +25,7 @@ from flow_steps.constants import (
     TRANSFORMED_DATA_PATH,
 )
 from flow_steps.ingest import load_prices, read_prepared
+from flow_steps.intervals import INTERVAL_COLUMNS
 from flow_steps.register_model import holdout_days
 from flow_steps.serving import invocation_payload, served_model
 from flow_steps.sources import fetch_raw_prices
@@ -202,6 +203,12 @@ def test_the_served_champion_answers_like_the_loaded_model(registry, server, lat
     assert served["days_ahead"].tolist() == [1, 2, 3, 4, 5]
     np.testing.assert_allclose(served["forecast_close"], expected["forecast_close"], rtol=1e-6)
     assert served["forecast_close"].iloc[0] == pytest.approx(row["forecast_close"], rel=1e-9)
+    # The 80% and 95% intervals travel with the forecast, widening with the days ahead.
+    for column in INTERVAL_COLUMNS:
+        np.testing.assert_allclose(served[column], expected[column], rtol=1e-6)
+    assert (served["lower_95"] < served["lower_80"]).all() and (served["upper_80"] < served["upper_95"]).all()
+    assert served["lower_80"].iloc[0] < served["forecast_close"].iloc[0] < served["upper_80"].iloc[0]
+    assert np.all(np.diff(np.log(served["upper_80"] / served["lower_80"])) > 0)
 
 
 def _frame(values: list) -> dict:
@@ -281,6 +288,11 @@ def test_forecast_entry_point_prints_and_writes_business_day_forecasts(registry,
     assert f"Model {CHAMPION}; last close {last_close:.2f} on 2013-03-01" in result.stdout
     for date, value in zip(written["Date"], written["forecast_close"], strict=True):
         assert f"{date}  {value:>10.2f}" in result.stdout
+    for column in INTERVAL_COLUMNS:
+        np.testing.assert_allclose(written[column], expected[column], rtol=1e-6)
+    first = written.iloc[0]
+    assert f"[{first['lower_80']:.2f}, {first['upper_80']:.2f}]" in result.stdout
+    assert (written["last_close"] == last_close).all()
 
     [run] = tracking.runs_of(FORECAST_ENTRY_POINT)
     assert run.info.status == "FINISHED" and run.data.params["model"] == "champion"

@@ -42,13 +42,37 @@ def test_only_runs_uris_of_a_training_run_are_registered():
 
 def test_forecast_dates_are_the_business_days_after_the_last_price():
     prices = pd.DataFrame({"Date": pd.to_datetime(["2024-05-30", "2024-05-31"]), "Close": [100.0, 110.0]})
-    table = forecast_table(prices, pd.Series([121.0, 99.0, 110.0]))
+    answer = pd.DataFrame(
+        {
+            "days_ahead": [1, 2, 3],
+            "forecast_close": [121.0, 99.0, 110.0],
+            "lower_80": [115.0, 90.0, 99.0],
+            "upper_80": [127.0, 108.0, 121.0],
+            "lower_95": [112.0, 85.0, 94.0],
+            "upper_95": [130.5, 113.0, 127.0],
+        }
+    )
+    table = forecast_table(prices, answer)
     # Friday 31 May -> Monday 3, Tuesday 4, Wednesday 5 June.
     assert table["Date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-06-03", "2024-06-04", "2024-06-05"]
     np.testing.assert_allclose(table["change_pct"], [10.0, -10.0, 0.0])
+    assert table.columns.tolist()[3:] == ["lower_80", "upper_80", "lower_95", "upper_95", "last_close"]
+    assert table["last_close"].tolist() == [110.0] * 3
     text = render(prices, table, "models:/m@champion")
     assert text.splitlines()[0] == "Model models:/m@champion; last close 110.00 on 2024-05-31"
-    assert text.splitlines()[2] == "2024-06-03      121.00  +10.00%"
+    assert text.splitlines()[1].split() == [
+        "date",
+        "forecast",
+        "change",
+        "80%",
+        "interval",
+        "95%",
+        "interval",
+    ]
+    assert text.splitlines()[2].split() == ["2024-06-03", "121.00", "+10.00%", "[115.00,", "127.00]"] + [
+        "[112.00,",
+        "130.50]",
+    ]
 
 
 def test_the_csv_is_replaced_whole(tmp_path):
