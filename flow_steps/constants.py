@@ -9,6 +9,7 @@ PIPELINE_STEPS = (DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP, REGISTER_STEP)
 MAIN_ENTRY_POINT = "main"
 FORECAST_ENTRY_POINT = "forecast"
 UNIVERSE_ENTRY_POINT = "universe"
+MONITOR_ENTRY_POINT = "monitor"
 TAG_UNIVERSE_RUN_ID = "universe_run_id"  # on each ticker's pipeline run, beside mlflow.parentRunId
 
 # The experiment `python main.py` logs to unless told otherwise, and the tag with which MLflow 3's UI
@@ -29,6 +30,7 @@ PREDICTIONS_PATH = "evaluation/predictions.csv"
 METRICS_TABLE_PATH = "evaluation/metrics.csv"
 FORECAST_PLOT_PATH = "evaluation/forecast.png"
 BACKTEST_PATH = "evaluation/backtest.csv"
+FORECAST_TABLE_PATH = "forecast/forecast.csv"  # on forecast runs; what monitor scores
 
 # Columns of the transformed data: the only columns train_model and the served model need.
 DATE_COLUMN = "Date"
@@ -102,6 +104,12 @@ HEADLINE_METRICS = (
 DAYS_AHEAD_COLUMN = "days_ahead"
 FORECAST_COLUMN = "forecast_close"
 ROWS_OUT_METRIC = "rows_out"  # transform_data: rows of prepared prices
+# The forecast table: besides the date and forecast, the last close it starts from (monitoring's naive
+# forecast) and, in a batch table, the registry version that answered for each ticker.
+LAST_CLOSE_COLUMN = "last_close"
+MODEL_VERSION_COLUMN = "model_version"
+# On forecast runs: the tickers forecast, as ",MSFT,AAPL," (monitor finds a ticker's with LIKE '%,MSFT,%').
+TAG_FORECAST_TICKERS = "forecast_tickers"
 HORIZON_PARAM = "horizon"
 MAX_HORIZON = 260  # about a year of business days; recursive forecasts beyond that are noise
 

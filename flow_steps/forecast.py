@@ -27,8 +27,12 @@ from flow_steps.constants import (
     DATE_COLUMN,
     FORECAST_COLUMN,
     FORECAST_ENTRY_POINT,
+    FORECAST_TABLE_PATH,
     HORIZON_PARAM,
+    LAST_CLOSE_COLUMN,
+    MODEL_VERSION_COLUMN,
     PRICE_COLUMN,
+    TAG_FORECAST_TICKERS,
     TAG_MODEL_URI,
     TAG_MODEL_VERSION,
     registered_model_name,
@@ -50,9 +54,8 @@ from flow_steps.step_run import check_option, run_step
 
 logger = logging.getLogger(__name__)
 
-FORECAST_ARTIFACT = "forecast/forecast.csv"
+FORECAST_ARTIFACT = FORECAST_TABLE_PATH
 CHANGE_COLUMN = "change_pct"
-LAST_CLOSE_COLUMN = "last_close"
 ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
 
 
@@ -156,7 +159,7 @@ def render(prices: pd.DataFrame, table: pd.DataFrame, model_uri: str) -> str:
 
 
 TICKER_COLUMN = "ticker"
-VERSION_COLUMN = "model_version"
+VERSION_COLUMN = MODEL_VERSION_COLUMN
 
 
 def forecast_tickers(
@@ -244,7 +247,13 @@ def cli(
             logger.info("Wrote %s", output)
 
     def work() -> None:
-        mlflow.set_tags({TAG_MODEL_URI: model_uri, **registry_version_tags(model_uri)})
+        mlflow.set_tags(
+            {
+                TAG_MODEL_URI: model_uri,
+                TAG_FORECAST_TICKERS: f",{tickers[0]},",
+                **registry_version_tags(model_uri),
+            }
+        )
         prices, table = forecast(
             model_uri, tickers[0], data_source, quandl_database, horizon, PriceChecks(**checks)
         )
@@ -255,7 +264,12 @@ def cli(
         table, failures = forecast_tickers(
             model, tickers, data_source, quandl_database, horizon, PriceChecks(**checks)
         )
-        mlflow.set_tag(TAG_MODEL_URI, resolve_model_uri(model, TICKER_PLACEHOLDER))
+        mlflow.set_tags(
+            {
+                TAG_MODEL_URI: resolve_model_uri(model, TICKER_PLACEHOLDER),
+                TAG_FORECAST_TICKERS: f",{','.join(tickers)},",
+            }
+        )
         log_and_write(table)
         click.echo(render_many(table, model))
         if failures:

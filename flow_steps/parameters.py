@@ -21,6 +21,7 @@ from flow_steps.constants import (
     FORECAST_ENTRY_POINT,
     MAIN_ENTRY_POINT,
     MAX_HORIZON,
+    MONITOR_ENTRY_POINT,
     QUANDL_SOURCE,
     REGISTER_STEP,
     SAMPLE_SOURCE,
@@ -242,6 +243,44 @@ OUTPUT = Param(
     "",
     "Also write the table to this CSV file (the run always logs it as forecast/forecast.csv).",
 )
+# Monitor.
+WINDOW_FORECASTS = Param(
+    "window_forecasts",
+    "int",
+    20,
+    "How many of the newest logged forecasts (forecast runs) whose dates have real closes to score.",
+    low=1,
+)
+MAX_RMSE_VS_NAIVE = Param(
+    "max_rmse_vs_naive",
+    "float",
+    1.1,
+    "The champion is degraded when its realized RMSE / the naive forecast's RMSE is above this.",
+    low=0,
+    low_open=True,
+)
+MIN_COVERAGE_80 = Param(
+    "min_coverage_80",
+    "float",
+    0.65,
+    "The champion is degraded when its 80% interval held less than this share of the realized closes.",
+    low=0,
+    high=1,
+)
+MAX_COVERAGE_80 = Param(
+    "max_coverage_80",
+    "float",
+    0.95,
+    "... or more than this share (an interval too wide to be useful).",
+    low=0,
+    high=1,
+)
+FAIL_ON_DEGRADATION = Param(
+    "fail_on_degradation",
+    "bool",
+    False,
+    "Exit 2 when the champion is degraded, so that a scheduler can trigger retraining.",
+)
 # The driver.
 REUSE_TRAINING = Param(
     "reuse_training", "bool", False, "Also reuse a finished train_model run with the same inputs."
@@ -325,6 +364,19 @@ ENTRY_POINTS = (
         f"python -m flow_steps.{FORECAST_ENTRY_POINT}",
         (MODEL, *DOWNLOAD_PARAMS, HORIZON, OUTPUT),
         comment='-P output=<file.csv> also writes the table there; "" (the default) writes no file.',
+    ),
+    EntryPoint(
+        MONITOR_ENTRY_POINT,
+        f"python -m flow_steps.{MONITOR_ENTRY_POINT}",
+        (
+            *DOWNLOAD_PARAMS,
+            WINDOW_FORECASTS,
+            MAX_RMSE_VS_NAIVE,
+            MIN_COVERAGE_80,
+            MAX_COVERAGE_80,
+            FAIL_ON_DEGRADATION,
+        ),
+        comment="Scores the ticker's logged forecasts against the closes data_source now has.",
     ),
     EntryPoint(
         MAIN_ENTRY_POINT,

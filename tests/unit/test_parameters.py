@@ -6,7 +6,15 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from flow_steps import download_raw_data, forecast, register_model, train_model, transform_data, universe
+from flow_steps import (
+    download_raw_data,
+    forecast,
+    monitor,
+    register_model,
+    train_model,
+    transform_data,
+    universe,
+)
 from flow_steps.errors import PipelineError
 from flow_steps.parameters import (
     BY_ENTRY_POINT,
@@ -30,6 +38,7 @@ COMMANDS = {
     "register_model": register_model.cli,
     "forecast": forecast.cli,
     "universe": universe.cli,
+    "monitor": monitor.cli,
 }
 
 

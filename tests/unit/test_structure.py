@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from flow_steps.constants import FORECAST_ENTRY_POINT, PIPELINE_STEPS
+from flow_steps.constants import FORECAST_ENTRY_POINT, MONITOR_ENTRY_POINT, PIPELINE_STEPS
 from flow_steps.train_model import PACKAGE_DIR, SERVED_MODULES
 from tests.conftest import PROJECT_ROOT
 
-STEP_MODULES = (*PIPELINE_STEPS, FORECAST_ENTRY_POINT)
+STEP_MODULES = (*PIPELINE_STEPS, FORECAST_ENTRY_POINT, MONITOR_ENTRY_POINT)
 
 
 def imported_after(statement: str) -> set[str]:

@@ -1,0 +1,147 @@
+"""Monitoring on time-split data: forecasts made with prices through day T (and T-5), scored by `monitor`
+with prices through T+10, against a hand computation; a deliberately biased champion is flagged.
+
+The champions are models of known behaviour (tests/known_models.py): `BETTER` forecasts exactly the last
+close (the naive forecast), `WORSE` a 1% rise every day. The commands run in this process (click).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from flow_steps import download_raw_data, forecast, monitor, transform_data
+from flow_steps.constants import FORECAST_TABLE_PATH, MONITOR_ENTRY_POINT, registered_model_name
+from flow_steps.ingest import load_prices
+from flow_steps.sources import SAMPLE_FILE
+from tests.conftest import EXPERIMENT, invoke_step
+from tests.known_models import BETTER, WORSE, register
+
+pytestmark = pytest.mark.integration
+
+LOOSE = ["--max-rmse-vs-naive", "1.1", "--min-coverage-80", "0", "--max-coverage-80", "1"]
+
+
+@pytest.fixture
+def prices_at(tmp_path):
+    """Price files of the bundled sample cut `days` before its end: {0: through T+10, 10: through T, ...}."""
+    sample = pd.read_csv(SAMPLE_FILE)
+
+    def cut(days: int) -> str:
+        path = tmp_path / f"prices-minus-{days}.csv"
+        (sample.iloc[:-days] if days else sample).to_csv(path, index=False)
+        return str(path)
+
+    return cut
+
+
+@pytest.fixture
+def champions(tracking, monkeypatch, prices_at):
+    """MSFT's champion forecasts the last close; BIAS's a 1% rise a day. Both trained on prices through T."""
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    raw = invoke_step(download_raw_data.cli, "--data-source", prices_at(10))
+    prepared = invoke_step(transform_data.cli, "--dataset-stock-csv", raw, "--max-row-limit", "300")
+    stock_data = mlflow.artifacts.download_artifacts(prepared)
+    for ticker, scaled_return in (("MSFT", BETTER), ("BIAS", WORSE)):
+        assert register(
+            tracking.client, stock_data, scaled_return, registered_model_name(ticker)
+        ).decision == ("first_version")
+    return tracking
+
+
+def run(command, *args: str) -> int:
+    result = CliRunner().invoke(command, list(args))
+    assert result.exit_code in (0, 2), result.output
+    return result.exit_code
+
+
+def forecast_from(ticker: str, source: str) -> None:
+    run(forecast.cli, "--company-abbreviation", ticker, "--data-source", source, "--horizon", "10")
+
+
+def newest_monitor_run(tracking):
+    return max(tracking.runs_of_name(MONITOR_ENTRY_POINT), key=lambda found: found.info.start_time)
+
+
+def hand_scores(tracking, ticker: str, later_source: str) -> dict[str, float]:
+    """Every logged forecast of `ticker` against the later closes, computed here from the logged tables."""
+    closes = load_prices(Path(later_source).read_bytes(), later_source).prices.set_index("Date")["Close"]
+    errors, naive_errors, inside = [], [], {80: [], 95: []}
+    for found in tracking.runs(f"tags.forecast_tickers LIKE '%,{ticker},%'"):
+        table = pd.read_csv(
+            tracking.client.download_artifacts(found.info.run_id, FORECAST_TABLE_PATH), parse_dates=["Date"]
+        )
+        for row in table.itertuples():
+            if row.Date not in closes.index:
+                continue  # no close that day (Presidents' Day, 2013-02-18)
+            actual = closes[row.Date]
+            errors.append(actual - row.forecast_close)
+            naive_errors.append(actual - row.last_close)
+            inside[80].append(row.lower_80 <= actual <= row.upper_80)
+            inside[95].append(row.lower_95 <= actual <= row.upper_95)
+    rmse, naive_rmse = np.sqrt(np.mean(np.square(errors))), np.sqrt(np.mean(np.square(naive_errors)))
+    return {
+        "realized_days": len(errors),
+        "realized_rmse": rmse,
+        "realized_naive_rmse": naive_rmse,
+        "realized_rmse_vs_naive": rmse / naive_rmse,
+        "realized_coverage_80": np.mean(inside[80]),
+        "realized_coverage_95": np.mean(inside[95]),
+    }
+
+
+def test_realized_metrics_match_a_hand_computation_and_a_sound_champion_is_not_flagged(champions, prices_at):
+    tracking = champions
+    forecast_from("MSFT", prices_at(15))  # made on T-5
+    forecast_from("MSFT", prices_at(10))  # made on T
+    assert run(monitor.cli, "--data-source", prices_at(0), *LOOSE, "--fail-on-degradation", "true") == 0
+
+    found = newest_monitor_run(tracking)
+    assert found.info.status == "FINISHED"
+    assert found.data.tags["degraded"] == "false" and found.data.tags["champion_version"] == "1"
+    expected = hand_scores(tracking, "MSFT", prices_at(0))
+    assert expected["realized_days"] == 18  # 10 + 10 business days, less the holiday each time
+    assert found.data.metrics["days_scored"] == expected.pop("realized_days")
+    assert found.data.metrics["forecasts_scored"] == 2
+    for name, value in expected.items():
+        assert found.data.metrics[name] == pytest.approx(value, rel=1e-9), name
+    assert found.data.metrics["realized_rmse_vs_naive"] == pytest.approx(1.0)  # it is the naive forecast
+
+    # The same forecasts judged against a band they cannot meet: flagged for coverage alone.
+    band = ["--min-coverage-80", "0.99", "--max-coverage-80", "0.99", "--fail-on-degradation", "true"]
+    assert run(monitor.cli, "--data-source", prices_at(0), *band) == 2
+    flagged = newest_monitor_run(tracking)
+    assert flagged.data.tags["degraded"] == "true"
+    assert flagged.data.tags["degradation"].startswith("80% interval covered")
+
+
+def test_a_biased_champion_is_flagged_degraded(champions, prices_at):
+    tracking = champions
+    forecast_from("BIAS", prices_at(10))
+    args = ["--company-abbreviation", "BIAS", "--data-source", prices_at(0), *LOOSE]
+    assert run(monitor.cli, *args) == 0  # flagged, but told not to fail
+    assert run(monitor.cli, *args, "--fail-on-degradation", "true") == 2
+
+    found = newest_monitor_run(tracking)
+    assert found.info.status == "FINISHED" and found.data.tags["degraded"] == "true"
+    expected = hand_scores(tracking, "BIAS", prices_at(0))
+    assert found.data.metrics["realized_rmse_vs_naive"] == pytest.approx(expected["realized_rmse_vs_naive"])
+    assert found.data.metrics["realized_rmse_vs_naive"] > 1.1
+    assert "max_rmse_vs_naive 1.1" in found.data.tags["degradation"]
+    by_version = pd.read_csv(tracking.client.download_artifacts(found.info.run_id, monitor.BY_VERSION_PATH))
+    assert by_version["model_version"].astype(str).tolist() == ["1"]
+    assert by_version["days"].tolist() == [9]
+
+
+def test_nothing_to_score_yet_is_not_a_failure(champions, prices_at):
+    tracking = champions
+    forecast_from("MSFT", prices_at(10))
+    assert run(monitor.cli, "--data-source", prices_at(10)) == 0  # no forecast date has a close yet
+    found = newest_monitor_run(tracking)
+    assert found.data.metrics["forecasts_scored"] == 0 and found.data.tags["degraded"] == "false"
