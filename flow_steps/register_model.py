@@ -229,7 +229,9 @@ def _register_and_promote(
         for key, value in version_tags.items():
             client.set_model_version_tag(model_name, version.version, key, value)
         client.update_model_version(
-            model_name, version.version, version_description(challenger_rmse, naive_rmse, days, promotion)
+            model_name,
+            version.version,
+            version_description(challenger_rmse, naive_rmse, days, promotion, train.data.metrics),
         )
         client.set_registered_model_alias(model_name, CHALLENGER_ALIAS, version.version)
         if promotion.promotes:
@@ -260,13 +262,24 @@ def _register_and_promote(
 
 
 def version_description(
-    challenger_rmse: float, naive_rmse: float, days: HoldoutDays, promotion: Promotion
+    challenger_rmse: float,
+    naive_rmse: float,
+    days: HoldoutDays,
+    promotion: Promotion,
+    training_metrics: dict[str, float] | None = None,
 ) -> str:
-    """One line for the registry page: the score against naive, the data, the decision and why."""
+    """One line for the registry page: the score against naive, the intervals' coverage (from the
+    training run's test days), the data, the decision and why."""
     ratio = challenger_rmse / naive_rmse
+    metrics = training_metrics or {}
+    coverage = ""
+    if "test_coverage_80" in metrics and "test_coverage_95" in metrics:
+        coverage = (
+            f"; 80%/95% intervals covered {metrics['test_coverage_80']:.1%}/{metrics['test_coverage_95']:.1%}"
+        )
     return (
         f"Test RMSE {challenger_rmse:.4g} = {ratio:.3f} x naive over {days.n_test} days "
-        f"{_day(days.dates.iloc[-days.n_test])}..{_day(days.dates.iloc[-1])}; trained through "
+        f"{_day(days.dates.iloc[-days.n_test])}..{_day(days.dates.iloc[-1])}{coverage}; trained through "
         f"{_day(days.dates.iloc[-days.n_test - 1])}; {promotion.decision}: {promotion.reason}"
     )
 

@@ -41,7 +41,7 @@ def test_notebook_runs_without_errors_and_compares_every_approach(executed):
     outputs = [output for cell in executed.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]
     images = [output for output in outputs if "image/png" in output.get("data", {})]
-    assert len(images) >= 5  # history, returns, approaches, LSTM vs naive, leakage
+    assert len(images) >= 6  # history, returns, approaches, LSTM vs naive, intervals, leakage
     table = comparison_table(executed)
     assert table["model"].tolist() == [LSTM, *BASELINES, *STATISTICAL_PEERS]
     assert set(table.columns) >= {"rmse", "mae", "mape", "mase", "directional_accuracy", "rmse_vs_naive"}
@@ -67,7 +67,9 @@ def test_committed_notebook_has_its_outputs_and_an_html_export():
     assert all(cell.execution_count for cell in code_cells)
     assert any("image/png" in output.get("data", {}) for cell in code_cells for output in cell.outputs)
     html = NOTEBOOK.with_suffix(".html")
-    assert html.is_file() and "Five approaches on one chronological split" in html.read_text(encoding="utf-8")
+    assert html.is_file() and "Seven approaches on one chronological split" in html.read_text(
+        encoding="utf-8"
+    )
 
 
 def comparison_table(notebook: nbformat.NotebookNode) -> pd.DataFrame:
