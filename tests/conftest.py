@@ -41,11 +41,14 @@ TINY_PARAMS = {
 # The longest files, handed out first so that none of them starts last and runs alone (measured:
 # the team server file takes about 4 minutes on one worker, the universe tests about 3).
 LONGEST_FIRST = (
-    "test_team_server.py",
     "test_universe.py",
+    "test_team_server.py",
     "test_concurrency.py",
     "test_pipeline.py",
+    "test_notebook.py",
     "test_interruptions.py",
+    "test_suspect_data.py",
+    "test_remote_sources.py",
     "test_deployment.py",
 )
 
