@@ -14,7 +14,7 @@ from flow_steps.evaluation import (
     backtest_summary,
 )
 from flow_steps.parameters import TrainParams, check_train_params
-from flow_steps.training import evaluate_split, walk_forward
+from flow_steps.training import EAGER_MAX_STEPS, evaluate_split, training_steps, walk_forward
 
 TINY = TrainParams(lstm_units=4, window=8, epochs=3, batch_size=16, patience=2, ma_window=3, knn_neighbors=5)
 
@@ -47,6 +47,13 @@ def test_split_scores_the_lstm_and_every_baseline_on_the_same_days():
     assert set(history) >= {"loss", "val_loss"} and 1 <= len(history["loss"]) <= TINY.epochs
     # the validation slice is the latest tenth of the training windows
     assert split.lstm.n_validation_samples == round((150 - 30 - TINY.window) * 0.1)
+
+
+def test_only_short_fits_run_eagerly():
+    assert training_steps(207, 32, 1) == 7 and training_steps(2300, 32, 50) == 3600
+    assert training_steps(207, 32, 1) <= EAGER_MAX_STEPS < training_steps(2300, 32, 50)
+    split = evaluate_split(random_walk(120), 20, TINY)
+    assert split.lstm.keras_model.run_eagerly  # 83 fit windows in batches of 16, 3 epochs: 18 batches
 
 
 def test_same_seed_same_forecasts():
