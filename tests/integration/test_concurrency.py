@@ -8,10 +8,12 @@ import sys
 
 import mlflow
 import pytest
+from mlflow.entities import Param, Run, RunStatus
 from mlflow.tracking import MlflowClient
 
 from flow_steps import download_raw_data, transform_data
 from flow_steps.concurrency import lock_name
+from flow_steps.constants import DOWNLOAD_STEP, REGISTER_STEP, TRAIN_STEP, TRANSFORM_STEP
 from tests.conftest import EXPERIMENT, PROJECT_ROOT, TINY_PARAMS, cli_options, invoke_step
 from tests.known_models import BETTER, WORSE, log_known_model
 
@@ -20,8 +22,13 @@ pytestmark = pytest.mark.integration
 KNOWN = "known-rmse-race"
 
 
-def test_three_pipelines_on_a_fresh_store_all_finish(tmp_path):
-    """The registrations they race to make are the next test's subject, with models of known RMSE."""
+AUTO_NAME = "MSFT max_row_limit=300 lstm_units=8 window=10 epochs=1 register_model=false"
+
+
+def test_three_pipelines_on_a_fresh_store_all_finish_and_a_fourth_reuses_their_data(tmp_path):
+    """Three `python main.py` race to create a fresh store and all finish. A fourth then reuses a download
+    and a transform they made (never a failed or killed run with the same parameters), trains again,
+    to the same metrics (same parameters, same seed), and keeps the name it is given."""
     uri = f"sqlite:///{tmp_path / 'fresh.db'}"  # no tables yet: the three race to create them
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
     env.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": "concurrency-tests"})
@@ -37,11 +44,49 @@ def test_three_pipelines_on_a_fresh_store_all_finish(tmp_path):
         assert pipeline.returncode == 0, stderr[-3000:]
 
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("concurrency-tests")
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
-    assert len(parents) == 3
-    assert all(run.info.status == "FINISHED" for run in runs)
+    experiment_id = client.get_experiment_by_name("concurrency-tests").experiment_id
+
+    def runs(filter_string: str = "") -> list[Run]:
+        return client.search_runs([experiment_id], filter_string, max_results=1000)
+
+    def of_step(step: str) -> list[Run]:
+        return runs(f"tags.`mlflow.project.entryPoint` = '{step}'")
+
+    parents = [run for run in runs() if "mlflow.parentRunId" not in run.data.tags]
+    assert len(parents) == 3 and all(run.info.status == "FINISHED" for run in runs())
+    assert {run.info.run_name for run in parents} == {AUTO_NAME}
+    made = {step: {run.info.run_id for run in of_step(step)} for step in (DOWNLOAD_STEP, TRANSFORM_STEP)}
+    trained = {run.data.metrics["test_rmse"] for run in of_step(TRAIN_STEP)}
+    assert len(trained) == 1  # three trainings, same parameters and seed: the same model
+
+    # A failed and a killed download with exactly the finished ones' parameters and tags, newer than them.
+    template = client.get_run(next(iter(made[DOWNLOAD_STEP])))
+    for status in (RunStatus.FAILED, RunStatus.KILLED):
+        tags = {
+            key: value for key, value in template.data.tags.items() if not key.startswith("mlflow.parent")
+        }
+        run = client.create_run(experiment_id, tags=tags)
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in template.data.params.items()])
+        client.set_terminated(run.info.run_id, RunStatus.to_string(status))
+
+    result = subprocess.run(
+        [*command, "--run-name", "second try"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    [fourth] = [run for run in runs() if run.info.run_name == "second try"]
+    assert fourth.info.status == "FINISHED"
+    tags = fourth.data.tags
+    for step in (DOWNLOAD_STEP, TRANSFORM_STEP):
+        assert tags[f"reused_{step}"] == "true" and tags[f"run_id_{step}"] in made[step]
+    assert tags[f"reused_{TRAIN_STEP}"] == "false"
+    [train] = runs(
+        f"tags.`mlflow.parentRunId` = '{fourth.info.run_id}'"
+    )  # reused runs stay with their makers
+    assert train.data.tags["mlflow.project.entryPoint"] == TRAIN_STEP
+    assert train.data.metrics["test_rmse"] in trained and fourth.data.metrics["test_rmse"] in trained
+    # --register-model false: nothing registered.
+    assert of_step(REGISTER_STEP) == [] and client.search_registered_models() == []
+    assert fourth.data.params["register_model"] == "false"
 
 
 def test_racing_registrations_of_known_models_promote_the_best_whatever_the_finishing_order(tracking):

@@ -12,7 +12,7 @@ import mlflow
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from mlflow.entities import Run, RunStatus
+from mlflow.entities import Run
 
 from flow_steps import train_model
 from flow_steps.constants import (
@@ -34,7 +34,6 @@ from flow_steps.constants import (
 from flow_steps.evaluation import BASELINES, STATISTICAL_PEERS
 from flow_steps.ingest import read_prepared
 from flow_steps.intervals import INTERVAL_COLUMNS
-from flow_steps.lineage import code_version
 from flow_steps.register_model import holdout_days, score
 from tests.conftest import EXPERIMENT, FIXTURES, TINY_PARAMS, cli_options, python_main, run_command
 
@@ -233,46 +232,6 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     assert all(reused.data.tags[f"reused_{step}"] == "true" for step in children)
     assert reused.data.tags["promotion"] == "already_registered"
     assert reused.data.tags["model_version"] == reused.data.tags["champion_version"] == "1"
-
-
-def test_python_main_twice_reuses_download_and_transform_and_trains_deterministically(tracking):
-    # A failed and a killed run with the right parameters must never be reused.
-    for status in (RunStatus.FAILED, RunStatus.KILLED):
-        run = tracking.client.create_run(
-            tracking.experiment_id,
-            tags={"mlflow.project.entryPoint": DOWNLOAD_STEP, TAG_CODE_VERSION: code_version()},
-        )
-        tracking.client.log_param(run.info.run_id, "company_abbreviation", "MSFT")
-        tracking.client.log_param(run.info.run_id, "data_source", "sample")
-        tracking.client.set_terminated(run.info.run_id, RunStatus.to_string(status))
-
-    for run_name in ([], ["--run-name", "second try"]):
-        result = python_main(tracking, *cli_options(TINY_PARAMS), *run_name)
-        assert result.returncode == 0, result.stderr[-3000:]
-
-    first, second = sorted(tracking.parents(), key=lambda run: run.info.start_time)[-2:]
-    assert (
-        first.info.run_name == "MSFT max_row_limit=300 lstm_units=8 window=10 epochs=1 register_model=false"
-    )
-    assert second.info.run_name == "second try"  # a name the user gives wins
-    first_children, second_children = assert_chained(tracking, first), tracking.children(second)
-    assert [len(tracking.runs_of(step)) for step in (DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP)] == [3, 1, 2]
-    assert first.data.tags[f"reused_{DOWNLOAD_STEP}"] == "false"
-    assert second.data.tags[f"reused_{DOWNLOAD_STEP}"] == "true"
-    assert second.data.tags[f"reused_{TRANSFORM_STEP}"] == "true"
-    assert second.data.tags[f"reused_{TRAIN_STEP}"] == "false"
-    assert second.data.tags[f"run_id_{TRANSFORM_STEP}"] == first_children[TRANSFORM_STEP].info.run_id
-    second_train = tracking.client.get_run(second.data.tags[f"run_id_{TRAIN_STEP}"])
-    assert second_train.info.run_id != first_children[TRAIN_STEP].info.run_id
-    assert second_train.data.params["stock_data"] == first_children[TRAIN_STEP].data.params["stock_data"]
-    # Same params and seed: same metrics.
-    assert second_train.data.metrics["test_rmse"] == first_children[TRAIN_STEP].data.metrics["test_rmse"]
-    assert second.data.metrics["test_rmse"] == second_train.data.metrics["test_rmse"]
-    assert set(second_children) == {TRAIN_STEP}  # reused runs stay children of the run that made them
-    # --register-model false: nothing registered.
-    assert tracking.runs_of(REGISTER_STEP) == []
-    assert tracking.client.search_registered_models() == []
-    assert second.data.params["register_model"] == "false"
 
 
 def test_bad_price_file_fails_the_download_and_the_parent_with_one_line(tracking):
