@@ -68,11 +68,12 @@ def build_lstm(window: int, units: int, learning_rate: float = 1e-3) -> keras.Mo
     return model
 
 
-# Fits of at most this many batches run eagerly: tracing the LSTM's graph costs about 2.5 CPU-seconds,
-# more than a few dozen eager steps (a 300-day series for one epoch: 4.1 s traced, 1.7 s eager). The
-# same parameters always choose the same mode, so results stay repeatable; the saved model does not
-# keep the choice (it is not part of its compile config).
-EAGER_MAX_STEPS = 64
+# Fits of little work run eagerly: tracing the LSTM's graph costs about 2.5 CPU-seconds, more than a few
+# dozen eager steps over short windows (300 days, window 10, one epoch: 4.1 s traced, 1.7 s eager), while
+# an eager step grows with the window (the LSTM steps through it in Python). The work is counted as
+# batches x window days. The same parameters always choose the same mode, so results stay repeatable;
+# the saved model keeps no trace of the choice (it is not part of its compile config).
+EAGER_MAX_WORK = 640
 
 
 def training_steps(n_samples: int, batch_size: int, epochs: int) -> int:
@@ -149,7 +150,7 @@ def fit_lstm(
         tf.config.experimental.enable_op_determinism()
     model = build_lstm(window, units)
     # Keras traces a graph for training: seconds that pay off over many steps, not over a handful.
-    model.run_eagerly = training_steps(len(fit_windows), batch_size, epochs) <= EAGER_MAX_STEPS
+    model.run_eagerly = training_steps(len(fit_windows), batch_size, epochs) * window <= EAGER_MAX_WORK
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     started = time.perf_counter()
     history = model.fit(
