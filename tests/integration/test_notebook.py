@@ -20,7 +20,7 @@ from flow_steps.training import evaluate_split
 
 # One worker for the whole file: its module-scoped fixture is set up once.
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_notebook")]
-FAST_ROWS, FAST_EPOCHS = 700, 2  # what the notebook's fast mode uses
+FAST_ROWS, FAST_EPOCHS = 700, 1  # what the notebook's fast mode uses
 
 
 @pytest.fixture(scope="module")

@@ -209,15 +209,21 @@ def test_restarts_lose_nothing_and_two_pipelines_started_together_reuse_the_firs
         [raw] = client.list_artifacts(download, "raw-data")
         assert Path(client.download_artifacts(download, raw.path)).stat().st_size > 0
 
-    # Two `python main.py` started at the same moment, not registering: both finish, both reuse
-    # the first run's download and transform through the restarted server.
+    # Two `python main.py` started at the same moment, not registering: both finish, both reuse the
+    # first run's download and transform through the restarted server; the one given --reuse-training
+    # reuses its training too, the other trains (training is not reused by default).
     env = env_for(team, "alice")
     command = [sys.executable, "main.py", *cli_options({**PARAMS, "register_model": "false"})]
     pipelines = [
         subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [*command, "--run-name", name, *options],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        for _ in range(2)
+        for name, options in (("trains", []), ("reuses", ["--reuse-training"]))
     ]
     outputs = [pipeline.communicate(timeout=300) for pipeline in pipelines]
     for pipeline, (_, stderr) in zip(pipelines, outputs, strict=True):
@@ -228,14 +234,20 @@ def test_restarts_lose_nothing_and_two_pipelines_started_together_reuse_the_firs
             for run in all_runs(client)
             if run.info.run_id not in before and "mlflow.parentRunId" not in run.data.tags
         ]
-        assert len(new_parents) == 2
+        assert sorted(parent.info.run_name for parent in new_parents) == ["reuses", "trains"]
         for parent in new_parents:
             assert parent.info.status == "FINISHED"
             for step in (DOWNLOAD_STEP, TRANSFORM_STEP):
                 assert parent.data.tags[f"reused_{step}"] == "true"
                 assert parent.data.tags[f"run_id_{step}"] == first_children[step].info.run_id
-            [train] = children_of(client, parent.info.run_id).values()
-            assert train.info.status == "FINISHED"
+            children = children_of(client, parent.info.run_id)
+            if parent.info.run_name == "trains":
+                assert parent.data.tags[f"reused_{TRAIN_STEP}"] == "false"
+                assert children[TRAIN_STEP].info.status == "FINISHED" and len(children) == 1
+            else:
+                assert parent.data.tags[f"reused_{TRAIN_STEP}"] == "true"
+                assert parent.data.tags[f"run_id_{TRAIN_STEP}"] == first_children[TRAIN_STEP].info.run_id
+                assert children == {}
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from flow_steps.evaluation import (
 from flow_steps.parameters import TrainParams, check_train_params
 from flow_steps.training import EAGER_MAX_WORK, evaluate_split, training_steps, walk_forward
 
-TINY = TrainParams(lstm_units=4, window=8, epochs=3, batch_size=16, patience=2, ma_window=3, knn_neighbors=5)
+TINY = TrainParams(lstm_units=4, window=8, epochs=1, batch_size=16, patience=2, ma_window=3, knn_neighbors=5)
 
 
 def random_walk(n_rows: int, seed: int = 0) -> pd.DataFrame:
@@ -52,9 +52,9 @@ def test_split_scores_the_lstm_and_every_baseline_on_the_same_days():
 def test_only_short_fits_run_eagerly():
     assert training_steps(207, 32, 1) == 7 and training_steps(2300, 32, 50) == 3600
     assert training_steps(207, 32, 1) * 10 <= EAGER_MAX_WORK  # the test suite's tiny pipelines
-    assert training_steps(500, 32, 2) * 60 > EAGER_MAX_WORK  # 700 days, window 60, 2 epochs: traced
+    assert training_steps(500, 32, 1) * 60 > EAGER_MAX_WORK  # 700 days, window 60, 1 epoch: traced
     split = evaluate_split(random_walk(120), 20, TINY)
-    assert split.lstm.keras_model.run_eagerly  # 83 fit windows in batches of 16, 3 epochs, window 8
+    assert split.lstm.keras_model.run_eagerly  # 83 fit windows in batches of 16, 1 epoch, window 8
 
 
 def test_same_seed_same_forecasts():
