@@ -84,7 +84,8 @@ def test_three_pipelines_on_a_fresh_store_all_finish_and_a_fourth_reuses_their_d
     made[TRAIN_STEP] = {run.info.run_id for run in of_step(TRAIN_STEP)}
     for step in (DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP):
         assert tags[f"reused_{step}"] == "true" and tags[f"run_id_{step}"] in made[step]
-    assert runs(f"tags.`mlflow.parentRunId` = '{fourth.info.run_id}'") == []  # reused runs stay with their makers
+    # No step launched: reused runs stay with their makers.
+    assert runs(f"tags.`mlflow.parentRunId` = '{fourth.info.run_id}'") == []
     assert fourth.data.metrics["test_rmse"] in trained
     # --register-model false: nothing registered.
     assert of_step(REGISTER_STEP) == [] and client.search_registered_models() == []
