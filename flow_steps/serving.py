@@ -94,13 +94,31 @@ def _wait_until_ready(server: ServedModel, process: subprocess.Popen, timeout: f
 
 def _stop(process: subprocess.Popen) -> None:
     """Stop the server and its workers (they share its process group)."""
-    for signal_number, wait_seconds in ((signal.SIGTERM, 20), (signal.SIGKILL, None)):
+    stop_process_group(process)
+
+
+def stop_process_group(process: subprocess.Popen, grace_seconds: float = 20) -> None:
+    """SIGTERM the process group led by `process` and wait until every member has exited (a server's
+    workers can outlive their leader and keep its port); SIGKILL whatever is left after the grace."""
+    for signal_number, seconds in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 10)):
         try:
             os.killpg(process.pid, signal_number)
         except ProcessLookupError:
             break
-        try:
-            process.wait(timeout=wait_seconds)
+        if _group_exited(process, seconds):
             break
-        except subprocess.TimeoutExpired:
-            continue
+    process.wait()
+
+
+def _group_exited(process: subprocess.Popen, seconds: float) -> bool:
+    """Wait up to `seconds` for every process of `process`'s group to exit (the leader reaped)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        process.poll()  # reap the leader: until then the group exists
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)

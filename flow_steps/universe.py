@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -109,6 +110,19 @@ def check_universe(tickers: list[str], data_source: str) -> None:
 def cluster_address(ray_address: str) -> str | None:
     """The Ray cluster to use: --ray-address, else $RAY_ADDRESS; None starts a local instance."""
     return ray_address or os.environ.get("RAY_ADDRESS") or None
+
+
+def check_cluster_answers(address: str, timeout: float = 5) -> None:
+    """A `host:port` cluster address must accept a connection: one line now instead of Ray's minutes of
+    retries. (`ray://` client addresses are left to Ray.)"""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        reason = "connection refused" if isinstance(error, ConnectionRefusedError) else one_line(error)
+        raise PipelineError(f"no Ray cluster answers at RAY_ADDRESS={address}: {reason}") from error
 
 
 def check_reachable_store(address: str | None, tracking_uri: str) -> None:
@@ -276,7 +290,14 @@ def run_universe(
         project = str(PROJECT_ROOT)
     else:  # ship the project: the workers run it from Ray's copy of this folder
         runtime_env = {"working_dir": str(PROJECT_ROOT), "excludes": SHIPPED_EXCLUDES}
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, logging_level=logging.WARNING)
+        try:
+            ray.init(
+                address=address, runtime_env=runtime_env, log_to_driver=False, logging_level=logging.WARNING
+            )
+        except (ConnectionError, RuntimeError) as error:
+            raise PipelineError(
+                f"cannot join the Ray cluster at RAY_ADDRESS={address}: {one_line(error)}"
+            ) from error
         cpus = max_parallel or int(ray.cluster_resources().get("CPU", 1))
         project = "."
     logger.info("Running %d tickers, %d at a time, on Ray (%s)", len(tickers), cpus, address or "local")
@@ -344,6 +365,8 @@ def cli(tickers: str, max_parallel: int, ray_address: str, **params: str | int |
     address = cluster_address(ray_address)
     try:
         check_reachable_store(address, mlflow.get_tracking_uri())
+        if address is not None:
+            check_cluster_answers(address)
         check_tracking_server()
         prepare_tracking_store(mlflow.get_tracking_uri())
         with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):

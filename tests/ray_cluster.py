@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flow_steps.serving import HOST, free_port
+from flow_steps.serving import HOST, free_port, stop_process_group
 
 
 @dataclass
@@ -72,15 +72,7 @@ class RayHead:
 
     def stop(self) -> None:
         if self.process is not None:
-            for signal_number, seconds in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-                try:
-                    os.killpg(self.process.pid, signal_number)
-                    self.process.wait(timeout=seconds)
-                    break
-                except ProcessLookupError:
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+            stop_process_group(self.process, grace_seconds=30)
             self.process = None
         for pid in self._strays():
             with contextlib.suppress(ProcessLookupError):

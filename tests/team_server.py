@@ -11,7 +11,6 @@ import glob
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-from flow_steps.serving import HOST, free_port
+from flow_steps.serving import HOST, free_port, stop_process_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DB_USER = "mlflow"
@@ -194,18 +193,9 @@ class TeamServer:
         return (self.artifacts.parent / f"server-{self.port}.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        """Stop the server and its workers (one process group)."""
-        if self.process is None:
-            return
-        for signal_number, seconds in ((signal.SIGTERM, 20), (signal.SIGKILL, None)):
-            try:
-                os.killpg(self.process.pid, signal_number)
-                self.process.wait(timeout=seconds)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        """Stop the server and its workers (one process group): its port is free on return."""
+        if self.process is not None:
+            stop_process_group(self.process)
         self.process = None
 
     def api(self, method: str, path: str, auth: tuple[str, str] = ADMIN, version: str = "2.0", **payload):

@@ -7,8 +7,10 @@ import pytest
 
 from flow_steps.errors import PipelineError
 from flow_steps.parameters import PIPELINE_PARAMS
+from flow_steps.serving import free_port
 from flow_steps.sources import parse_tickers, ticker_source
 from flow_steps.universe import (
+    check_cluster_answers,
     check_reachable_store,
     check_universe,
     pipeline_arguments,
@@ -88,3 +90,12 @@ def test_summary_metrics():
         "share_beating_naive": pytest.approx(1 / 3),
         "median_rmse_vs_naive": 1.01,
     }
+
+
+def test_a_cluster_that_does_not_answer_is_named_in_one_line():
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(
+        PipelineError, match=rf"no Ray cluster answers at RAY_ADDRESS={address}: connection refused"
+    ):
+        check_cluster_answers(address)
+    check_cluster_answers("ray://head.example:10001")  # Ray's client protocol: left to Ray
