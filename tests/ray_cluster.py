@@ -70,6 +70,13 @@ class RayHead:
     def log(self) -> str:
         return (self.folder / "head.log").read_text(errors="replace")
 
+    def diagnostics(self) -> str:
+        """The head's console and its GCS server's error log (both removed by `stop`), for a failing test."""
+        gcs = "".join(
+            path.read_text(errors="replace")[-2000:] for path in self.folder.rglob("gcs_server.err")
+        )
+        return f"\n--- ray start ---\n{self.log()[-2000:]}\n--- gcs_server.err ---\n{gcs}"
+
     def stop(self) -> None:
         if self.process is not None:
             stop_process_group(self.process, grace_seconds=30)

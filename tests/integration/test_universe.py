@@ -106,9 +106,10 @@ def test_a_universe_on_a_separately_started_ray_cluster(tracking, tmp_path):
         params = {**TINY_PARAMS, "data_source": source}
         command = [sys.executable, "-m", "flow_steps.universe", "--tickers", "CCC", *cli_options(params)]
         result = run_command(command, env, timeout=900)
+        diagnostics = head.diagnostics() if result.returncode else ""
     finally:
         head.stop()
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-3000:] + diagnostics
     [universe] = tracking.runs_of_name(UNIVERSE_ENTRY_POINT)
     assert universe.data.tags["ray_address"] == head.address
     assert universe.data.metrics["tickers_total"] == 1 and universe.data.metrics["tickers_failed"] == 0
