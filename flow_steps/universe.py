@@ -166,7 +166,7 @@ def run_ticker(ticker: str, arguments: list[str], env: dict[str, str], project: 
             start_new_session=True,  # its own group: cancelling the task stops it and its steps
         )
         try:
-            returncode = process.wait()
+            returncode = _wait_interruptibly(process)
         except BaseException:  # cancelled (KeyboardInterrupt / TaskCancelledError) or the worker exits
             process.send_signal(signal.SIGTERM)
             process.wait()
@@ -175,6 +175,15 @@ def run_ticker(ticker: str, arguments: list[str], env: dict[str, str], project: 
         lines = [line.strip() for line in errors.read().splitlines() if line.strip()]
     last_error = next((line for line in reversed(lines) if "ERROR" in line or "Error" in line), "")
     return TickerOutcome(ticker, returncode, time.monotonic() - started, last_error)
+
+
+def _wait_interruptibly(process: subprocess.Popen, poll_seconds: float = 0.5) -> int:
+    """The process's exit code. Polled rather than a blocking wait: Ray cancels a task by raising
+    KeyboardInterrupt between Python bytecodes, which a wait inside the C call would delay until the
+    pipeline had finished on its own."""
+    while (returncode := process.poll()) is None:
+        time.sleep(poll_seconds)
+    return returncode
 
 
 def _assigned_cpus() -> int:
