@@ -43,14 +43,16 @@ def pipeline_in_background(tracking, params: dict[str, str]) -> Iterator[subproc
         process.communicate()
 
 
-def wait_until_training(tracking, process: subprocess.Popen, timeout: float = 120) -> Run:
-    """The train_model run once its process has started working (tagged, then a little more)."""
+def wait_until_training(
+    tracking, process: subprocess.Popen, settle_seconds: float = 3, timeout: float = 120
+) -> Run:
+    """The train_model run once its process has started (tagged), `settle_seconds` later."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()[1][-3000:]
         running = [run for run in tracking.runs_of(TRAIN_STEP) if run.info.status == "RUNNING"]
         if running and TAG_PROCESS_ID in running[0].data.tags:
-            time.sleep(3)  # past its imports, into fitting
+            time.sleep(settle_seconds)  # 3 s: past its imports, into fitting
             return running[0]
         time.sleep(0.5)
     raise AssertionError("train_model did not start")
@@ -74,8 +76,8 @@ def test_sigterm_during_training_marks_the_parent_and_the_step_killed(tracking):
 
 
 def test_after_kill_9_the_next_run_marks_dead_runs_killed_and_leaves_live_ones_alone(tracking):
-    with pipeline_in_background(tracking, LONG_TRAINING) as process:
-        train = wait_until_training(tracking, process)
+    with pipeline_in_background(tracking, TINY_PARAMS) as process:
+        train = wait_until_training(tracking, process, settle_seconds=0)
         os.killpg(process.pid, signal.SIGKILL)  # the pipeline and its step, with no chance to clean up
         process.wait(timeout=30)
     [killed_parent] = tracking.parents()
@@ -87,7 +89,8 @@ def test_after_kill_9_the_next_run_marks_dead_runs_killed_and_leaves_live_ones_a
         tracking.experiment_id, tags={TAG_PROCESS_HOST: "another-host", TAG_PROCESS_ID: "1"}
     )
     try:
-        result = python_main(tracking, *cli_options(TINY_PARAMS))
+        # The same parameters, asking to reuse training: the dead training must not count as done.
+        result = python_main(tracking, *cli_options(TINY_PARAMS), "--reuse-training")
         assert result.returncode == 0, result.stderr[-3000:]
         for run_id in (killed_parent.info.run_id, train.info.run_id):
             run = tracking.client.get_run(run_id)
@@ -98,6 +101,7 @@ def test_after_kill_9_the_next_run_marks_dead_runs_killed_and_leaves_live_ones_a
         newest = max(tracking.parents(), key=lambda run: run.info.start_time)
         assert newest.info.status == "FINISHED"
         assert newest.data.tags[f"reused_{TRAIN_STEP}"] == "false"  # the killed training is not reused
+        assert newest.data.tags[f"run_id_{TRAIN_STEP}"] != train.info.run_id
     finally:
         for run in (live, elsewhere):
             tracking.client.set_terminated(run.info.run_id, "FINISHED")
