@@ -8,8 +8,6 @@ download_raw_data -> raw-data/<TICKER>.csv -> transform_data -> transformed-data
 from __future__ import annotations
 
 import logging
-import os
-import re
 import time
 from pathlib import Path
 
@@ -62,11 +60,10 @@ from flow_steps.parameters import (
 )
 from flow_steps.sources import normalize_ticker
 from flow_steps.step_run import end_run_killed, mark_training_experiment, refusals_explained
-from flow_steps.tracking import experiment_label
+from flow_steps.tracking import experiment_label, run_name_unless_chosen
 
 logger = logging.getLogger(__name__)
 
-GENERATED_RUN_NAME = re.compile(r"^[a-z]+-[a-z]+-\d+$")  # the names MLflow makes up: adjective-noun-number
 LONG_VALUE = 24  # characters; a longer value (a path, a URL) is named by its last part in run names
 
 
@@ -88,13 +85,7 @@ def parent_run_name(given: str | None, params: dict[str, str]) -> str | None:
     A name the user gives wins. Under `mlflow run` the run already exists: a name MLflow made up is
     replaced, a chosen one is kept.
     """
-    if given:
-        return given
-    if run_id := os.environ.get("MLFLOW_RUN_ID"):
-        current = MlflowClient().get_run(run_id).info.run_name
-        if current and not GENERATED_RUN_NAME.match(current):
-            return None
-    return describe_run(params)
+    return given or run_name_unless_chosen(describe_run(params))
 
 
 def _short(value: str) -> str:

@@ -7,6 +7,7 @@ should say in a few seconds which variable to fix.
 from __future__ import annotations
 
 import os
+import re
 
 import mlflow
 import requests
@@ -18,6 +19,7 @@ TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 USERNAME_VARIABLE = "MLFLOW_TRACKING_USERNAME"
 PASSWORD_VARIABLE = "MLFLOW_TRACKING_PASSWORD"
 CHECK_TIMEOUT_SECONDS = 10
+GENERATED_RUN_NAME = re.compile(r"^[a-z]+-[a-z]+-\d+$")  # the names MLflow makes up: adjective-noun-number
 CLIENT_DEFAULTS = {
     # MLflow's client defaults retry a dead server for about four minutes; a step gives up sooner.
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
@@ -99,3 +101,13 @@ def experiment_label() -> str:
     if experiment_id := os.environ.get("MLFLOW_EXPERIMENT_ID"):
         return f"experiment {experiment_id}"
     return "the experiment"
+
+
+def run_name_unless_chosen(default: str) -> str | None:
+    """`default`, or None to keep the name of the run this process continues (`mlflow run` made it)
+    when that name was chosen (`mlflow run --run-name`) rather than made up by MLflow."""
+    if run_id := os.environ.get("MLFLOW_RUN_ID"):
+        current = mlflow.MlflowClient().get_run(run_id).info.run_name
+        if current and not GENERATED_RUN_NAME.match(current):
+            return None
+    return default

@@ -62,6 +62,7 @@ from flow_steps.tracking import (
     check_tracking_server,
     client_defaults,
     experiment_label,
+    run_name_unless_chosen,
 )
 
 logger = logging.getLogger("universe")
@@ -381,9 +382,7 @@ def cli(tickers: str, max_parallel: int, ray_address: str, **params: str | int |
         with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
             if not any(os.environ.get(name) for name in EXPERIMENT_VARIABLES):
                 mlflow.set_experiment(DEFAULT_EXPERIMENT)
-            parent = mlflow.start_run(
-                run_name=None if os.environ.get("MLFLOW_RUN_ID") else UNIVERSE_ENTRY_POINT
-            )
+            parent = mlflow.start_run(run_name=run_name_unless_chosen(UNIVERSE_ENTRY_POINT))
         with parent:
             own = {**values, "tickers": tickers, "max_parallel": str(max_parallel)}
             mlflow.log_params({key: value for key, value in own.items() if key not in parent.data.params})

@@ -9,6 +9,7 @@ from flow_steps.errors import PipelineError
 from flow_steps.parameters import PIPELINE_PARAMS
 from flow_steps.serving import free_port
 from flow_steps.sources import parse_tickers, ticker_source
+from flow_steps.tracking import run_name_unless_chosen
 from flow_steps.universe import (
     check_cluster_answers,
     check_reachable_store,
@@ -99,3 +100,14 @@ def test_a_cluster_that_does_not_answer_is_named_in_one_line():
     ):
         check_cluster_answers(address)
     check_cluster_answers("ray://head.example:10001")  # Ray's client protocol: left to Ray
+
+
+def test_a_run_name_mlflow_made_up_is_replaced_and_a_chosen_one_kept(tracking, monkeypatch):
+    made_up = tracking.client.create_run(tracking.experiment_id, run_name="skillful-newt-304")
+    chosen = tracking.client.create_run(tracking.experiment_id, run_name="nightly watch list")
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    assert run_name_unless_chosen("universe") == "universe"
+    monkeypatch.setenv("MLFLOW_RUN_ID", made_up.info.run_id)  # `mlflow run -e universe`
+    assert run_name_unless_chosen("universe") == "universe"
+    monkeypatch.setenv("MLFLOW_RUN_ID", chosen.info.run_id)  # `mlflow run -e universe --run-name ...`
+    assert run_name_unless_chosen("universe") is None
