@@ -120,7 +120,7 @@ def check_cluster_answers(address: str, timeout: float = 5) -> None:
     if "://" in address or not host or not port.isdigit():
         return
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()  # [::1]:6379 too
     except OSError as error:
         reason = "connection refused" if isinstance(error, ConnectionRefusedError) else one_line(error)
         raise PipelineError(f"no Ray cluster answers at RAY_ADDRESS={address}: {reason}") from error

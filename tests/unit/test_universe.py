@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pandas as pd
 import pytest
 
@@ -100,6 +102,15 @@ def test_a_cluster_that_does_not_answer_is_named_in_one_line():
     ):
         check_cluster_answers(address)
     check_cluster_answers("ray://head.example:10001")  # Ray's client protocol: left to Ray
+
+
+def test_a_cluster_that_answers_on_ipv6_passes_the_check():
+    try:
+        listening = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    with listening:
+        check_cluster_answers(f"[::1]:{listening.getsockname()[1]}")
 
 
 def test_a_run_name_mlflow_made_up_is_replaced_and_a_chosen_one_kept(tracking, monkeypatch):
