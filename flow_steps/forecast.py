@@ -39,6 +39,7 @@ from flow_steps.constants import (
 )
 from flow_steps.errors import PipelineError
 from flow_steps.ingest import load_prices
+from flow_steps.interruption import interruptions_held
 from flow_steps.intervals import INTERVAL_COLUMNS, LEVELS, lower_column, upper_column
 from flow_steps.masking import one_line
 from flow_steps.parameters import PriceChecks, options
@@ -118,13 +119,14 @@ def forecast(
     ticker = normalize_ticker(company_abbreviation)
     raw = fetch_raw_prices(data_source, ticker, quandl_database)
     prices = load_prices(raw.content, raw.resolved_source, checks=checks).prices
-    model = load_model(model_uri)
-    try:
-        answer = model.predict(prices[[PRICE_COLUMN]], params={HORIZON_PARAM: horizon})
-    except MlflowException as error:
-        raise PipelineError(
-            f"model '{model_uri}' refused the prices of {raw.resolved_source}: {error.message}"
-        ) from error
+    with interruptions_held():  # a signal stops it after TensorFlow's work, never inside it
+        model = load_model(model_uri)
+        try:
+            answer = model.predict(prices[[PRICE_COLUMN]], params={HORIZON_PARAM: horizon})
+        except MlflowException as error:
+            raise PipelineError(
+                f"model '{model_uri}' refused the prices of {raw.resolved_source}: {error.message}"
+            ) from error
     return prices, forecast_table(prices, answer)
 
 

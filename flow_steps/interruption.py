@@ -1,7 +1,8 @@
 """No run left RUNNING: SIGINT/SIGTERM end runs as KILLED, and runs of dead processes are found and closed.
 
 Entry points turn SIGTERM into KeyboardInterrupt (as Ctrl-C already is), so `with` blocks unwind, the
-driver cancels the step it waits on, and each run is ended KILLED by the process that owns it. Every
+driver cancels the step it waits on, and each run is ended KILLED by the process that owns it. While
+TensorFlow works, a signal is held and raised between batches (`interruptions_held`). Every
 run records its host and process (`process_host`, `process_id`, `process_started`); after a `kill -9`,
 the next pipeline on the same host marks the runs whose process is gone KILLED. Runs of live processes
 and of other hosts are never touched.
@@ -13,7 +14,8 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,16 +42,56 @@ class Interrupted(KeyboardInterrupt):
         return EXIT_CODES.get(self.signal_number, 130)
 
 
+@dataclass
+class _Holding:
+    """Whether signals are held (nesting depth) and the one that arrived meanwhile."""
+
+    depth: int = 0
+    pending: Interrupted | None = None
+
+
+_holding = _Holding()
+
+
 def raise_on_termination() -> None:
-    """SIGINT and SIGTERM raise `Interrupted` in the main thread; later ones are ignored while it unwinds."""
+    """SIGINT and SIGTERM raise `Interrupted` in the main thread (at once, or when held, at the next
+    `raise_if_interrupted`); later ones are ignored while it unwinds."""
 
     def interrupt(signal_number: int, _frame: object) -> None:
         for number in EXIT_CODES:
             signal.signal(number, signal.SIG_IGN)
+        if _holding.depth:
+            _holding.pending = Interrupted(signal_number)
+            return
         raise Interrupted(signal_number)
 
     for number in EXIT_CODES:
         signal.signal(number, interrupt)
+
+
+@contextmanager
+def interruptions_held() -> Iterator[None]:
+    """Inside the block a signal is only recorded; it is raised by `raise_if_interrupted` (a training
+    callback calls it between batches) or when the block ends.
+
+    TensorFlow calls Python from C++ while it traces a graph (pybind11 builds its exceptions there). A
+    signal raised at such a moment replaces the exception being built, pybind11 turns the mismatch into a
+    RuntimeError, and the step would crash with a traceback instead of ending its run KILLED.
+    """
+    _holding.depth += 1
+    try:
+        yield
+    finally:
+        _holding.depth -= 1
+        if not _holding.depth:
+            raise_if_interrupted()
+
+
+def raise_if_interrupted() -> None:
+    """Raise the signal held by `interruptions_held`, if one arrived."""
+    if _holding.pending is not None:
+        error, _holding.pending = _holding.pending, None
+        raise error
 
 
 def interruption_reason(error: KeyboardInterrupt) -> str:

@@ -38,6 +38,7 @@ from flow_steps.constants import (
 from flow_steps.evaluation import LSTM, NAIVE, backtest_ranges, backtest_summary
 from flow_steps.features import check_enough_rows, holdout_size
 from flow_steps.ingest import read_prepared
+from flow_steps.interruption import interruptions_held
 from flow_steps.intervals import INTERVAL_COLUMNS, lower_column, upper_column
 from flow_steps.lineage import sha256_bytes
 from flow_steps.parameters import TrainParams, check_train_params, options
@@ -175,6 +176,12 @@ def train(stock_data: str, params: TrainParams) -> None:
     )
 
 
+def train_holding_interruptions(stock_data: str, params: TrainParams) -> None:
+    """`train`, with SIGINT/SIGTERM raised between training batches rather than inside TensorFlow."""
+    with interruptions_held():
+        train(stock_data, params)
+
+
 def _log_split_artifacts(split: SplitEvaluation, prices: pd.DataFrame) -> None:
     bounds = {
         column(level): getattr(interval, side)
@@ -229,7 +236,7 @@ def cli(stock_data: str, **values: int | float) -> None:
     run_step(
         TRAIN_STEP,
         {"stock_data": stock_data, **dataclasses.asdict(params)},
-        lambda: train(local_input(stock_data), params),
+        lambda: train_holding_interruptions(local_input(stock_data), params),
         output=lambda: f"runs:/{mlflow.active_run().info.run_id}/{MODEL_NAME}",
     )
 

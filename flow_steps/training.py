@@ -26,6 +26,7 @@ from flow_steps.evaluation import (
     statistical_peer_forecasts,
 )
 from flow_steps.features import ReturnScaler, holdout_size, make_windows, model_inputs, next_log_returns
+from flow_steps.interruption import raise_if_interrupted
 from flow_steps.intervals import (
     FEW_CALIBRATION_DAYS,
     Interval,
@@ -117,6 +118,17 @@ class EpochProgress(keras.callbacks.Callback):
         )
 
 
+class StopWhenInterrupted(keras.callbacks.Callback):
+    """Raise a SIGINT/SIGTERM held while TensorFlow works (`interruption.interruptions_held`) after the
+    batch it arrived in, so that training stops within a batch."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        raise_if_interrupted()
+
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        raise_if_interrupted()
+
+
 def fit_lstm(
     training_closes: np.ndarray,
     window: int,
@@ -163,7 +175,7 @@ def fit_lstm(
         epochs=epochs,
         batch_size=batch_size,
         shuffle=True,  # windows are independent samples, all before the validation and test days
-        callbacks=[stopper, EpochProgress(epochs), *(callbacks or [])],
+        callbacks=[stopper, EpochProgress(epochs), StopWhenInterrupted(), *(callbacks or [])],
         verbose=0,
     )
     fitted = FittedLstm(

@@ -7,6 +7,7 @@ import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from flow_steps.interruption import EXIT_CODES, raise_on_termination
 from tests.price_server import PriceServer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -186,3 +188,13 @@ def source_env(monkeypatch, price_server):
     monkeypatch.setenv("QUANDL_API_BASE", price_server.api_base)
     monkeypatch.setenv("PRICE_SOURCE_TIMEOUT", "5")
     return monkeypatch
+
+
+@pytest.fixture
+def signals_raise() -> Iterator[None]:
+    """SIGINT and SIGTERM handled as the entry points handle them, the previous handlers back afterwards."""
+    previous = {number: signal.getsignal(number) for number in EXIT_CODES}
+    raise_on_termination()
+    yield
+    for number, handler in previous.items():
+        signal.signal(number, handler)

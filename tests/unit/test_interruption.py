@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
+import pytest
 from mlflow.entities import Run, RunData, RunInfo, RunTag
 
 from flow_steps.constants import TAG_PROCESS_HOST, TAG_PROCESS_ID, TAG_PROCESS_STARTED
-from flow_steps.interruption import is_alive, orphaned, process_start_ticks, this_process
+from flow_steps.interruption import (
+    Interrupted,
+    interruptions_held,
+    is_alive,
+    orphaned,
+    process_start_ticks,
+    raise_if_interrupted,
+    this_process,
+)
 
 
 def a_run(run_id: str, status: str, tags: dict[str, str]) -> Run:
@@ -53,3 +64,29 @@ def test_only_running_runs_of_this_host_whose_process_is_gone_are_orphaned():
         ),
     ]
     assert [run.info.run_id for run in orphaned(runs, "here")] == ["dead", "reused pid"]
+
+
+def test_a_held_signal_is_raised_at_the_next_check_not_where_it_arrived(signals_raise):
+    reached = []
+    with pytest.raises(Interrupted) as caught, interruptions_held():
+        os.kill(os.getpid(), signal.SIGTERM)
+        reached.append("after the signal")
+        raise_if_interrupted()
+        reached.append("after the check")
+    assert reached == ["after the signal"]
+    assert caught.value.exit_code == 143
+
+
+def test_a_held_signal_is_raised_when_the_outermost_block_ends(signals_raise):
+    reached = []
+    with pytest.raises(Interrupted), interruptions_held():
+        with interruptions_held():
+            os.kill(os.getpid(), signal.SIGINT)
+        reached.append("after the inner block")
+    assert reached == ["after the inner block"]
+
+
+def test_outside_a_held_block_a_signal_raises_at_once(signals_raise):
+    with pytest.raises(Interrupted):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)

@@ -1,5 +1,9 @@
 """Training and backtests, with tiny LSTMs and no tracking store."""
 
+import os
+import signal
+
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,8 +17,9 @@ from flow_steps.evaluation import (
     backtest_ranges,
     backtest_summary,
 )
+from flow_steps.interruption import Interrupted, interruptions_held
 from flow_steps.parameters import TrainParams, check_train_params
-from flow_steps.training import EAGER_MAX_WORK, evaluate_split, training_steps, walk_forward
+from flow_steps.training import EAGER_MAX_WORK, evaluate_split, fit_lstm, training_steps, walk_forward
 
 TINY = TrainParams(lstm_units=4, window=8, epochs=1, batch_size=16, patience=2, ma_window=3, knn_neighbors=5)
 
@@ -126,3 +131,24 @@ def test_walk_forward_refits_before_each_fold_and_averages_the_folds():
 def test_bad_parameters_are_refused(change, message):
     with pytest.raises(PipelineError, match=message):
         check_train_params(TrainParams(**{**TrainParams().__dict__, **change}))
+
+
+class SignalAtFirstBatch(keras.callbacks.Callback):
+    """Sends this process SIGTERM as the first batch starts; counts the batches that start."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches_started = 0
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self.batches_started += 1
+        if self.batches_started == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_signal_held_while_training_stops_the_fit_after_its_batch(signals_raise):
+    counter = SignalAtFirstBatch()
+    with pytest.raises(Interrupted) as caught, interruptions_held():
+        fit_lstm(random_walk(200)["Close"].to_numpy(), 8, 4, 50, 16, 0.1, 50, 0, callbacks=[counter])
+    assert counter.batches_started == 1  # of 11 a batch for 50 epochs
+    assert caught.traceback[-1].name == "raise_if_interrupted"  # after the batch, not inside it
