@@ -150,5 +150,5 @@ def test_a_signal_held_while_training_stops_the_fit_after_its_batch(signals_rais
     counter = SignalAtFirstBatch()
     with pytest.raises(Interrupted) as caught, interruptions_held():
         fit_lstm(random_walk(200)["Close"].to_numpy(), 8, 4, 50, 16, 0.1, 50, 0, callbacks=[counter])
-    assert counter.batches_started == 1  # of 11 a batch for 50 epochs
+    assert counter.batches_started == 1  # of 11 batches an epoch for 50 epochs
     assert caught.traceback[-1].name == "raise_if_interrupted"  # after the batch, not inside it
