@@ -65,6 +65,7 @@ from flow_steps.errors import DataValidationError, PipelineError
 from flow_steps.evaluation import naive_forecast, rmse
 from flow_steps.features import holdout_size
 from flow_steps.ingest import input_file, read_prepared
+from flow_steps.interruption import interruptions_held
 from flow_steps.lineage import sha256_bytes
 from flow_steps.parameters import TEST_FRACTION, options
 from flow_steps.step_run import local_input, refusals_explained, run_step
@@ -134,8 +135,9 @@ def holdout_days(prices: pd.DataFrame, test_fraction: float, prices_sha256: str 
 
 def score(model_uri: str, days: HoldoutDays) -> float:
     """RMSE of a registered LSTM's one-step forecasts of the test days (loaded like serving does)."""
-    forecaster = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-    return rmse(days.actual, forecaster.one_step_forecasts(days.closes, days.n_test))
+    with interruptions_held():  # a signal stops it after TensorFlow's work, never inside it
+        forecaster = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+        return rmse(days.actual, forecaster.one_step_forecasts(days.closes, days.n_test))
 
 
 def score_from_training(train: Run, days: HoldoutDays) -> float | None:
