@@ -113,14 +113,23 @@ def cluster_address(ray_address: str) -> str | None:
     return ray_address or os.environ.get("RAY_ADDRESS") or None
 
 
-def check_cluster_answers(address: str, timeout: float = 5) -> None:
-    """A `host:port` cluster address must accept a connection: one line now instead of Ray's minutes of
-    retries. (`ray://` client addresses are left to Ray.)"""
+def probe_target(address: str) -> tuple[str, int] | None:
+    """The host and port to probe for a `host:port` cluster address (`[::1]:6379` gives `::1`), or None
+    for what is left to Ray (`ray://` client addresses, anything without a port)."""
     host, _, port = address.rpartition(":")
     if "://" in address or not host or not port.isdigit():
+        return None
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def check_cluster_answers(address: str, timeout: float = 5) -> None:
+    """A `host:port` cluster address must accept a connection: one line now instead of Ray's minutes of
+    retries."""
+    target = probe_target(address)
+    if target is None:
         return
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()  # [::1]:6379 too
+        socket.create_connection(target, timeout=timeout).close()
     except OSError as error:
         reason = "connection refused" if isinstance(error, ConnectionRefusedError) else one_line(error)
         raise PipelineError(f"no Ray cluster answers at RAY_ADDRESS={address}: {reason}") from error

@@ -23,7 +23,8 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from flow_steps.interruption import EXIT_CODES, raise_on_termination
-from tests.price_server import PriceServer
+from tests.support.fast_tier import fast_tier_guard
+from tests.support.price_server import PriceServer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = PROJECT_ROOT / "tests" / "fixtures"
@@ -61,15 +62,46 @@ LONGEST_FIRST = (
     "test_sources.py",
 )
 
+# The tiers. `slow` is everything the fast tier may not do: start a process, a server (PostgreSQL, a
+# tracking or model server, an HTTP stand-in), Ray or a TensorFlow fit. Every test under
+# tests/integration is slow; a unit test that needs one of those says so with @pytest.mark.slow. The
+# resource markers say which outside thing a slow test needs, and imply `slow`.
+RESOURCE_MARKERS = ("postgres", "ray", "serve", "kernel")
+# Fixtures that start a resource mark the tests that use them.
+FIXTURE_MARKERS = {
+    "team": "postgres",
+    "access_team": "postgres",
+    "price_server": "slow",
+    "served_champion": "serve",
+}
+FAST_TIMEOUT = 60  # seconds per fast test; slow tests have the ini's `timeout`
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Order the tests longest files first (stable within each file)."""
+    """Mark the tiers, give fast tests their short timeout, and order the tests longest files first."""
+    for item in items:
+        names = {marker.name for marker in item.iter_markers()}
+        names |= {FIXTURE_MARKERS[name] for name in item.fixturenames if name in FIXTURE_MARKERS}
+        if "integration" in item.path.parts or names & {*RESOURCE_MARKERS, "slow"}:
+            for name in sorted(names & set(RESOURCE_MARKERS)) + ["slow"]:
+                item.add_marker(name)
+        elif item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(FAST_TIMEOUT))
 
     def rank(item: pytest.Item) -> int:
         name = item.path.name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """A test not marked slow runs with processes, servers and fits forbidden: doing one fails it."""
+    if item.get_closest_marker("slow"):
+        return (yield)
+    with fast_tier_guard(item.nodeid):
+        return (yield)
 
 
 @dataclass

@@ -12,9 +12,7 @@ from flow_steps import download_raw_data, train_model
 from flow_steps.constants import DOWNLOAD_STEP, TAG_ERROR, TRAIN_STEP, TRANSFORM_STEP
 from main import cli as main_cli
 from tests.conftest import EXPERIMENT, TINY_PARAMS, cli_options, python_main, run_command
-from tests.price_server import HANG
-
-pytestmark = pytest.mark.integration
+from tests.support.price_server import HANG
 
 GOOD_ROWS = "\n".join(
     f"2020-{month:02d}-{day:02d},{100 + month + day / 10:.2f}" for month in (1, 2) for day in range(1, 29)

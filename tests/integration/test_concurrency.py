@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import mlflow
-import pytest
 from mlflow.entities import Param, Run, RunStatus
 from mlflow.tracking import MlflowClient
 
@@ -15,9 +14,7 @@ from flow_steps import download_raw_data, transform_data
 from flow_steps.concurrency import lock_name
 from flow_steps.constants import DOWNLOAD_STEP, REGISTER_STEP, TRAIN_STEP, TRANSFORM_STEP
 from tests.conftest import EXPERIMENT, PROJECT_ROOT, TINY_PARAMS, cli_options, invoke_step
-from tests.known_models import BETTER, WORSE, log_known_model
-
-pytestmark = pytest.mark.integration
+from tests.support.known_models import BETTER, WORSE, log_known_model
 
 KNOWN = "known-rmse-race"
 

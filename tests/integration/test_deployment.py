@@ -37,10 +37,10 @@ from tests.conftest import (
     run_command,
     temporary_tracking,
 )
-from tests.known_models import BETTER, WORSE, register
+from tests.support.known_models import BETTER, WORSE, register
 
 # One worker for the whole file: its module-scoped fixture is set up once.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_deployment")]
+pytestmark = [pytest.mark.xdist_group("test_deployment")]
 
 MODEL = "stock-MSFT-lstm"
 CHAMPION = f"models:/{MODEL}@champion"
@@ -174,7 +174,7 @@ def test_registering_something_that_is_not_a_training_run_fails_the_step(registr
 
 
 @pytest.fixture(scope="module")
-def server(registry):
+def served_champion(registry):
     tracking, _ = registry
     with served_model(CHAMPION, env=tracking.env) as served:
         yield served
@@ -186,17 +186,17 @@ def later_closes() -> list[float]:
     return pd.read_csv(FIXTURES / "EOD-MSFT.csv").sort_values("Date")["Adj_Close"].tail(30).tolist()
 
 
-def test_the_served_champion_answers_like_the_loaded_model(registry, server, later_closes):
+def test_the_served_champion_answers_like_the_loaded_model(registry, served_champion, later_closes):
     local = mlflow.pyfunc.load_model(CHAMPION)
     frame = pd.DataFrame({"Close": later_closes})
 
-    answer = server.invoke(invocation_payload(later_closes))
+    answer = served_champion.invoke(invocation_payload(later_closes))
     assert answer.status_code == 200, answer.text
     [row] = answer.json()["predictions"]
     assert row["days_ahead"] == 1
     assert row["forecast_close"] == pytest.approx(local.predict(frame)["forecast_close"].item(), rel=1e-6)
 
-    answer = server.invoke(invocation_payload(later_closes, horizon=5))
+    answer = served_champion.invoke(invocation_payload(later_closes, horizon=5))
     assert answer.status_code == 200, answer.text
     served = pd.DataFrame(answer.json()["predictions"])
     expected = local.predict(frame, params={"horizon": 5})
@@ -238,20 +238,20 @@ BAD_REQUESTS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
-def test_bad_requests_get_a_400_that_names_the_problem(server, case):
+def test_bad_requests_get_a_400_that_names_the_problem(served_champion, case):
     payload, message = BAD_REQUESTS[case]
-    answer = server.invoke(payload)
+    answer = served_champion.invoke(payload)
     assert answer.status_code == 400, answer.text
     assert message in answer.json()["message"]
 
 
-def test_the_server_keeps_serving_after_bad_requests(server, later_closes):
-    answer = server.invoke(invocation_payload(later_closes))
+def test_the_server_keeps_serving_after_bad_requests(served_champion, later_closes):
+    answer = served_champion.invoke(invocation_payload(later_closes))
     assert answer.status_code == 200
     assert len(answer.json()["predictions"]) == 1
 
 
-def test_a_date_column_beside_close_is_accepted_and_ignored(server, later_closes):
+def test_a_date_column_beside_close_is_accepted_and_ignored(served_champion, later_closes):
     dates = pd.bdate_range("2017-11-16", periods=len(later_closes)).strftime("%Y-%m-%d").tolist()
     with_dates = {
         "dataframe_split": {
@@ -259,7 +259,10 @@ def test_a_date_column_beside_close_is_accepted_and_ignored(server, later_closes
             "data": [list(row) for row in zip(dates, later_closes, strict=True)],
         }
     }
-    answer, plain = server.invoke(with_dates), server.invoke(invocation_payload(later_closes))
+    answer, plain = (
+        served_champion.invoke(with_dates),
+        served_champion.invoke(invocation_payload(later_closes)),
+    )
     assert answer.status_code == 200, answer.text
     assert answer.json() == plain.json()
 

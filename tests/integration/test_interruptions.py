@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-import pytest
 from mlflow.entities import Run
 
 from flow_steps.constants import (
@@ -23,8 +22,6 @@ from flow_steps.constants import (
 )
 from flow_steps.interruption import is_alive, this_process
 from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options
-
-pytestmark = pytest.mark.integration
 
 # Enough epochs to still be training when the signal comes (about 0.1 s each), with no early stop.
 LONG_TRAINING = {**TINY_PARAMS, "epochs": "2000", "patience": "2000"}

@@ -1,8 +1,9 @@
 """Monitoring on time-split data: forecasts made with prices through day T (and T-5), scored by `monitor`
 with prices through T+10, against a hand computation; a deliberately biased champion is flagged.
 
-The champions are models of known behaviour (tests/known_models.py): `BETTER` forecasts exactly the last
-close (the naive forecast), `WORSE` a 1% rise every day. The commands run in this process (click).
+The champions are models of known behaviour (tests/support/known_models.py): `BETTER` forecasts
+exactly the last close (the naive forecast), `WORSE` a 1% rise every day. The commands run in this
+process (click).
 """
 
 from __future__ import annotations
@@ -20,9 +21,7 @@ from flow_steps.constants import FORECAST_TABLE_PATH, MONITOR_ENTRY_POINT, regis
 from flow_steps.ingest import load_prices
 from flow_steps.sources import SAMPLE_FILE
 from tests.conftest import EXPERIMENT, invoke_step
-from tests.known_models import BETTER, WORSE, register
-
-pytestmark = pytest.mark.integration
+from tests.support.known_models import BETTER, WORSE, register
 
 LOOSE = ["--max-rmse-vs-naive", "1.1", "--min-coverage-80", "0", "--max-coverage-80", "1"]
 

@@ -19,7 +19,7 @@ from flow_steps.sources import SAMPLE_FILE
 from flow_steps.training import evaluate_split
 
 # One worker for the whole file: its module-scoped fixture is set up once.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_notebook")]
+pytestmark = [pytest.mark.kernel, pytest.mark.xdist_group("test_notebook")]
 FAST_ROWS, FAST_EPOCHS = 700, 1  # what the notebook's fast mode uses
 
 

@@ -37,8 +37,6 @@ from flow_steps.intervals import INTERVAL_COLUMNS
 from flow_steps.register_model import holdout_days, score
 from tests.conftest import EXPERIMENT, FIXTURES, TINY_PARAMS, cli_options, python_main, run_command
 
-pytestmark = pytest.mark.integration
-
 
 def assert_chained(tracking, parent, registered: bool = False) -> dict:
     """FINISHED children of `parent`, each consuming the previous one's artifact URI."""

@@ -7,13 +7,11 @@ import sys
 from pathlib import Path
 
 import mlflow
-import pytest
 
 from flow_steps import download_raw_data, transform_data
 from flow_steps.constants import DOWNLOAD_STEP, TRAIN_STEP, TRANSFORM_STEP
 from tests.conftest import EXPERIMENT, TINY_PARAMS, invoke_step, run_command
 
-pytestmark = pytest.mark.integration
 KEY = "qk-LEAK-CANARY-7f3a9c2e51"
 
 

@@ -11,9 +11,8 @@ import pytest
 from flow_steps.errors import SourceError
 from flow_steps.masking import mask_secrets
 from flow_steps.sources import check_data_source, fetch_raw_prices
-from tests.price_server import HANG
+from tests.support.price_server import HANG
 
-pytestmark = pytest.mark.integration
 KEY = "qk-Recognisable-Secret-0042"
 
 

@@ -13,7 +13,7 @@ from main import cli as main_cli
 from tests.conftest import EXPERIMENT, TINY_PARAMS, cli_options, python_main
 
 # One worker for the whole file: its module-scoped fixture is set up once.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("test_suspect_data")]
+pytestmark = [pytest.mark.xdist_group("test_suspect_data")]
 
 
 @pytest.fixture(scope="module")

@@ -30,10 +30,9 @@ from flow_steps.ingest import load_prices
 from flow_steps.serving import free_port, invocation_payload, served_model
 from flow_steps.sources import fetch_raw_prices
 from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options, invoke_step, run_command
-from tests.known_models import BETTER, WORSE, register
-from tests.team_server import ADMIN, DB_PASSWORD, PostgresCluster, TeamServer
+from tests.support.known_models import BETTER, WORSE, register
+from tests.support.team_server import ADMIN, DB_PASSWORD, PostgresCluster, TeamServer
 
-pytestmark = pytest.mark.integration
 # Each team's tests on one worker, so that its module-scoped server starts once.
 PIPELINE_GROUP = pytest.mark.xdist_group("test_team_server_pipeline")
 ACCESS_GROUP = pytest.mark.xdist_group("test_team_server_access")
@@ -304,6 +303,7 @@ def test_a_better_and_a_worse_challenger_are_gated_as_on_sqlite(access_team, acc
 
 
 @PIPELINE_GROUP
+@pytest.mark.serve
 def test_the_champion_forecasts_and_is_served_through_the_server(team, first_pipeline, tmp_path):
     env = env_for(team, "alice")
     output = tmp_path / "forecast.csv"

@@ -15,9 +15,9 @@ from flow_steps.constants import UNIVERSE_ENTRY_POINT
 from flow_steps.sources import SAMPLE_FILE
 from flow_steps.universe import CHART_PATH, SUMMARY_PATH
 from tests.conftest import FIXTURES, TINY_PARAMS, cli_options, run_command
-from tests.ray_cluster import RayHead
+from tests.support.ray_cluster import RayHead
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.ray
 
 TICKERS = ["AAA", "BBB", "CCC", "SHORT"]
 

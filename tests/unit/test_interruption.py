@@ -36,6 +36,7 @@ def a_dead_pid() -> int:
     return finished.pid
 
 
+@pytest.mark.slow
 def test_this_process_is_alive_and_a_finished_one_is_not():
     me = this_process()
     assert me.pid == os.getpid() and is_alive(me.pid, me.started)
@@ -48,6 +49,7 @@ def test_a_reused_pid_is_told_apart_by_its_start_time():
     assert not is_alive(os.getpid(), str(int(started) - 1))
 
 
+@pytest.mark.slow
 def test_only_running_runs_of_this_host_whose_process_is_gone_are_orphaned():
     dead = a_dead_pid()
     me = this_process()

@@ -57,11 +57,13 @@ def loaded_by() -> dict[str, set[str]]:
     return {name: set(added) for name, added in json.loads(result.stdout.strip().splitlines()[-1]).items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", LEAN_STEPS)
 def test_steps_that_train_nothing_do_not_import_tensorflow(module, loaded_by):
     assert not {"tensorflow", "keras"} & loaded_by[f"flow_steps.{module}"]
 
 
+@pytest.mark.slow
 def test_the_driver_does_not_import_tensorflow(loaded_by):
     assert not {"tensorflow", "keras"} & loaded_by["main"]
 
@@ -77,6 +79,7 @@ def test_steps_never_import_other_steps(module):
     assert not imported & others
 
 
+@pytest.mark.slow
 def test_the_served_model_needs_only_the_modules_it_ships():
     loaded = imported_after("import flow_steps.pyfunc_model")
     needed = {name.split(".", 1)[1] + ".py" for name in loaded if name.startswith("flow_steps.")}

@@ -30,6 +30,7 @@ def random_walk(n_rows: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"Date": pd.bdate_range("2015-01-01", periods=n_rows), "Close": closes})
 
 
+@pytest.mark.slow
 def test_split_scores_the_lstm_and_every_baseline_on_the_same_days():
     prices = random_walk(150)
     split = evaluate_split(prices, 30, TINY)
@@ -54,6 +55,7 @@ def test_split_scores_the_lstm_and_every_baseline_on_the_same_days():
     assert split.lstm.n_validation_samples == round((150 - 30 - TINY.window) * 0.1)
 
 
+@pytest.mark.slow
 def test_only_short_fits_run_eagerly():
     assert training_steps(207, 32, 1) == 7 and training_steps(2300, 32, 50) == 3600
     assert training_steps(207, 32, 1) * 10 <= EAGER_MAX_WORK  # the test suite's tiny pipelines
@@ -62,12 +64,14 @@ def test_only_short_fits_run_eagerly():
     assert split.lstm.keras_model.run_eagerly  # 83 fit windows in batches of 16, 1 epoch, window 8
 
 
+@pytest.mark.slow
 def test_same_seed_same_forecasts():
     prices = random_walk(120)
     first, second = evaluate_split(prices, 20, TINY), evaluate_split(prices, 20, TINY)
     np.testing.assert_array_equal(first.forecasts[LSTM], second.forecasts[LSTM])
 
 
+@pytest.mark.slow
 def test_lstm_never_sees_a_test_day_price_before_forecasting_it():
     prices = random_walk(120)
     n_test = 20
@@ -80,6 +84,7 @@ def test_lstm_never_sees_a_test_day_price_before_forecasting_it():
     assert not np.allclose(changed[8:], original[8:])
 
 
+@pytest.mark.slow
 def test_interval_calibration_uses_no_test_day_price():
     prices = random_walk(150)
     n_test = 30
@@ -103,6 +108,7 @@ def test_backtest_cuts_the_test_period_into_consecutive_folds():
         backtest_ranges(100, 20, 5)
 
 
+@pytest.mark.slow
 def test_walk_forward_refits_before_each_fold_and_averages_the_folds():
     prices = random_walk(160)
     params = TrainParams(**{**TINY.__dict__, "backtest_folds": 2, "test_fraction": 0.25})
@@ -146,6 +152,7 @@ class SignalAtFirstBatch(keras.callbacks.Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+@pytest.mark.slow
 def test_a_signal_held_while_training_stops_the_fit_after_its_batch(signals_raise):
     counter = SignalAtFirstBatch()
     with pytest.raises(Interrupted) as caught, interruptions_held():

@@ -22,7 +22,7 @@ import requests
 
 from flow_steps.serving import HOST, free_port, stop_process_group
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DB_USER = "mlflow"
 DB_PASSWORD = "db-pw-4f1c9e"  # a throwaway cluster's password, for the leak scans too
 ADMIN = ("admin", "admin-pw-7d2a61-c4e9")
