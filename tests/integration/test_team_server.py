@@ -30,6 +30,7 @@ from flow_steps.ingest import load_prices
 from flow_steps.serving import free_port, invocation_payload, served_model
 from flow_steps.sources import fetch_raw_prices
 from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options, invoke_step, run_command
+from tests.support.helpers import assert_one_line_failure, clean_env
 from tests.support.known_models import BETTER, WORSE, register
 from tests.support.team_server import ADMIN, DB_PASSWORD, PostgresCluster, TeamServer
 
@@ -105,25 +106,61 @@ def main_py(env: dict[str, str], *options: str):
     return run_command([sys.executable, "main.py", *cli_options(PARAMS), *options], env, timeout=300)
 
 
-def assert_one_line_failure(result, *fragments: str) -> str:
-    assert result.returncode == 1, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    last = result.stderr.strip().splitlines()[-1]
-    for fragment in fragments:
-        assert fragment in last, last
-    return last
+# Every command that talks to the tracking server, as a user types it.
+COMMANDS = {
+    "main.py": ["main.py", "--epochs", "1"],
+    "download_raw_data": ["-m", "flow_steps.download_raw_data"],
+    "forecast": ["-m", "flow_steps.forecast", "--model", CHAMPION],
+    "monitor": ["-m", "flow_steps.monitor"],
+    "universe": ["-m", "flow_steps.universe", "--tickers", "MSFT"],
+}
 
 
-def test_a_tracking_server_that_is_down_fails_fast_in_one_line(tmp_path):
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_tracking_server_that_is_down_fails_fast_in_one_line(command):
     url = f"http://127.0.0.1:{free_port()}"
-    env = {"MLFLOW_TRACKING_URI": url, **{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}}
     started = time.monotonic()
-    result = run_command([sys.executable, "main.py", "--epochs", "1"], env, timeout=120)
+    result = run_command(
+        [sys.executable, *COMMANDS[command]], clean_env(MLFLOW_TRACKING_URI=url), timeout=120
+    )
     seconds = time.monotonic() - started
     assert_one_line_failure(result, f"MLFLOW_TRACKING_URI={url}", "connection refused")
     assert seconds < 30, seconds
-    step = run_command([sys.executable, "-m", "flow_steps.download_raw_data"], env, timeout=120)
-    assert_one_line_failure(step, f"MLFLOW_TRACKING_URI={url}")
+
+
+@ACCESS_GROUP
+@pytest.mark.parametrize("command", sorted(set(COMMANDS) - {"main.py"}))  # main.py: the test below
+def test_every_command_refused_by_the_server_says_so_in_one_line(access_team, monkeypatch, command):
+    before = len(all_runs(admin_client(access_team, monkeypatch)))
+    result = run_command([sys.executable, *COMMANDS[command]], env_for(access_team, "alice", "wrong"))
+    assert_one_line_failure(result, "(401)", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    assert len(all_runs(admin_client(access_team, monkeypatch))) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"MLFLOW_AUTH_ADMIN_PASSWORD": None}, "team_server: set MLFLOW_AUTH_ADMIN_PASSWORD"),
+        (
+            {"database_uri": f"postgresql+psycopg://mlflow:{DB_PASSWORD}@127.0.0.1:5432/mlflow"},
+            "team_server: put the database password in PGPASSWORD, not in --database-uri",
+        ),
+    ],
+)
+def test_the_team_server_refuses_a_missing_secret_or_a_password_on_its_command_line(
+    tmp_path, change, message
+):
+    env = clean_env(
+        MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN[1], MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret-key-0123456789"
+    )
+    for name, value in change.items():
+        if name.isupper():
+            env.pop(name) if value is None else env.update({name: value})
+    database_uri = change.get("database_uri", "postgresql+psycopg://mlflow@127.0.0.1:5432/mlflow")
+    command = [sys.executable, "deploy/team_server.py", "--database-uri", database_uri]
+    result = run_command([*command, "--artifacts-destination", str(tmp_path)], env, timeout=60)
+    assert_one_line_failure(result, message)
+    assert DB_PASSWORD not in result.stderr and list(tmp_path.iterdir()) == []  # nothing started
 
 
 @ACCESS_GROUP
@@ -196,10 +233,27 @@ def test_restarts_lose_nothing_and_two_pipelines_started_together_reuse_the_firs
     with admin_login():
         before = {run.info.run_id: run.info.status for run in all_runs(client)}
         first_children = children_of(client, first_pipeline)
+    [auth_file] = team.auth_files()  # the basic-auth ini, with the admin's password: private
+    assert auth_file.stat().st_mode & 0o777 == 0o600 and ADMIN[1] in auth_file.read_text()
     team.stop()
+    assert team.auth_files() == []  # removed when the server stops
     team.cluster.stop()
     team.cluster.start()
-    team.start()
+    team.start("--upgrade", "--auth-cache-seconds", "0")  # an upgrade of an up-to-date database is a no-op
+    [auth_file] = team.auth_files()
+    assert auth_file.stat().st_mode & 0o777 == 0o600
+    assert "auth_cache_ttl_seconds = 0\n" in auth_file.read_text()
+    # With no login cache, a changed password is refused at once (MLflow's default would trust it for
+    # 60 s more); every answer below comes from the restarted server and its database.
+    team.create_user("dave", "dave-pw-1")
+
+    def dave_searches(password: str) -> int:
+        return team.api("GET", "experiments/search", auth=("dave", password), max_results=1).status_code
+
+    assert dave_searches("dave-pw-1") == 200
+    changed = team.api("PATCH", "users/update-password", username="dave", password="dave-pw-2")
+    assert changed.ok, changed.text
+    assert (dave_searches("dave-pw-1"), dave_searches("dave-pw-2")) == (401, 200)
     with admin_login():
         assert {run.info.run_id: run.info.status for run in all_runs(client)} == before
         assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
@@ -372,20 +426,27 @@ def test_a_user_who_may_write_runs_but_not_manage_the_model_trains_but_does_not_
 
 
 @pytest.mark.parametrize(
-    "team_fixture",
-    [pytest.param("team", marks=PIPELINE_GROUP), pytest.param("access_team", marks=ACCESS_GROUP)],
+    ("team_fixture", "writer_fixture"),
+    [
+        pytest.param("team", "first_pipeline", marks=PIPELINE_GROUP),
+        pytest.param("access_team", "access_prices", marks=ACCESS_GROUP),
+    ],
 )
-def test_passwords_never_reach_runs_artifacts_or_logs(team_fixture, request, monkeypatch):
+def test_passwords_never_reach_runs_artifacts_or_logs(team_fixture, writer_fixture, request, monkeypatch):
+    """Scans what the writing fixture logged through the server (it runs first, whatever the order or
+    selection of tests): runs, artifacts and the server's log."""
     team = request.getfixturevalue(team_fixture)
+    request.getfixturevalue(writer_fixture)
     secrets = [DB_PASSWORD, ADMIN[1], *USERS.values()]
-    client = admin_client(team, monkeypatch)
-    for run in all_runs(client):
+    runs = all_runs(admin_client(team, monkeypatch))
+    artifacts = [path for path in team.artifacts.rglob("*") if path.is_file()]
+    assert runs and artifacts, "nothing to scan: the fixture that writes runs did not run"
+    for run in runs:
         recorded = " ".join([*run.data.params.values(), *run.data.tags.values()])
         assert not [secret for secret in secrets if secret in recorded]
-    for path in team.artifacts.rglob("*"):
-        if path.is_file() and path.stat().st_size < 5_000_000:
+    for path in artifacts:
+        if path.stat().st_size < 5_000_000:
             content = path.read_bytes()
             assert not [secret for secret in secrets if secret.encode() in content], path
     server_log = team.log()
     assert not [secret for secret in secrets if secret in server_log]
-    assert not list(Path(PROJECT_ROOT).glob("mlflow-auth-*.ini"))

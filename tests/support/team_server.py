@@ -154,10 +154,21 @@ class TeamServer:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def start(self, timeout: float = 120) -> TeamServer:
+    @property
+    def private_tmp(self) -> Path:
+        """The server's TMPDIR: where deploy/team_server.py writes its basic-auth ini file."""
+        return self.artifacts.parent / "tmp"
+
+    def auth_files(self) -> list[Path]:
+        return sorted(self.private_tmp.glob("mlflow-auth-*.ini"))
+
+    def start(self, *options: str, timeout: float = 120) -> TeamServer:
+        """Start deploy/team_server.py with `options` added to its command line."""
+        self.private_tmp.mkdir(exist_ok=True)
         env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
         env.update(
             {
+                "TMPDIR": str(self.private_tmp),
                 "PGPASSWORD": DB_PASSWORD,
                 "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN[1],
                 "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret-key-0123456789",
@@ -170,7 +181,7 @@ class TeamServer:
             "--artifacts-destination",
             str(self.artifacts),
         ]
-        command += ["--port", str(self.port), "--workers", "1"]
+        command += ["--port", str(self.port), "--workers", "1", *options]
         log = (self.artifacts.parent / f"server-{self.port}.log").open("a")
         self.process = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
