@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 FORECAST_ARTIFACT = FORECAST_TABLE_PATH
 CHANGE_COLUMN = "change_pct"
 ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
+VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 
 
 def forecast_table(prices: pd.DataFrame, answer: pd.DataFrame) -> pd.DataFrame:
@@ -96,7 +97,10 @@ def resolve_model_uri(model: str, company_abbreviation: str) -> str:
 
 
 def registry_version_tags(model_uri: str) -> dict[str, str]:
-    """For `models:/<name>@<alias>`, the version the alias points to now (a record of what answered)."""
+    """The registry version that answers `models:/<name>@<alias>` (the one the alias points to now) or
+    `models:/<name>/<version>`: a record of what answered, by which monitor groups forecasts."""
+    if numbered := VERSION_URI.match(model_uri):
+        return {TAG_MODEL_VERSION: numbered["version"]}
     match = ALIAS_URI.match(model_uri)
     if not match:
         return {}
