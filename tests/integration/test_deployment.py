@@ -13,17 +13,24 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from mlflow.entities import Run
 
 from flow_steps import download_raw_data, forecast, register_model, transform_data
 from flow_steps.constants import (
     DOWNLOAD_STEP,
     FORECAST_ENTRY_POINT,
+    KEPT,
+    METRIC_CHAMPION_TEST_RMSE,
     REGISTER_STEP,
+    SCORED_FROM_TRAINING,
+    SCORED_HERE,
+    TAG_CHALLENGER_SCORE_SOURCE,
+    TAG_CHAMPION_SAW_TEST_DAYS,
+    TAG_CHAMPION_SCORE_SOURCE,
     TAG_ERROR,
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
 )
+from flow_steps.evaluation import rmse
 from flow_steps.ingest import load_prices, read_prepared
 from flow_steps.intervals import INTERVAL_COLUMNS
 from flow_steps.register_model import holdout_days
@@ -37,6 +44,7 @@ from tests.conftest import (
     run_command,
     temporary_tracking,
 )
+from tests.support.helpers import newest
 from tests.support.known_models import BETTER, WORSE, register
 
 # One worker for the whole file: its module-scoped fixture is set up once.
@@ -46,10 +54,6 @@ MODEL = "stock-MSFT-lstm"
 CHAMPION = f"models:/{MODEL}@champion"
 # Registered in this order: worse, better, worse again, the same as the champion.
 SEQUENCE = (WORSE, BETTER, WORSE, BETTER)
-
-
-def newest(runs: list[Run]) -> Run:
-    return max(runs, key=lambda run: run.info.start_time)
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +175,32 @@ def test_registering_something_that_is_not_a_training_run_fails_the_step(registr
     [failed] = tracking.runs("attributes.status = 'FAILED'")
     assert "model_uri 'models:/elsewhere/1' is not a runs:/<run id>/<path> URI" in failed.data.tags[TAG_ERROR]
     assert tracking.client.get_model_version_by_alias(MODEL, "champion").version == 2
+
+
+def test_a_champion_is_scored_again_on_other_days_and_flagged_when_it_trained_on_them(registry, tmp_path):
+    """A champion scored on its own test days takes its training run's score; on another file's test
+    days (here earlier ones, inside its own training days) it is loaded and scored there, by hand's
+    numbers, and the register run says it saw those days."""
+    tracking, [first, *_] = registry
+    stock_data, name = first.train.data.params["stock_data"], "scored-elsewhere"
+    champion = register(tracking.client, stock_data, BETTER, name, as_trained=True)
+    assert champion.register.data.tags[TAG_CHALLENGER_SCORE_SOURCE] == SCORED_FROM_TRAINING
+    same_days = register(tracking.client, stock_data, WORSE, name, as_trained=True)
+    assert same_days.register.data.tags[TAG_CHAMPION_SCORE_SOURCE] == SCORED_FROM_TRAINING
+    assert TAG_CHAMPION_SAW_TEST_DAYS not in same_days.register.data.tags
+
+    prices = read_prepared(stock_data, "stock_data")
+    days = holdout_days(prices, 0.2)
+    earlier = tmp_path / "earlier.csv"  # the champion's training days only: it saw every test day
+    prices.iloc[: -days.n_test].to_csv(earlier, index=False, date_format="%Y-%m-%d")
+    elsewhere = register(tracking.client, str(earlier), WORSE, name)
+    tags, metrics = elsewhere.register.data.tags, elsewhere.register.data.metrics
+    assert tags[TAG_CHALLENGER_SCORE_SOURCE] == tags[TAG_CHAMPION_SCORE_SOURCE] == SCORED_HERE
+    assert tags[TAG_CHAMPION_SAW_TEST_DAYS] == "true"
+    other = holdout_days(read_prepared(str(earlier), "stock_data"), 0.2)
+    naive = rmse(other.actual, other.closes[-other.n_test - 1 : -1])  # BETTER is the naive forecast
+    assert metrics[METRIC_CHAMPION_TEST_RMSE] == pytest.approx(naive, rel=1e-9)
+    assert elsewhere.decision == KEPT
 
 
 @pytest.fixture(scope="module")

@@ -79,9 +79,11 @@ def newest_register_run(client: MlflowClient, experiment_id: str) -> Run:
     return run
 
 
-def register(client: MlflowClient, stock_data: str, scaled_return: float, model_name: str) -> Registration:
+def register(
+    client: MlflowClient, stock_data: str, scaled_return: float, model_name: str, as_trained: bool = False
+) -> Registration:
     """Log a model of known RMSE, then run register_model on it (click, in this process)."""
-    run_id, expected = log_known_model(stock_data, scaled_return)
+    run_id, expected = log_known_model(stock_data, scaled_return, as_trained)
     arguments = ["--model-uri", f"runs:/{run_id}/model", "--stock-data", stock_data]
     arguments += ["--model-name", model_name]
     result = CliRunner().invoke(register_model.cli, arguments)
