@@ -25,7 +25,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from flow_steps.concurrency import promotion_lock
+from flow_steps.concurrency import promotion_lock, race_hold
 from flow_steps.constants import (
     ALREADY_REGISTERED,
     CHALLENGER_ALIAS,
@@ -221,6 +221,7 @@ def _register_and_promote(
     run_id = train.info.run_id
     version, is_new = _registered_version(client, model_name, model_uri, run_id)
     champion = _alias_version(client, model_name, CHAMPION_ALIAS)
+    race_hold()  # tests only: the window in which another registration would read the same champion
     challenger_rmse, source = model_score(f"models:/{model_name}/{version.version}", train, days)
     naive_rmse = rmse(days.actual, naive_forecast(days.closes, days.n_test))
     mlflow.log_metrics({METRIC_CHALLENGER_TEST_RMSE: challenger_rmse, METRIC_NAIVE_TEST_RMSE: naive_rmse})

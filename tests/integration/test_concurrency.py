@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -11,9 +10,10 @@ from mlflow.entities import Param, Run, RunStatus
 from mlflow.tracking import MlflowClient
 
 from flow_steps import download_raw_data, transform_data
-from flow_steps.concurrency import lock_name
+from flow_steps.concurrency import RACE_VARIABLE, lock_name
 from flow_steps.constants import DOWNLOAD_STEP, REGISTER_STEP, TRAIN_STEP, TRANSFORM_STEP
-from tests.conftest import EXPERIMENT, PROJECT_ROOT, TINY_PARAMS, cli_options, invoke_step
+from tests.conftest import EXPERIMENT, PROJECT_ROOT, TINY_PARAMS, cli_options, invoke_step, run_command
+from tests.support.helpers import clean_env
 from tests.support.known_models import BETTER, WORSE, log_known_model
 
 KNOWN = "known-rmse-race"
@@ -28,8 +28,12 @@ def test_three_pipelines_on_a_fresh_store_all_finish_and_a_fourth_reuses_their_d
     training they made (never a failed or killed run with the same parameters), launches no step, and
     keeps the name it is given."""
     uri = f"sqlite:///{tmp_path / 'fresh.db'}"  # no tables yet: the three race to create them
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-    env.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": "concurrency-tests"})
+    (tmp_path / "race").mkdir()
+    # The three meet just before the store's lock, so they reach MLflow's migrations together.
+    race = f"{tmp_path / 'race'}:3:0"
+    env = clean_env(
+        MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_NAME="concurrency-tests", **{RACE_VARIABLE: race}
+    )
     command = [sys.executable, "main.py", *cli_options(TINY_PARAMS)]
     pipelines = [
         subprocess.Popen(
@@ -41,6 +45,7 @@ def test_three_pipelines_on_a_fresh_store_all_finish_and_a_fourth_reuses_their_d
     for pipeline, (_, stderr) in zip(pipelines, outputs, strict=True):
         assert pipeline.returncode == 0, stderr[-3000:]
 
+    assert len(list((tmp_path / "race").glob("prepare-store.*"))) >= 3  # they met before the lock
     client = MlflowClient(uri)
     experiment_id = client.get_experiment_by_name("concurrency-tests").experiment_id
 
@@ -67,13 +72,8 @@ def test_three_pipelines_on_a_fresh_store_all_finish_and_a_fourth_reuses_their_d
         client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in template.data.params.items()])
         client.set_terminated(run.info.run_id, RunStatus.to_string(status))
 
-    result = subprocess.run(
-        [*command, "--run-name", "second try", "--reuse-training"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    env.pop(RACE_VARIABLE)
+    result = run_command([*command, "--run-name", "second try", "--reuse-training"], env)
     assert result.returncode == 0, result.stderr[-3000:]
     [fourth] = [run for run in runs() if run.info.run_name == "second try"]
     assert fourth.info.status == "FINISHED"
@@ -90,7 +90,9 @@ def test_three_pipelines_on_a_fresh_store_all_finish_and_a_fourth_reuses_their_d
 
 
 def test_racing_registrations_of_known_models_promote_the_best_whatever_the_finishing_order(tracking):
-    """Three challengers of known RMSE (worse, better, worst) registered by three processes at once."""
+    """Three challengers of known RMSE (worse, better, worst) registered by three processes at once: they
+    meet before the promotion lock, and each holds the champion it read for a second before deciding,
+    so that without the lock all three would see no champion and each become `first_version`."""
     mlflow.set_experiment(EXPERIMENT)
     raw = mlflow.artifacts.download_artifacts(invoke_step(download_raw_data.cli))
     prepared = mlflow.artifacts.download_artifacts(
@@ -100,12 +102,14 @@ def test_racing_registrations_of_known_models_promote_the_best_whatever_the_fini
     )
     # Scored from their runs (no TensorFlow start-up per process): the decisions are what is tested here.
     logged = [log_known_model(prepared, c, as_trained=True) for c in (WORSE, BETTER, 2 * WORSE)]
+    race = tracking.folder / "race"
+    race.mkdir()
     registrations = [
         subprocess.Popen(
             [sys.executable, "-m", "flow_steps.register_model", "--model-uri", f"runs:/{run_id}/model"]
             + ["--stock-data", prepared, "--model-name", KNOWN],
             cwd=PROJECT_ROOT,
-            env=tracking.env,
+            env={**tracking.env, RACE_VARIABLE: f"{race}:3:1"},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -118,6 +122,7 @@ def test_racing_registrations_of_known_models_promote_the_best_whatever_the_fini
 
     best_run_id = logged[1][0]
     versions = tracking.client.search_model_versions(f"name = '{KNOWN}'")
+    assert len(list(race.glob("promotion-lock.*"))) == 3  # the three met before the lock
     assert sorted(version.tags["promotion"] for version in versions).count("first_version") == 1
     champion = tracking.client.get_model_version_by_alias(KNOWN, "champion")
     assert champion.run_id == best_run_id
