@@ -34,6 +34,7 @@ from flow_steps.constants import (
     DOWNLOAD_STEP,
     FIRST_VERSION,
     KEPT,
+    MAX_HORIZON,
     METRIC_CHALLENGER_TEST_RMSE,
     METRIC_CHAMPION_TEST_RMSE,
     METRIC_NAIVE_TEST_RMSE,
@@ -67,7 +68,7 @@ from flow_steps.features import holdout_size
 from flow_steps.ingest import input_file, read_prepared
 from flow_steps.interruption import interruptions_held
 from flow_steps.lineage import sha256_bytes
-from flow_steps.parameters import TEST_FRACTION, options
+from flow_steps.parameters import TEST_FRACTION, WINDOW, options
 from flow_steps.step_run import local_input, refusals_explained, run_step
 from flow_steps.tracking import is_refusal
 
@@ -291,8 +292,9 @@ def model_description(model_name: str) -> str:
     """What the registered model is, for its registry page."""
     return (
         f"{model_name}: forecasts the next business days' closing prices of one stock with a two-layer LSTM. "
-        "Input: a DataFrame with a 'Close' column of chronological closes (at least the model's window, 60 "
-        "by default), in any price units; optional request param 'horizon' (1-260 business days). Output: "
+        "Input: a DataFrame with a 'Close' column of chronological closes (at least the model's window, "
+        f"{WINDOW.default} by default), in any price units; optional request param 'horizon' "
+        f"(1-{MAX_HORIZON} business days). Output: "
         "one row per day ahead, 'days_ahead' and 'forecast_close'. Every version is scored on its test days "
         "next to the naive forecast (tomorrow = today); the alias 'challenger' marks the newest version, "
         "and 'champion' moves to a new version only when its RMSE on those days is strictly lower than "

@@ -19,6 +19,7 @@ from flow_steps.constants import (
     DOWNLOAD_STEP,
     FORECAST_ENTRY_POINT,
     KEPT,
+    MAX_HORIZON,
     METRIC_CHAMPION_TEST_RMSE,
     REGISTER_STEP,
     SCORED_FROM_TRAINING,
@@ -257,9 +258,12 @@ BAD_REQUESTS = {
     "negative price": (_frame([-5.0] + [100.0] * 11), "'Close' row 0 is not positive: -5"),
     "horizon 0": (
         {**_frame([100.0] * 12), "params": {"horizon": 0}},
-        "horizon must be between 1 and 260, got 0",
+        f"horizon must be between 1 and {MAX_HORIZON}, got 0",
     ),
-    "horizon too far": ({**_frame([100.0] * 12), "params": {"horizon": 1000}}, "between 1 and 260, got 1000"),
+    "horizon too far": (
+        {**_frame([100.0] * 12), "params": {"horizon": 1000}},
+        f"between 1 and {MAX_HORIZON}, got 1000",
+    ),
     "horizon not a number": (
         {**_frame([100.0] * 12), "params": {"horizon": "five"}},
         "Failed to validate type and shape for 'horizon'",
@@ -356,5 +360,5 @@ def test_forecast_refuses_a_horizon_below_one_before_anything_runs(registry):
     before = len(tracking.runs())
     result = CliRunner().invoke(forecast.cli, ["--horizon", "0"])
     assert result.exit_code == 2
-    assert "Invalid value for '--horizon': 0 is not in the range 1<=x<=260" in result.output
+    assert f"Invalid value for '--horizon': 0 is not in the range 1<=x<={MAX_HORIZON}" in result.output
     assert len(tracking.runs()) == before

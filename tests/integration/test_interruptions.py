@@ -20,7 +20,7 @@ from flow_steps.constants import (
     TRAIN_STEP,
     TRANSFORM_STEP,
 )
-from flow_steps.interruption import is_alive, this_process
+from flow_steps.interruption import EXIT_CODES, is_alive, this_process
 from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options
 
 # Enough epochs to still be training when the signal comes (about 0.1 s each), with no early stop.
@@ -96,7 +96,7 @@ def test_after_kill_9_the_next_run_closes_the_dead_runs_and_a_sigterm_ends_its_o
             process.send_signal(signal.SIGTERM)  # to main.py only: it must stop the step itself
             _, stderr = process.communicate(timeout=120)
 
-        assert process.returncode == 143, stderr[-3000:]
+        assert process.returncode == EXIT_CODES[signal.SIGTERM], stderr[-3000:]
         assert "Traceback" not in stderr, stderr[-3000:]
         assert "interrupted by SIGTERM; its runs are marked KILLED" in stderr.strip().splitlines()[-1]
         for run_id in dead:

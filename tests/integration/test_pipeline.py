@@ -34,7 +34,9 @@ from flow_steps.constants import (
 from flow_steps.evaluation import BASELINES, STATISTICAL_PEERS
 from flow_steps.ingest import read_prepared
 from flow_steps.intervals import INTERVAL_COLUMNS
+from flow_steps.parameters import BY_ENTRY_POINT
 from flow_steps.register_model import holdout_days, score
+from flow_steps.sources import SAMPLE_FILE
 from tests.conftest import EXPERIMENT, FIXTURES, TINY_PARAMS, cli_options, python_main, run_command
 
 
@@ -129,7 +131,7 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     assert [m.step for m in tracking.client.get_metric_history(train.info.run_id, "fold_test_rmse")] == [0, 1]
     assert "backtest_test_rmse_vs_naive" in metrics
     assert parent.data.metrics["test_rmse_vs_naive"] == metrics["test_rmse_vs_naive"]
-    assert children[DOWNLOAD_STEP].data.tags["raw_rows"] == "3270"
+    assert children[DOWNLOAD_STEP].data.tags["raw_rows"] == str(len(pd.read_csv(SAMPLE_FILE)))
     assert parent.data.tags["model_uri"] == f"runs:/{train.info.run_id}/{MODEL_NAME}"
 
     prices = pd.read_csv(mlflow.artifacts.download_artifacts(f"{train.data.params['stock_data']}"))
@@ -158,7 +160,8 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     folds = pd.read_csv(
         mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path=BACKTEST_PATH)
     )
-    assert folds["fold"].tolist() == [0] * 7 + [1] * 7
+    models = ["lstm", *BASELINES, *STATISTICAL_PEERS]
+    assert folds["fold"].tolist() == [fold for fold in range(int(params["backtest_folds"])) for _ in models]
     plot = Path(
         mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path=FORECAST_PLOT_PATH)
     )
@@ -253,7 +256,10 @@ def test_bad_price_file_fails_the_download_and_the_parent_with_one_line(tracking
 def test_each_step_documents_its_options(tracking):
     for step in ("download_raw_data", "transform_data"):  # the steps that start without TensorFlow
         result = run_command([sys.executable, "-m", f"flow_steps.{step}", "--help"], tracking.env)
-        assert result.returncode == 0
-        assert "Usage:" in result.stdout and "--" in result.stdout
+        assert result.returncode == 0 and result.stdout.startswith(
+            f"Usage: python -m flow_steps.{step} [OPTIONS]"
+        )
+        for param in BY_ENTRY_POINT[step].params:
+            assert param.flag in result.stdout and param.help.split()[0] in result.stdout, param.name
     help_text = CliRunner().invoke(train_model.cli, ["--help"]).output
     assert "--stock-data" in help_text and "--backtest-folds" in help_text

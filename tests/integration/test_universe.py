@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from flow_steps.constants import UNIVERSE_ENTRY_POINT
+from flow_steps.features import minimum_rows
 from flow_steps.sources import SAMPLE_FILE
 from flow_steps.universe import CHART_PATH, SUMMARY_PATH
 from tests.conftest import FIXTURES, TINY_PARAMS, cli_options, run_command
@@ -20,6 +21,7 @@ from tests.support.ray_cluster import RayHead
 pytestmark = pytest.mark.ray
 
 TICKERS = ["AAA", "BBB", "CCC", "SHORT"]
+SHORT_DAYS = 25  # far fewer than a window and a test period need
 
 
 def write_universe(folder) -> str:
@@ -31,7 +33,7 @@ def write_universe(folder) -> str:
     scaled[price_columns] = scaled[price_columns] * 3  # another price level, the same moves
     scaled.iloc[:1500].to_csv(folder / "WIKI-BBB.csv", index=False)  # and an earlier period
     shutil.copy(FIXTURES / "EOD-MSFT.csv", folder / "WIKI-CCC.csv")  # 2013-2017, newest first
-    sample.tail(25).to_csv(folder / "WIKI-SHORT.csv", index=False)
+    sample.tail(SHORT_DAYS).to_csv(folder / "WIKI-SHORT.csv", index=False)
     return str(folder / "WIKI-{ticker}.csv")
 
 
@@ -54,7 +56,12 @@ def test_a_universe_on_local_ray_summarises_every_ticker_and_fails_only_the_bad_
     summary = summary.set_index("ticker")
     assert summary.index.tolist() == TICKERS
     assert summary["status"].tolist() == ["FINISHED", "FINISHED", "FINISHED", "FAILED"]
-    assert "rows" in summary.loc["SHORT", "reason"]
+    window, test_fraction = int(TINY_PARAMS["window"]), 0.2
+    assert summary.loc["SHORT", "reason"].endswith(
+        f"{SHORT_DAYS} rows of prices, but window={window} and test_fraction={test_fraction} need at least "
+        f"{minimum_rows(window, test_fraction)}: lower window, raise max_row_limit or use a longer price "
+        "history"
+    )
     pipelines = {
         run.data.params["company_abbreviation"]: run
         for run in tracking.runs(f"tags.`mlflow.parentRunId` = '{universe.info.run_id}'")
@@ -77,7 +84,8 @@ def test_a_universe_on_local_ray_summarises_every_ticker_and_fails_only_the_bad_
     assert metrics["tickers_total"] == 4 and metrics["tickers_failed"] == 1
     assert metrics["share_beating_naive"] == pytest.approx((ratios < 1).mean())
     assert metrics["median_rmse_vs_naive"] == pytest.approx(ratios.median())
-    assert metrics["tickers_per_hour"] > 0
+    wall_hours = (universe.info.end_time - universe.info.start_time) / 3_600_000
+    assert metrics["tickers_per_hour"] == pytest.approx(len(TICKERS) / wall_hours, rel=0.1)
     assert CHART_PATH in {
         item.path for item in tracking.client.list_artifacts(universe.info.run_id, "universe")
     }
