@@ -209,7 +209,13 @@ def resolve_date_format(values: pd.Series, column: str, date_format: str = AUTO_
         )
     closest = max((ISO_DATES, *EXPORT_DATE_FORMATS), key=lambda fmt: _count_read(present, fmt))
     _first_unreadable(values, column, closest, f"{closest}, the format of its other dates")
-    raise AssertionError("unreachable: some date did not parse")
+    # Every value reads, but two different spellings give the same date: one day written twice.
+    parsed = _to_dates(present, closest)
+    first, second = present[parsed.duplicated(keep=False)].iloc[:2]
+    raise DataValidationError(
+        f"column '{column}' writes one date two ways: '{first}' and '{second}' are both "
+        f"{pd.to_datetime(first, format=closest).date()} as {closest}; each day must appear once"
+    )
 
 
 def parse_dates(values: pd.Series, column: str, date_format: str = ISO_DATES) -> pd.Series:

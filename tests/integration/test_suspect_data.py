@@ -71,6 +71,24 @@ def test_day_first_dates_are_read_as_written(tracking, in_process, sample):
     )
     truth = pd.to_datetime(sample["Date"]).dt.strftime("%Y-%m-%d").tail(int(TINY_PARAMS["max_row_limit"]))
     assert prepared_prices(tracking)["Date"].tolist() == truth.tolist()
+    # The transform run reads the raw file as written too, and records what the checks found on it.
+    [transform] = tracking.runs_of_name(TRANSFORM_STEP)
+    assert transform.data.tags["date_format_resolved"] == "%d/%m/%Y"
+    whole_series = pd.to_datetime(sample["Date"])  # gaps are measured before max_row_limit
+    assert transform.data.metrics["largest_gap_days"] == whole_series.diff().dt.days.max()
+    assert transform.data.metrics["missing_rows_dropped"] == 0
+
+
+def test_missing_cells_below_the_limit_are_dropped_and_counted(tracking, in_process, sample):
+    path = tracking.folder / "holes.csv"
+    holes = sample.index[-200::50]  # 4 rows inside the kept 300, far below 5% of the file
+    sample.assign(**{"Adj Close": sample["Adj Close"].where(~sample.index.isin(holes), "n/a")}).to_csv(
+        path, index=False
+    )
+    download_and_transform(tracking, in_process, path)
+    [transform] = tracking.runs_of_name(TRANSFORM_STEP)
+    assert transform.data.metrics["missing_rows_dropped"] == len(holes)
+    assert not set(prepared_prices(tracking)["Date"]) & set(sample.loc[holes, "Date"])
 
 
 def test_dates_that_read_two_ways_are_refused_then_read_with_date_format(tracking, in_process, sample):
@@ -122,8 +140,9 @@ def test_an_unadjusted_split_is_warned_about_and_tagged(tracking, unadjusted):
     assert len(warnings) == 2, result.stderr[-3000:]  # download and transform, one line each
     assert "on 2003-02-18 (48.3 -> 24.96, -48.3%)" in warnings[0] and "unadjusted split" in warnings[0]
     [parent] = tracking.parents()
-    [download], [train] = tracking.runs_of(DOWNLOAD_STEP), tracking.runs_of(TRAIN_STEP)
-    for run in (download, train, parent):
+    [download], [transform] = tracking.runs_of(DOWNLOAD_STEP), tracking.runs_of(TRANSFORM_STEP)
+    [train] = tracking.runs_of(TRAIN_STEP)
+    for run in (download, transform, train, parent):
         assert run.data.tags["suspect_moves"].startswith("2003-02-18 (48.3 -> 24.96, -48.3%)")
     assert download.data.metrics["largest_daily_move"] == pytest.approx(1 - 24.96 / 48.3)
     assert train.info.status == "FINISHED"

@@ -33,6 +33,8 @@ def iso(prices: pd.DataFrame) -> list[str]:
         ("%d/%m/%Y", "%d/%m/%Y"),
         ("%m/%d/%Y", "%m/%d/%Y"),
         ("%d.%m.%Y", "%d.%m.%Y"),
+        ("%d-%m-%Y", "%d-%m-%Y"),
+        ("%Y%m%d", "ISO8601"),  # 20000301 is ISO 8601's basic format
         ("%d-%b-%Y", "%d-%b-%Y"),
         ("%Y/%m/%d", "ISO8601"),  # pandas' ISO 8601 reader takes year-first dates with slashes
     ],
@@ -41,6 +43,23 @@ def test_a_format_that_alone_reads_every_date_is_used_for_the_whole_column(fmt, 
     loaded = load_prices(csv(written(fmt)), "prices.csv")
     assert iso(loaded.prices) == TRUE_DATES
     assert loaded.report.date_format == read_as
+
+
+def test_a_european_export_is_read_day_first_because_one_date_reads_no_other_way():
+    march = [f"2000-03-{day:02d}" for day in (1, 2, 3, 6, 13, 20, 27, 31)]  # 31/03/2000: no month 31
+    loaded = load_prices(csv(written("%d/%m/%Y", march)), "prices.csv")
+    assert loaded.report.date_format == "%d/%m/%Y" and iso(loaded.prices) == march
+
+
+def test_one_date_written_two_ways_is_refused_not_read_as_two_rows():
+    """A format is used only if it reads every row into distinct dates: here '1/2/2000' and '01/02/2000'
+    are one day, so the column is refused in one line instead of being read with a duplicate."""
+    with pytest.raises(DataValidationError) as refused:
+        load_prices(csv(["1/2/2000", "01/02/2000", "13/02/2000"]), "prices.csv")
+    assert str(refused.value) == (
+        "column 'Date' writes one date two ways: '1/2/2000' and '01/02/2000' are both 2000-02-01 as "
+        "%d/%m/%Y; each day must appear once"
+    )
 
 
 def test_iso_dates_come_first():

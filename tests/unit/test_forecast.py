@@ -1,0 +1,44 @@
+"""The forecast command's own rules, in this process: price checks before any model, the version record."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from flow_steps import forecast
+from flow_steps.constants import FORECAST_ENTRY_POINT, TAG_ERROR, TAG_MODEL_VERSION
+from flow_steps.sources import SAMPLE_FILE
+
+
+@pytest.fixture
+def gap_file(tmp_path) -> str:
+    """The sample without 2005 and 2006: a hole no exchange closure explains."""
+    sample = pd.read_csv(SAMPLE_FILE)
+    years = pd.to_datetime(sample["Date"]).dt.year
+    path = tmp_path / "gap.csv"
+    sample[(years < 2005) | (years > 2006)].to_csv(path, index=False)
+    return str(path)
+
+
+def test_forecast_runs_the_price_checks_before_loading_any_model(tracking, monkeypatch, gap_file):
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", tracking.client.get_experiment(tracking.experiment_id).name)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    model = "models:/no-such-model@champion"  # never reached: the prices are refused first
+    result = CliRunner().invoke(forecast.cli, ["--model", model, "--data-source", gap_file])
+    assert result.exit_code == 1
+    [run] = tracking.runs_of_name(FORECAST_ENTRY_POINT)
+    assert run.info.status == "FAILED"
+    assert "no prices between 2004-12-31 and 2007-01-03" in run.data.tags[TAG_ERROR]
+    assert "no-such-model" not in run.data.tags[TAG_ERROR]
+
+
+@pytest.mark.parametrize(
+    ("uri", "tags"),
+    [
+        ("models:/stock-MSFT-lstm/3", {TAG_MODEL_VERSION: "3"}),
+        ("runs:/0123abcd/model", {}),  # not a registry version: monitor labels it by its URI
+    ],
+)
+def test_a_numbered_version_or_a_run_is_recorded_without_asking_the_registry(uri, tags):
+    assert forecast.registry_version_tags(uri) == tags
