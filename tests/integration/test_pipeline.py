@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from flow_steps.constants import (
     TAG_CHALLENGER_SCORE_SOURCE,
     TAG_CODE_VERSION,
     TAG_ERROR,
+    TAG_RAW_SHA256,
     TRAIN_STEP,
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
@@ -34,6 +36,7 @@ from flow_steps.constants import (
 from flow_steps.evaluation import BASELINES, STATISTICAL_PEERS
 from flow_steps.ingest import read_prepared
 from flow_steps.intervals import INTERVAL_COLUMNS
+from flow_steps.lineage import PROJECT_ROOT, RUNNING_CODE
 from flow_steps.parameters import BY_ENTRY_POINT
 from flow_steps.register_model import holdout_days, score
 from flow_steps.sources import SAMPLE_FILE
@@ -263,3 +266,49 @@ def test_each_step_documents_its_options(tracking):
             assert param.flag in result.stdout and param.help.split()[0] in result.stdout, param.name
     help_text = CliRunner().invoke(train_model.cli, ["--help"]).output
     assert "--stock-data" in help_text and "--backtest-folds" in help_text
+
+
+def copy_of_the_project(folder: Path) -> Path:
+    """The running code (flow_steps, main.py, MLproject and its conda.yml) in `folder`, to edit there."""
+    for name in (*RUNNING_CODE, "conda.yml"):
+        source = PROJECT_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, folder / name)
+    return folder
+
+
+def test_reuse_follows_the_file_content_and_the_code_through_the_driver(tracking, tmp_path):
+    """`python main.py --reuse-training` on a local CSV: an unchanged file and code reuse every step; an
+    edit of the running code reuses nothing; a changed file is downloaded again, so it is transformed
+    and trained again, while the unchanged code is still the same version."""
+    project = copy_of_the_project(tmp_path / "project")
+    prices = tmp_path / "prices.csv"
+    shutil.copy(SAMPLE_FILE, prices)
+    options = [*cli_options(TINY_PARAMS), "--data-source", str(prices), "--reuse-training"]
+
+    def pipeline(name: str) -> dict[str, str]:
+        command = [sys.executable, "main.py", *options, "--run-name", name]
+        result = subprocess.run(command, cwd=project, env=tracking.env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+        [parent] = tracking.runs_of_name(name)
+        return {
+            step: parent.data.tags[f"reused_{step}"] for step in (DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP)
+        }
+
+    nothing = dict.fromkeys((DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP), "false")
+    everything = dict.fromkeys(nothing, "true")
+    assert pipeline("first") == nothing
+    assert pipeline("same file, same code") == everything
+
+    with (project / "flow_steps" / "transform_data.py").open("a") as source:
+        source.write("\n# an edit: the code version changes\n")
+    assert pipeline("edited code") == nothing
+
+    prices.write_text("".join(prices.read_text().splitlines(keepends=True)[:-1]))  # one day fewer
+    assert pipeline("changed file") == nothing
+    [edited, changed] = (tracking.runs_of_name(name)[0] for name in ("edited code", "changed file"))
+    assert edited.data.tags[TAG_CODE_VERSION] == changed.data.tags[TAG_CODE_VERSION]
+    downloads = {run.data.tags[TAG_RAW_SHA256] for run in tracking.runs_of(DOWNLOAD_STEP)}
+    assert len(downloads) == 2  # the same file twice, then its new content
