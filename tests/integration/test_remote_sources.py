@@ -8,9 +8,13 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+import pytest
 
 from flow_steps import download_raw_data, transform_data
 from flow_steps.constants import DOWNLOAD_STEP, TRAIN_STEP, TRANSFORM_STEP
+from flow_steps.lineage import code_version
+from flow_steps.parameters import DOWNLOAD_PARAMS
+from flow_steps.pipeline import StepRunner, download_reuse_tags
 from tests.conftest import EXPERIMENT, FIXTURES, TINY_PARAMS, invoke_step, run_command
 
 KEY = "qk-LEAK-CANARY-7f3a9c2e51"
@@ -106,3 +110,28 @@ def test_a_rejected_key_is_not_repeated_even_when_the_server_echoes_it(tracking,
     [run] = tracking.runs()
     assert run.info.status == "FAILED"
     assert_no_leak(tracking, result.stdout, result.stderr, artifacts_expected=False)
+
+
+@pytest.mark.parametrize("source", ["url", "quandl"])
+def test_the_driver_downloads_a_remote_source_again_whatever_finished_before(
+    tracking, price_server, monkeypatch, source
+):
+    """A URL or Quandl dataset may change at any time: the driver launches its download step each time,
+    although a finished download with the same parameters and code version exists."""
+    for name, value in remote_env(tracking, price_server).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    price_server.required_key = KEY
+    data_source = f"{price_server.url}/files/msft-stooq.csv" if source == "url" else "quandl"
+    params = {
+        **{param.name: param.text(param.default) for param in DOWNLOAD_PARAMS},
+        "data_source": data_source,
+        "quandl_database": "EOD",
+    }
+    with mlflow.start_run(experiment_id=tracking.experiment_id) as parent:
+        steps = StepRunner(tracking.client, parent, code_version(), "MSFT")
+        first = steps.run(DOWNLOAD_STEP, params, download_reuse_tags(data_source))
+        second = steps.run(DOWNLOAD_STEP, params, download_reuse_tags(data_source))
+    assert first.info.status == second.info.status == "FINISHED"
+    assert first.info.run_id != second.info.run_id and steps.reused[DOWNLOAD_STEP] is False
+    assert steps.find_finished(DOWNLOAD_STEP, params, {}).info.run_id == second.info.run_id  # it was there
