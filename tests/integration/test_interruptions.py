@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+import pytest
 from mlflow.entities import Run
 
 from flow_steps.constants import (
@@ -22,6 +23,7 @@ from flow_steps.constants import (
 )
 from flow_steps.interruption import EXIT_CODES, is_alive, this_process
 from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options
+from tests.support.price_server import HANG
 
 # Enough epochs to still be training when the signal comes (about 0.1 s each), with no early stop.
 LONG_TRAINING = {**TINY_PARAMS, "epochs": "2000", "patience": "2000"}
@@ -118,3 +120,69 @@ def test_after_kill_9_the_next_run_closes_the_dead_runs_and_a_sigterm_ends_its_o
     finally:
         for run in (live, elsewhere):
             tracking.client.set_terminated(run.info.run_id, "FINISHED")
+
+
+def running_download(tracking, process: subprocess.Popen, timeout: float = 120) -> Run:
+    """The download run once its step process has tagged it (it is then waiting on the price server)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        found = [run for run in tracking.runs_of(DOWNLOAD_STEP) if TAG_PROCESS_ID in run.data.tags]
+        if found:
+            return found[0]
+        time.sleep(0.3)
+    raise AssertionError("download_raw_data did not start")
+
+
+@pytest.mark.parametrize("command", ["python main.py", "mlflow run ."])
+def test_ctrl_c_stops_the_pipeline_and_its_step_and_leaves_nothing_running(tracking, price_server, command):
+    """Ctrl-C (SIGINT to the terminal's process group) while the download waits on a silent server. With
+    `python main.py`: exit 130, one line, parent and step KILLED. With `mlflow run .`, MLflow's own CLI
+    prints 'Aborted!', exits 1 and marks the run it made FAILED (MLflow 3.17 compares the run's status
+    string with RunStatus numbers, so it overwrites any end state); the step is KILLED all the same, the
+    parent carries the reason, and no run is left RUNNING."""
+    url = f"{price_server.url}/files/EOD-MSFT.csv"
+    price_server.scripted["/files/EOD-MSFT.csv"] = [HANG]
+    price_server.hang_seconds = 120
+    params = {**TINY_PARAMS, "data_source": url}
+    if command == "python main.py":
+        args = [sys.executable, "main.py", *cli_options(params)]
+    else:
+        args = [sys.executable, "-m", "mlflow", "run", ".", "--env-manager", "local"]
+        args += [item for name, value in params.items() for item in ("-P", f"{name}={value}")]
+    env = {**tracking.env, "PRICE_SOURCE_TIMEOUT": "120"}
+    process = subprocess.Popen(
+        args,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        download = running_download(tracking, process)
+        time.sleep(1)  # into the request
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert "Traceback" not in stderr, stderr[-3000:]
+    download = tracking.client.get_run(download.info.run_id)
+    assert download.info.status == "KILLED" and download.data.tags[TAG_ERROR] == "interrupted by SIGINT"
+    [parent] = tracking.parents()
+    assert parent.data.tags[TAG_ERROR] == "interrupted by SIGINT"
+    if command == "python main.py":
+        assert process.returncode == EXIT_CODES[signal.SIGINT]
+        assert (
+            stderr.strip()
+            .splitlines()[-1]
+            .endswith("Pipeline interrupted by SIGINT; its runs are marked KILLED")
+        )
+        assert parent.info.status == "KILLED"
+    else:
+        assert process.returncode == 1 and stderr.strip().splitlines()[-1] == "Aborted!"
+        assert parent.info.status == "FAILED"
+    assert not [run for run in tracking.runs() if run.info.status == "RUNNING"]
+    assert tracking.runs_of(TRANSFORM_STEP) == []  # nothing after the step that was stopped
