@@ -127,26 +127,29 @@ def running_download(tracking, process: subprocess.Popen, timeout: float = 120) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()[1][-3000:]
-        found = [run for run in tracking.runs_of(DOWNLOAD_STEP) if TAG_PROCESS_ID in run.data.tags]
+        launched, alone = tracking.runs_of(DOWNLOAD_STEP), tracking.runs_of_name(DOWNLOAD_STEP)
+        found = [run for run in launched + alone if TAG_PROCESS_ID in run.data.tags]
         if found:
             return found[0]
         time.sleep(0.3)
     raise AssertionError("download_raw_data did not start")
 
 
-@pytest.mark.parametrize("command", ["python main.py", "mlflow run ."])
+@pytest.mark.parametrize("command", ["python main.py", "mlflow run .", "a step alone"])
 def test_ctrl_c_stops_the_pipeline_and_its_step_and_leaves_nothing_running(tracking, price_server, command):
     """Ctrl-C (SIGINT to the terminal's process group) while the download waits on a silent server. With
-    `python main.py`: exit 130, one line, parent and step KILLED. With `mlflow run .`, MLflow's own CLI
-    prints 'Aborted!', exits 1 and marks the run it made FAILED (MLflow 3.17 compares the run's status
-    string with RunStatus numbers, so it overwrites any end state); the step is KILLED all the same, the
-    parent carries the reason, and no run is left RUNNING."""
+    `python main.py` or the step run alone: exit 130, one line, parent and step KILLED. With `mlflow run .`,
+    MLflow's own CLI prints 'Aborted!', exits 1 and marks the run it made FAILED (MLflow 3.17 compares
+    the run's status string with RunStatus numbers, so it overwrites any end state); the step is KILLED
+    all the same, the parent carries the reason, and no run is left RUNNING."""
     url = f"{price_server.url}/files/EOD-MSFT.csv"
     price_server.scripted["/files/EOD-MSFT.csv"] = [HANG]
     price_server.hang_seconds = 120
     params = {**TINY_PARAMS, "data_source": url}
     if command == "python main.py":
         args = [sys.executable, "main.py", *cli_options(params)]
+    elif command == "a step alone":
+        args = [sys.executable, "-m", "flow_steps.download_raw_data", "--data-source", url]
     else:
         args = [sys.executable, "-m", "mlflow", "run", ".", "--env-manager", "local"]
         args += [item for name, value in params.items() for item in ("-P", f"{name}={value}")]
@@ -171,9 +174,13 @@ def test_ctrl_c_stops_the_pipeline_and_its_step_and_leaves_nothing_running(track
     assert "Traceback" not in stderr, stderr[-3000:]
     download = tracking.client.get_run(download.info.run_id)
     assert download.info.status == "KILLED" and download.data.tags[TAG_ERROR] == "interrupted by SIGINT"
-    [parent] = tracking.parents()
+    [parent] = tracking.parents()  # the download itself, when the step runs alone
     assert parent.data.tags[TAG_ERROR] == "interrupted by SIGINT"
-    if command == "python main.py":
+    if command == "a step alone":
+        assert process.returncode == EXIT_CODES[signal.SIGINT] and parent.info.run_id == download.info.run_id
+        last = stderr.strip().splitlines()[-1]
+        assert last.endswith("download_raw_data interrupted by SIGINT; its run is marked KILLED")
+    elif command == "python main.py":
         assert process.returncode == EXIT_CODES[signal.SIGINT]
         assert (
             stderr.strip()
