@@ -8,6 +8,7 @@ process (click).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import mlflow
@@ -31,7 +32,7 @@ from flow_steps.ingest import load_prices
 from flow_steps.monitoring import RUN_COLUMN, Thresholds, degradation, realized_metrics
 from flow_steps.parameters import BY_ENTRY_POINT
 from flow_steps.sources import SAMPLE_FILE
-from tests.conftest import EXPERIMENT, invoke_step
+from tests.conftest import EXPERIMENT, invoke_step, run_command
 from tests.support.helpers import newest
 from tests.support.known_models import BETTER, WORSE, register
 
@@ -215,3 +216,27 @@ def test_versions_and_tickers_are_scored_apart_with_the_default_thresholds(champ
         tracking.client.download_artifacts(newest_monitor_run(tracking).info.run_id, monitor.SCORED_DAYS_PATH)
     )
     assert set(window[RUN_COLUMN]) == {made["challenger"]}
+
+
+def test_mlflow_run_dash_e_monitor_scores_the_logged_forecasts(champions, prices_at):
+    """The `monitor` entry point of MLproject, as a scheduler runs it."""
+    tracking = champions
+    made = forecast_from("MSFT", prices_at(10))
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        ".",
+        "-e",
+        MONITOR_ENTRY_POINT,
+        "--env-manager",
+        "local",
+    ]
+    command += ["--experiment-name", EXPERIMENT, "-P", f"data_source={prices_at(0)}"]
+    result = run_command(command, tracking.env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [found] = tracking.runs_of(MONITOR_ENTRY_POINT)
+    assert found.info.status == "FINISHED" and found.data.metrics["forecasts_scored"] == 1
+    days = pd.read_csv(tracking.client.download_artifacts(found.info.run_id, monitor.SCORED_DAYS_PATH))
+    assert set(days[RUN_COLUMN]) == {made}

@@ -217,6 +217,10 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
 
     model = mlflow.pyfunc.load_model("models:/stock-MSFT-lstm@champion")
     assert model.metadata.get_input_schema().input_names() == ["Close"]
+    # The interval multipliers calibrated in training travel, as logged, into the served model.
+    assert model.unwrap_python_model().multipliers == {
+        level: metrics[f"interval_multiplier_{level}"] for level in (80, 95)
+    }
     # 300 real closes from 2016-2017, far above anything in the bundled 2000-2013 sample.
     later = pd.read_csv(FIXTURES / "EOD-MSFT.csv").sort_values("Date")["Adj_Close"].tail(300)
     assert later.min() > prices["Close"].max() * 1.5

@@ -53,6 +53,17 @@ def test_a_universe_on_local_ray_summarises_every_ticker_and_fails_only_the_bad_
     summary = pd.read_csv(
         mlflow.artifacts.download_artifacts(run_id=universe.info.run_id, artifact_path=SUMMARY_PATH)
     )
+    assert summary.columns.tolist() == [  # as the README lists them
+        "ticker",
+        "status",
+        "reason",
+        "test_rmse_vs_naive",
+        "directional_accuracy",
+        "promotion",
+        "champion_version",
+        "seconds",
+        "run_id",
+    ]
     summary = summary.set_index("ticker")
     assert summary.index.tolist() == TICKERS
     assert summary["status"].tolist() == ["FINISHED", "FINISHED", "FINISHED", "FAILED"]
