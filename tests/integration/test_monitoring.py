@@ -240,3 +240,26 @@ def test_mlflow_run_dash_e_monitor_scores_the_logged_forecasts(champions, prices
     assert found.info.status == "FINISHED" and found.data.metrics["forecasts_scored"] == 1
     days = pd.read_csv(tracking.client.download_artifacts(found.info.run_id, monitor.SCORED_DAYS_PATH))
     assert set(days[RUN_COLUMN]) == {made}
+
+
+def test_forecast_takes_tickers_from_a_file_and_a_model_by_its_run(champions, tmp_path, prices_at):
+    """`--company-abbreviation @FILE` forecasts each ticker with its own champion into one table; a
+    `runs:/<id>/model` URI forecasts with that training run's model, which no registry version names."""
+    tracking = champions
+    for ticker in ("MSFT", "BIAS"):
+        Path(prices_at(10)).replace(tmp_path / f"{ticker}.csv")
+    (tmp_path / "watch-list.txt").write_text("# the watch list\nmsft\nBIAS  # biased by construction\n")
+    arguments = ["--company-abbreviation", f"@{tmp_path / 'watch-list.txt'}", "--model", "champion"]
+    arguments += ["--data-source", str(tmp_path / "{ticker}.csv"), "--horizon", "3"]
+    result = CliRunner().invoke(forecast.cli, arguments)
+    assert result.exit_code == 0, result.output
+    run = newest(tracking_runs(FORECAST_ENTRY_POINT))
+    table = pd.read_csv(tracking.client.download_artifacts(run.info.run_id, FORECAST_TABLE_PATH))
+    assert table["ticker"].tolist() == ["MSFT"] * 3 + ["BIAS"] * 3
+    assert run.data.tags["forecast_tickers"] == ",MSFT,BIAS,"
+
+    msft = tracking.client.get_model_version_by_alias(registered_model_name("MSFT"), "champion")
+    by_run = forecast_from("MSFT", str(tmp_path / "MSFT.csv"), "--model", f"runs:/{msft.run_id}/model")
+    answered = pd.read_csv(tracking.client.download_artifacts(by_run, FORECAST_TABLE_PATH))
+    msft_rows = table.loc[table["ticker"] == "MSFT", "forecast_close"]
+    assert answered["forecast_close"].head(len(msft_rows)).tolist() == msft_rows.tolist()
