@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import zipfile
 
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from flow_steps.serving import free_port
 from flow_steps.sources import parse_tickers, ticker_source
 from flow_steps.tracking import run_name_unless_chosen
 from flow_steps.universe import (
+    SHIPPED_EXCLUDES,
     check_cluster_answers,
     check_reachable_store,
     check_universe,
@@ -144,3 +146,35 @@ def test_a_run_name_mlflow_made_up_is_replaced_and_a_chosen_one_kept(tracking, m
     assert run_name_unless_chosen("universe") == "universe"
     monkeypatch.setenv("MLFLOW_RUN_ID", chosen.info.run_id)  # `mlflow run -e universe --run-name ...`
     assert run_name_unless_chosen("universe") is None
+
+
+def test_a_cluster_gets_the_code_and_none_of_the_local_runs_or_caches(tmp_path):
+    """What Ray ships to a cluster's workers (its own packaging of `working_dir`, with our excludes)."""
+    from ray._private.runtime_env.packaging import create_package
+
+    project = tmp_path / "project"
+    code = [
+        "flow_steps/pipeline.py",
+        "flow_steps/sample_data/WIKI-MSFT.csv",
+        "main.py",
+        "MLproject",
+        "conda.yml",
+    ]
+    left_here = [
+        "mlruns/0/meta.yaml",
+        "mlartifacts/1/model.pkl",
+        "mlflow.db",
+        "mlflow.db-journal",
+        ".git/config",
+        "outputs/forecast.csv",
+        "flow_steps/__pycache__/pipeline.cpython-311.pyc",
+        ".venv/bin/python",
+    ]
+    for name in code + left_here:
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(name)
+    package = tmp_path / "shipped.zip"
+    create_package(str(project), package, include_gitignore=False, excludes=SHIPPED_EXCLUDES)
+    with zipfile.ZipFile(package) as shipped:
+        files = sorted(name for name in shipped.namelist() if not name.endswith("/"))
+    assert files == sorted(code)
