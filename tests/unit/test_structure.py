@@ -14,9 +14,8 @@ from tests.conftest import PROJECT_ROOT
 STEP_MODULES = (*PIPELINE_STEPS, FORECAST_ENTRY_POINT, MONITOR_ENTRY_POINT)
 
 
-def imported_after(statement: str) -> set[str]:
-    """Module names a fresh interpreter has loaded after running `statement`."""
-    script = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+def printed_json(script: str):
+    """What a fresh interpreter running `script` prints as JSON on its last line."""
     result = subprocess.run(
         [sys.executable, "-c", script],
         cwd=PROJECT_ROOT,
@@ -25,7 +24,12 @@ def imported_after(statement: str) -> set[str]:
         timeout=120,
         check=True,
     )
-    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def imported_after(statement: str) -> set[str]:
+    """Module names a fresh interpreter has loaded after running `statement`."""
+    return set(printed_json(f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"))
 
 
 LEAN_STEPS = ("download_raw_data", "transform_data", "forecast", "register_model")  # they train nothing
@@ -46,15 +50,7 @@ def loaded_by() -> dict[str, set[str]]:
         "    added[name] = sorted(set(sys.modules) - before)\n"
         "print(json.dumps(added))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return {name: set(added) for name, added in json.loads(result.stdout.strip().splitlines()[-1]).items()}
+    return {name: set(added) for name, added in printed_json(script).items()}
 
 
 @pytest.mark.slow
