@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import os
 import re
 import shutil
 import signal
@@ -24,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from flow_steps.interruption import EXIT_CODES, raise_on_termination
 from tests.support.fast_tier import fast_tier_guard
+from tests.support.helpers import clean_env
 from tests.support.price_server import PriceServer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -154,8 +154,7 @@ def temporary_tracking(folder: Path) -> Iterator[Tracking]:
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     experiment_id = client.create_experiment(EXPERIMENT, artifact_location=(folder / "artifacts").as_uri())
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-    env.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT_NAME": EXPERIMENT})
+    env = clean_env(MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_NAME=EXPERIMENT)
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:

@@ -9,11 +9,10 @@ import mlflow
 from mlflow.entities import Param, Run, RunStatus
 from mlflow.tracking import MlflowClient
 
-from flow_steps import download_raw_data, transform_data
 from flow_steps.concurrency import RACE_VARIABLE, lock_name
 from flow_steps.constants import DOWNLOAD_STEP, REGISTER_STEP, TRAIN_STEP, TRANSFORM_STEP
-from tests.conftest import EXPERIMENT, PROJECT_ROOT, TINY_PARAMS, cli_options, invoke_step, run_command
-from tests.support.helpers import clean_env
+from tests.conftest import EXPERIMENT, PROJECT_ROOT, TINY_PARAMS, cli_options, run_command
+from tests.support.helpers import clean_env, local_copy, prepared_prices
 from tests.support.known_models import BETTER, WORSE, log_known_model
 
 KNOWN = "known-rmse-race"
@@ -94,12 +93,8 @@ def test_racing_registrations_of_known_models_promote_the_best_whatever_the_fini
     meet before the promotion lock, and each holds the champion it read for a second before deciding,
     so that without the lock all three would see no champion and each become `first_version`."""
     mlflow.set_experiment(EXPERIMENT)
-    raw = mlflow.artifacts.download_artifacts(invoke_step(download_raw_data.cli))
-    prepared = mlflow.artifacts.download_artifacts(
-        invoke_step(
-            transform_data.cli, "--dataset-stock-csv", raw, "--max-row-limit", TINY_PARAMS["max_row_limit"]
-        )
-    )
+    _, prepared = prepared_prices(max_row_limit=TINY_PARAMS["max_row_limit"])
+    prepared = local_copy(prepared)
     # Scored from their runs (no TensorFlow start-up per process): the decisions are what is tested here.
     logged = [log_known_model(prepared, c, as_trained=True) for c in (WORSE, BETTER, 2 * WORSE)]
     race = tracking.folder / "race"

@@ -6,8 +6,6 @@ again, the same as the champion), then `mlflow models serve` on the champion and
 
 from __future__ import annotations
 
-import sys
-
 import mlflow
 import numpy as np
 import pandas as pd
@@ -45,7 +43,7 @@ from tests.conftest import (
     run_command,
     temporary_tracking,
 )
-from tests.support.helpers import newest
+from tests.support.helpers import mlflow_run, newest
 from tests.support.known_models import BETTER, WORSE, register
 
 # One worker for the whole file: its module-scoped fixture is set up once.
@@ -308,11 +306,8 @@ def sample_prices() -> pd.DataFrame:
 def test_forecast_entry_point_prints_and_writes_business_day_forecasts(registry, tmp_path):
     tracking, _ = registry
     output = tmp_path / "out" / "forecast.csv"
-    result = run_command(
-        [sys.executable, "-m", "mlflow", "run", ".", "-e", FORECAST_ENTRY_POINT, "--env-manager", "local"]
-        + ["--experiment-name", EXPERIMENT, "-P", "horizon=5", "-P", f"output={output}"],
-        tracking.env,
-    )
+    params = {"horizon": "5", "output": str(output)}
+    result = run_command(mlflow_run(params, FORECAST_ENTRY_POINT, EXPERIMENT), tracking.env)
     assert result.returncode == 0, result.stderr[-3000:]
 
     prices = sample_prices()

@@ -23,6 +23,7 @@ from flow_steps.constants import (
 )
 from flow_steps.interruption import EXIT_CODES, is_alive, this_process
 from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options
+from tests.support.helpers import mlflow_run
 from tests.support.price_server import HANG
 
 # Enough epochs to still be training when the signal comes (about 0.1 s each), with no early stop.
@@ -151,8 +152,7 @@ def test_ctrl_c_stops_the_pipeline_and_its_step_and_leaves_nothing_running(track
     elif command == "a step alone":
         args = [sys.executable, "-m", "flow_steps.download_raw_data", "--data-source", url]
     else:
-        args = [sys.executable, "-m", "mlflow", "run", ".", "--env-manager", "local"]
-        args += [item for name, value in params.items() for item in ("-P", f"{name}={value}")]
+        args = mlflow_run(params)
     env = {**tracking.env, "PRICE_SOURCE_TIMEOUT": "120"}
     process = subprocess.Popen(
         args,

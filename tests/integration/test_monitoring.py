@@ -8,7 +8,6 @@ process (click).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import mlflow
@@ -17,7 +16,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from flow_steps import download_raw_data, forecast, monitor, transform_data
+from flow_steps import forecast, monitor
 from flow_steps.constants import (
     FORECAST_ENTRY_POINT,
     FORECAST_TABLE_PATH,
@@ -32,8 +31,8 @@ from flow_steps.ingest import load_prices
 from flow_steps.monitoring import RUN_COLUMN, Thresholds, degradation, realized_metrics
 from flow_steps.parameters import BY_ENTRY_POINT
 from flow_steps.sources import SAMPLE_FILE
-from tests.conftest import EXPERIMENT, invoke_step, run_command
-from tests.support.helpers import newest
+from tests.conftest import EXPERIMENT, run_command
+from tests.support.helpers import local_copy, mlflow_run, newest, prepared_prices
 from tests.support.known_models import BETTER, WORSE, register
 
 LOOSE = ["--max-rmse-vs-naive", "1.1", "--min-coverage-80", "0", "--max-coverage-80", "1"]
@@ -57,9 +56,8 @@ def champions(tracking, monkeypatch, prices_at):
     """MSFT's champion forecasts the last close; BIAS's a 1% rise a day. Both trained on prices through T."""
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    raw = invoke_step(download_raw_data.cli, "--data-source", prices_at(10))
-    prepared = invoke_step(transform_data.cli, "--dataset-stock-csv", raw, "--max-row-limit", "300")
-    stock_data = mlflow.artifacts.download_artifacts(prepared)
+    _, prepared = prepared_prices("--data-source", prices_at(10))
+    stock_data = local_copy(prepared)
     for ticker, scaled_return in (("MSFT", BETTER), ("BIAS", WORSE)):
         assert register(
             tracking.client, stock_data, scaled_return, registered_model_name(ticker)
@@ -222,18 +220,7 @@ def test_mlflow_run_dash_e_monitor_scores_the_logged_forecasts(champions, prices
     """The `monitor` entry point of MLproject, as a scheduler runs it."""
     tracking = champions
     made = forecast_from("MSFT", prices_at(10))
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "run",
-        ".",
-        "-e",
-        MONITOR_ENTRY_POINT,
-        "--env-manager",
-        "local",
-    ]
-    command += ["--experiment-name", EXPERIMENT, "-P", f"data_source={prices_at(0)}"]
+    command = mlflow_run({"data_source": prices_at(0)}, MONITOR_ENTRY_POINT, EXPERIMENT)
     result = run_command(command, tracking.env)
     assert result.returncode == 0, result.stderr[-3000:]
     [found] = tracking.runs_of(MONITOR_ENTRY_POINT)

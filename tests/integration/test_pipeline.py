@@ -41,6 +41,7 @@ from flow_steps.parameters import BY_ENTRY_POINT
 from flow_steps.register_model import holdout_days, score
 from flow_steps.sources import SAMPLE_FILE
 from tests.conftest import EXPERIMENT, FIXTURES, TINY_PARAMS, cli_options, python_main, run_command
+from tests.support.helpers import mlflow_run, newest
 
 
 def assert_chained(tracking, parent, registered: bool = False) -> dict:
@@ -80,17 +81,9 @@ def register_arguments(register: Run) -> list[str]:
     )
 
 
-def newest_run(runs: list[Run]) -> Run:
-    return max(runs, key=lambda run: run.info.start_time)
-
-
 def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price_level(tracking):
     params = {**TINY_PARAMS, "lstm_units": "6", "backtest_folds": "2", "register_model": "true"}
-    result = run_command(
-        ["mlflow", "run", ".", "--env-manager", "local", "--experiment-name", EXPERIMENT]
-        + [item for name, value in params.items() for item in ("-P", f"{name}={value}")],
-        tracking.env,
-    )
+    result = run_command(mlflow_run(params, experiment=EXPERIMENT), tracking.env)
     assert result.returncode == 0, result.stderr[-3000:]
     # A readable console: training reports its progress, and a machine without a GPU logs no error.
     assert "flow_steps.training: epoch 1/1: train loss" in result.stderr
@@ -192,7 +185,7 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     )
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.strip().splitlines()[-1] == "tensorflow loaded: False"
-    assert newest_run(tracking.runs_of_name(REGISTER_STEP)).data.tags["promotion"] == "already_registered"
+    assert newest(tracking.runs_of_name(REGISTER_STEP)).data.tags["promotion"] == "already_registered"
     # The version's lineage reaches back through the parent run to the data.
     download = children[DOWNLOAD_STEP]
     assert version.tags[f"{DOWNLOAD_STEP}_run_id"] == download.info.run_id

@@ -10,12 +10,12 @@ import mlflow
 import pandas as pd
 import pytest
 
-from flow_steps import download_raw_data, transform_data
 from flow_steps.constants import DOWNLOAD_STEP, TRAIN_STEP, TRANSFORM_STEP
 from flow_steps.lineage import code_version
 from flow_steps.parameters import DOWNLOAD_PARAMS
 from flow_steps.pipeline import StepRunner, download_reuse_tags
-from tests.conftest import EXPERIMENT, FIXTURES, TINY_PARAMS, invoke_step, run_command
+from tests.conftest import EXPERIMENT, FIXTURES, TINY_PARAMS, run_command
+from tests.support.helpers import mlflow_run, prepared_prices
 
 KEY = "qk-LEAK-CANARY-7f3a9c2e51"
 
@@ -43,11 +43,7 @@ def assert_no_leak(tracking, *outputs: str, artifacts_expected: bool = True) -> 
 def test_mlflow_run_on_quandl_eod_trains_end_to_end_and_never_leaks_the_key(tracking, price_server):
     price_server.required_key = KEY
     params = {"data_source": "quandl", "quandl_database": "EOD", **TINY_PARAMS}
-    result = run_command(
-        ["mlflow", "run", ".", "--env-manager", "local", "--experiment-name", EXPERIMENT]
-        + [item for name, value in params.items() for item in ("-P", f"{name}={value}")],
-        remote_env(tracking, price_server),
-    )
+    result = run_command(mlflow_run(params, experiment=EXPERIMENT), remote_env(tracking, price_server))
     assert result.returncode == 0, result.stderr[-3000:]
 
     [parent] = tracking.parents()
@@ -81,8 +77,7 @@ def test_the_download_and_transform_steps_read_a_csv_url(tracking, price_server,
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     url = f"{price_server.url}/files/msft-stooq.csv"
-    raw = invoke_step(download_raw_data.cli, "--data-source", url)
-    invoke_step(transform_data.cli, "--dataset-stock-csv", raw, "--max-row-limit", "300")
+    raw, _ = prepared_prices("--data-source", url)
     download, transform = (tracking.runs_of_name(step)[0] for step in (DOWNLOAD_STEP, TRANSFORM_STEP))
     assert download.info.status == transform.info.status == "FINISHED"
     assert download.data.tags["data_source_resolved"] == url

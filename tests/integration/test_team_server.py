@@ -9,7 +9,6 @@ the registered model.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,13 +23,13 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from flow_steps import download_raw_data, transform_data
 from flow_steps.constants import DOWNLOAD_STEP, REGISTER_STEP, TRAIN_STEP, TRANSFORM_STEP
 from flow_steps.ingest import load_prices
+from flow_steps.lineage import sha256_bytes
 from flow_steps.serving import free_port, invocation_payload, served_model
 from flow_steps.sources import fetch_raw_prices
-from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options, invoke_step, run_command
-from tests.support.helpers import assert_one_line_failure, clean_env
+from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options, run_command
+from tests.support.helpers import assert_one_line_failure, clean_env, local_copy, mlflow_run, prepared_prices
 from tests.support.known_models import BETTER, WORSE, register
 from tests.support.team_server import ADMIN, DB_PASSWORD, PostgresCluster, TeamServer
 
@@ -84,8 +83,7 @@ def access_team() -> Iterator[TeamServer]:
 
 
 def env_for(server: TeamServer, user: str | None = None, password: str | None = None) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
-    env.update({"MLFLOW_TRACKING_URI": server.url, "MLFLOW_EXPERIMENT_NAME": EXPERIMENT})
+    env = clean_env(MLFLOW_TRACKING_URI=server.url, MLFLOW_EXPERIMENT_NAME=EXPERIMENT)
     if user:
         env.update({"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password or USERS[user]})
     return env
@@ -177,10 +175,7 @@ def test_missing_or_wrong_credentials_are_refused_and_nothing_is_written(
 @pytest.fixture(scope="module")
 def first_pipeline(team) -> str:
     """`mlflow run .` as alice, registering the first version; the parent run's id."""
-    command = [sys.executable, "-m", "mlflow", "run", ".", "--env-manager", "local"]
-    command += ["--experiment-name", EXPERIMENT]
-    command += [item for name, value in PARAMS.items() for item in ("-P", f"{name}={value}")]
-    result = run_command(command, env_for(team, "alice"))
+    result = run_command(mlflow_run(PARAMS, experiment=EXPERIMENT), env_for(team, "alice"))
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(team.url)
     with admin_login():
@@ -260,7 +255,8 @@ def test_restarts_lose_nothing_and_two_pipelines_started_together_reuse_the_firs
         assert client.get_model_version_by_alias(MODEL, "challenger").version == "1"
         download = first_children[DOWNLOAD_STEP].info.run_id
         [raw] = client.list_artifacts(download, "raw-data")
-        assert Path(client.download_artifacts(download, raw.path)).stat().st_size > 0
+        content = Path(client.download_artifacts(download, raw.path)).read_bytes()
+        assert sha256_bytes(content) == first_children[DOWNLOAD_STEP].data.tags["raw_sha256"]  # intact
 
     # Two `python main.py` started at the same moment, not registering: both finish, both reuse the
     # first run's download and transform through the restarted server; the one given --reuse-training
@@ -325,11 +321,8 @@ def access_prices(access_team) -> str:
     process), and a local copy of them; then alice registers a model of known RMSE as the pipeline's
     model's champion, version 1."""
     with as_user(access_team, "alice") as client:
-        raw = invoke_step(download_raw_data.cli)
-        prepared = invoke_step(
-            transform_data.cli, "--dataset-stock-csv", raw, "--max-row-limit", PARAMS["max_row_limit"]
-        )
-        stock_data = mlflow.artifacts.download_artifacts(prepared)
+        _, prepared = prepared_prices(max_row_limit=PARAMS["max_row_limit"])
+        stock_data = local_copy(prepared)
         assert register(client, stock_data, BETTER, MODEL).decision == "first_version"
     return stock_data
 

@@ -23,6 +23,7 @@ from flow_steps.interruption import EXIT_CODES
 from flow_steps.sources import SAMPLE_FILE
 from flow_steps.universe import CHART_PATH, SUMMARY_PATH
 from tests.conftest import FIXTURES, PROJECT_ROOT, TINY_PARAMS, cli_options, run_command
+from tests.support.helpers import mlflow_run
 from tests.support.price_server import HANG
 from tests.support.ray_cluster import RayHead
 
@@ -141,19 +142,7 @@ def test_a_universe_on_a_separately_started_ray_cluster(tracking, tmp_path):
         env = {**tracking.env, **head.client_env()}
         # The MLproject entry point, with max_parallel=0: as many tickers at a time as the cluster has CPUs.
         params = {**TINY_PARAMS, "data_source": source, "tickers": "CCC", "max_parallel": "0"}
-        command = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "run",
-            ".",
-            "-e",
-            UNIVERSE_ENTRY_POINT,
-            "--env-manager",
-            "local",
-        ]
-        command += [item for name, value in params.items() for item in ("-P", f"{name}={value}")]
-        result = run_command(command, env, timeout=900)
+        result = run_command(mlflow_run(params, UNIVERSE_ENTRY_POINT), env, timeout=900)
         diagnostics = head.diagnostics() if result.returncode else ""
     finally:
         head.stop()

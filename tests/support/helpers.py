@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import mlflow
 from mlflow.entities import Run
@@ -45,3 +46,11 @@ def prepared_prices(*download_options: str, max_row_limit: str = "300") -> tuple
 def local_copy(artifact_uri: str) -> str:
     """A local path of an artifact (downloaded when the store is remote)."""
     return mlflow.artifacts.download_artifacts(artifact_uri)
+
+
+def mlflow_run(params: dict[str, str], entry_point: str = "main", experiment: str | None = None) -> list[str]:
+    """The command line of `mlflow run .` for an MLproject entry point, `-P name=value` per parameter."""
+    command = [sys.executable, "-m", "mlflow", "run", ".", "-e", entry_point, "--env-manager", "local"]
+    if experiment:
+        command += ["--experiment-name", experiment]
+    return command + [item for name, value in params.items() for item in ("-P", f"{name}={value}")]

@@ -21,6 +21,7 @@ from pathlib import Path
 import requests
 
 from flow_steps.serving import HOST, free_port, stop_process_group
+from tests.support.helpers import clean_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DB_USER = "mlflow"
@@ -165,7 +166,7 @@ class TeamServer:
     def start(self, *options: str, timeout: float = 120) -> TeamServer:
         """Start deploy/team_server.py with `options` added to its command line."""
         self.private_tmp.mkdir(exist_ok=True)
-        env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
+        env = clean_env()
         env.update(
             {
                 "TMPDIR": str(self.private_tmp),
