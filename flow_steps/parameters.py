@@ -32,6 +32,7 @@ from flow_steps.constants import (
 from flow_steps.errors import PipelineError
 
 MLPROJECT_PATH = Path(__file__).resolve().parents[1] / "MLproject"
+PARAMETERS_DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "parameters.md"
 PYTHON_TYPES = {"string": str, "path": str, "int": int, "float": float, "bool": bool}
 
 
@@ -506,19 +507,73 @@ def render_mlproject() -> str:
     return MLPROJECT_HEADER + "\n".join(blocks)
 
 
-@click.command(help="Write MLproject from the parameter spec, or with --check only compare them.")
-@click.option("--check", is_flag=True, help="Exit 1 when MLproject differs from the spec; write nothing.")
+PARAMETERS_DOC_HEADER = """\
+<!-- Generated from flow_steps/parameters.py by `python -m flow_steps.parameters`: edit that file. -->
+# Parameters
+
+Every parameter is a `-P name=value` of `mlflow run . -e <entry point>` and a `--kebab-case` option of
+`python main.py` or `python -m flow_steps.<entry point>`. Each is declared once, in
+`flow_steps/parameters.py`: the click options, the driver's per-step lists, the range checks, MLproject
+and this page come from it. `main` takes every step's parameters; `universe` takes `main`'s for each
+ticker.
+"""
+
+
+def _default_text(param: Param) -> str:
+    return (
+        "(required)"
+        if param.required
+        else f"`{param.text(param.default)}`"
+        if param.default != ""
+        else "(none)"
+    )
+
+
+def _allowed_text(param: Param) -> str:
+    if param.choices:
+        return ", ".join(f"`{choice}`" for choice in param.choices)
+    if param.low is not None or param.high is not None:
+        return param.range_text()
+    return ""
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: a `|` would end the cell, a `<TICKER>` would read as HTML."""
+    return text.replace("|", "\\|").replace("<", "&lt;")
+
+
+def render_parameters_doc() -> str:
+    """docs/parameters.md's text: one table per entry point, from ENTRY_POINTS."""
+    sections = [PARAMETERS_DOC_HEADER]
+    for entry_point in ENTRY_POINTS:
+        lines = [f"## {entry_point.name}", "", f"`{entry_point.command}`", ""]
+        lines += ["| parameter | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+        lines += [
+            f"| `{param.name}` | {param.kind} | {_default_text(param)} | {_allowed_text(param)} | "
+            f"{_cell(param.help)} |"
+            for param in entry_point.params
+        ]
+        sections.append("\n".join(lines) + "\n")
+    return "\n".join(sections)
+
+
+GENERATED = {MLPROJECT_PATH: render_mlproject, PARAMETERS_DOC_PATH: render_parameters_doc}
+
+
+@click.command(help="Write MLproject and docs/parameters.md from the spec, or with --check only compare.")
+@click.option("--check", is_flag=True, help="Exit 1 when either file differs from the spec; write nothing.")
 def cli(check: bool) -> None:
-    text = render_mlproject()
-    if check:
-        if MLPROJECT_PATH.read_text() != text:
-            click.echo(
-                f"{MLPROJECT_PATH} differs from flow_steps/parameters.py: run python -m flow_steps.parameters"
-            )
-            sys.exit(1)
-        return
-    MLPROJECT_PATH.write_text(text)
-    click.echo(f"Wrote {MLPROJECT_PATH}")
+    for path, render in GENERATED.items():
+        text = render()
+        if check:
+            if path.read_text() != text:
+                click.echo(
+                    f"{path} differs from flow_steps/parameters.py: run python -m flow_steps.parameters"
+                )
+                sys.exit(1)
+            continue
+        path.write_text(text)
+        click.echo(f"Wrote {path}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from flow_steps.parameters import (
     TrainParams,
     expand_bare_flags,
     render_mlproject,
+    render_parameters_doc,
 )
 from main import cli as main_cli
 from tests.conftest import PROJECT_ROOT
@@ -87,6 +88,12 @@ def test_mlproject_passes_every_parameter_to_its_command(entry_point):
 
 def test_mlproject_is_exactly_what_the_spec_generates():
     assert (PROJECT_ROOT / "MLproject").read_text() == render_mlproject(), (
+        "run python -m flow_steps.parameters"
+    )
+
+
+def test_the_parameters_page_is_exactly_what_the_spec_generates():
+    assert (PROJECT_ROOT / "docs" / "parameters.md").read_text() == render_parameters_doc(), (
         "run python -m flow_steps.parameters"
     )
 
