@@ -101,7 +101,7 @@ def main() -> None:
     arguments = parser.parse_args()
     missing = [name for name in REQUIRED_VARIABLES if not os.environ.get(name)]
     if missing:
-        raise SystemExit(f"team_server: set {' and '.join(missing)} (see the README's team section)")
+        raise SystemExit(f"team_server: set {' and '.join(missing)} (see docs/team-server.md)")
     if "@" in arguments.database_uri and ":" in arguments.database_uri.split("//", 1)[-1].split("@")[0]:
         raise SystemExit("team_server: put the database password in PGPASSWORD, not in --database-uri")
 

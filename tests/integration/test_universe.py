@@ -64,7 +64,7 @@ def test_a_universe_on_local_ray_summarises_every_ticker_and_fails_only_the_bad_
     summary = pd.read_csv(
         mlflow.artifacts.download_artifacts(run_id=universe.info.run_id, artifact_path=SUMMARY_PATH)
     )
-    assert summary.columns.tolist() == [  # as the README lists them
+    assert summary.columns.tolist() == [  # as docs/universe.md lists them
         "ticker",
         "status",
         "reason",
