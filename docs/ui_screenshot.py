@@ -1,4 +1,4 @@
-"""Take the README's screenshots of `mlflow ui`: two pipeline runs compared, and the registry page.
+"""Take docs/pipeline.md's screenshots of `mlflow ui`: two pipeline runs compared, and the registry page.
 
     python docs/ui_screenshot.py              # writes docs/mlflow-ui-compare.png, docs/mlflow-ui-registry.png
     python docs/ui_screenshot.py --output-dir /tmp --keep-store /tmp/ui-store
@@ -39,7 +39,7 @@ CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 
 
 def run_pipelines(env: dict[str, str]) -> None:
-    """The two runs the README compares, through `mlflow run` as a user would start them."""
+    """The two runs docs/pipeline.md compares, through `mlflow run` as a user would start them."""
     for parameters in RUNS:
         command = [sys.executable, "-m", "mlflow", "run", ".", "--env-manager", "local"]
         command += ["--experiment-name", EXPERIMENT, *parameters]
