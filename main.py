@@ -2,7 +2,7 @@
 
 download_raw_data -> raw-data/<TICKER>.csv -> transform_data -> transformed-data/prices.csv -> train_model
 -> runs:/<run id>/model -> register_model (Model Registry: stock-<TICKER>-lstm, aliases challenger/champion).
-The driver itself is flow_steps/pipeline.py; this file is its command line.
+The driver itself is flow_steps/orchestration/driver.py; this file is its command line.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import sys
 import click
 import mlflow
 
-from flow_steps.concurrency import prepare_tracking_store
-from flow_steps.constants import DEFAULT_EXPERIMENT, MAIN_ENTRY_POINT
-from flow_steps.errors import PipelineError
-from flow_steps.interruption import exit_code, interruption_reason, raise_on_termination
-from flow_steps.masking import one_line
-from flow_steps.parameters import SpecCommand, options
-from flow_steps.pipeline import run_pipeline
-from flow_steps.sources import check_data_source
-from flow_steps.step_run import check_option, configure_logging, refusals_explained
-from flow_steps.tracking import check_tracking_server, client_defaults, experiment_label
+from flow_steps.config.errors import PipelineError
+from flow_steps.config.names import DEFAULT_EXPERIMENT, MAIN_ENTRY_POINT
+from flow_steps.config.spec import SpecCommand, options
+from flow_steps.data.masking import one_line
+from flow_steps.data.sources import check_data_source
+from flow_steps.orchestration.driver import run_pipeline
+from flow_steps.runtime.interruption import exit_code, interruption_reason, raise_on_termination
+from flow_steps.runtime.lifecycle import check_option, configure_logging, refusals_explained
+from flow_steps.runtime.store import prepare_tracking_store
+from flow_steps.runtime.tracking import check_tracking_server, client_defaults, experiment_label
 
 logger = logging.getLogger("main")
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from flow_steps.constants import DOWNLOAD_STEP, REGISTER_STEP, TRAIN_STEP, TRANSFORM_STEP
+from flow_steps.config.names import DOWNLOAD_STEP, REGISTER_STEP, TRAIN_STEP, TRANSFORM_STEP
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STEPS = (DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP, REGISTER_STEP)
@@ -132,10 +132,10 @@ def in_process(params: dict[str, str]) -> dict[str, float]:
     import mlflow
 
     from flow_steps import download_raw_data, register_model, train_model, transform_data
-    from flow_steps.constants import MODEL_NAME, TAG_CODE_VERSION, TRANSFORMED_DATA_PATH, raw_data_path
-    from flow_steps.lineage import code_version
-    from flow_steps.parameters import BY_ENTRY_POINT, PriceChecks, TrainParams
-    from flow_steps.step_run import mark_training_experiment
+    from flow_steps.config.names import MODEL_NAME, TAG_CODE_VERSION, TRANSFORMED_DATA_PATH, raw_data_path
+    from flow_steps.config.spec import BY_ENTRY_POINT, PriceChecks, TrainParams
+    from flow_steps.runtime.lifecycle import mark_training_experiment
+    from flow_steps.runtime.lineage import code_version
 
     spec = {param.name: param for param in BY_ENTRY_POINT["main"].params}
     value = {
@@ -200,8 +200,8 @@ def lookup_times(counts: list[int], repeats: int = 20) -> dict[int, float]:
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    from flow_steps.constants import SAMPLE_SOURCE, TAG_CODE_VERSION
-    from flow_steps.pipeline import StepRunner
+    from flow_steps.config.names import SAMPLE_SOURCE, TAG_CODE_VERSION
+    from flow_steps.orchestration.driver import StepRunner
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="lookup-benchmark-") as folder:
@@ -251,7 +251,7 @@ def main() -> None:
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from flow_steps.parameters import BY_ENTRY_POINT
+    from flow_steps.config.spec import BY_ENTRY_POINT
 
     params = {param.name: param.text(param.default) for param in BY_ENTRY_POINT["main"].params}
     options = []

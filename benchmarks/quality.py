@@ -3,8 +3,8 @@ forecasts (the LSTM, the baselines, statsforecast's AutoARIMA and AutoETS) and p
 (coverage and Winkler interval score at 80% and 95%: the LSTM's, the naive constant-quantile baseline's,
 AutoETS's and AutoARIMA's).
 
-    python benchmarks/quality.py flow_steps/sample_data/WIKI-MSFT.csv tests/fixtures/EOD-MSFT.csv
-    python benchmarks/quality.py flow_steps/sample_data/WIKI-MSFT.csv --seeds 42 1 2 3   # seed spread
+    python benchmarks/quality.py flow_steps/data/sample_data/WIKI-MSFT.csv tests/fixtures/EOD-MSFT.csv
+    python benchmarks/quality.py flow_steps/data/sample_data/WIKI-MSFT.csv --seeds 42 1 2 3   # seed spread
 
 Each file goes through the same cleaning as transform_data (date order, adjusted close, duplicates)
 and the same split, LSTM and baselines as train_model; nothing is logged to MLflow.
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from flow_steps.evaluation import AUTOARIMA, AUTOETS, BASELINES, LSTM, NAIVE, STATISTICAL_PEERS
-from flow_steps.features import holdout_size
-from flow_steps.ingest import load_prices
-from flow_steps.parameters import TRAIN_PARAMS, TrainParams
-from flow_steps.training import evaluate_split
+from flow_steps.config.spec import TRAIN_PARAMS, TrainParams
+from flow_steps.data.ingest import load_prices
+from flow_steps.model.features import holdout_size
+from flow_steps.training.evaluation import AUTOARIMA, AUTOETS, BASELINES, LSTM, NAIVE, STATISTICAL_PEERS
+from flow_steps.training.lstm import evaluate_split
 
 INTERVAL_MODELS = (LSTM, NAIVE, AUTOETS, AUTOARIMA)
 

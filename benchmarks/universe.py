@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from flow_steps.sources import SAMPLE_FILE
+from flow_steps.data.sources import SAMPLE_FILE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TARGET_SPEED_UP = 1.6

@@ -26,9 +26,9 @@ from pathlib import Path
 import requests
 from mlflow.tracking import MlflowClient
 
-from flow_steps.constants import DEFAULT_EXPERIMENT, registered_model_name
-from flow_steps.lineage import PROJECT_ROOT
-from flow_steps.serving import HOST, free_port
+from flow_steps.config.names import DEFAULT_EXPERIMENT, registered_model_name
+from flow_steps.runtime.lineage import PROJECT_ROOT
+from flow_steps.runtime.model_server import HOST, free_port
 
 logger = logging.getLogger("ui_screenshot")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import mlflow
 
-from flow_steps.constants import (
+from flow_steps.config.names import (
     DOWNLOAD_STEP,
     RAW_DATA_DIR,
     TAG_DATA_SOURCE,
@@ -19,11 +19,11 @@ from flow_steps.constants import (
     TAG_RAW_SHA256,
     raw_data_path,
 )
-from flow_steps.ingest import load_prices, summarize_raw
-from flow_steps.lineage import sha256_bytes
-from flow_steps.parameters import PriceChecks, options
-from flow_steps.sources import fetch_raw_prices, normalize_ticker, refuse_embedded_secrets
-from flow_steps.step_run import check_option, record_price_checks, run_step
+from flow_steps.config.spec import PriceChecks, options
+from flow_steps.data.ingest import load_prices, summarize_raw
+from flow_steps.data.sources import fetch_raw_prices, normalize_ticker, refuse_embedded_secrets
+from flow_steps.runtime.lifecycle import check_option, record_price_checks, run_step
+from flow_steps.runtime.lineage import sha256_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from flow_steps.constants import (
+from flow_steps.config.errors import PipelineError
+from flow_steps.config.names import (
     CHALLENGER_ALIAS,
     CHAMPION_ALIAS,
     DATE_COLUMN,
@@ -37,13 +38,10 @@ from flow_steps.constants import (
     TAG_MODEL_VERSION,
     registered_model_name,
 )
-from flow_steps.errors import PipelineError
-from flow_steps.ingest import load_prices
-from flow_steps.interruption import interruptions_held
-from flow_steps.intervals import INTERVAL_COLUMNS, LEVELS, lower_column, upper_column
-from flow_steps.masking import one_line
-from flow_steps.parameters import PriceChecks, options
-from flow_steps.sources import (
+from flow_steps.config.spec import PriceChecks, options
+from flow_steps.data.ingest import load_prices
+from flow_steps.data.masking import one_line
+from flow_steps.data.sources import (
     TICKER_PLACEHOLDER,
     fetch_raw_prices,
     normalize_ticker,
@@ -51,7 +49,9 @@ from flow_steps.sources import (
     refuse_embedded_secrets,
     ticker_source,
 )
-from flow_steps.step_run import check_option, run_step
+from flow_steps.model.intervals import INTERVAL_COLUMNS, LEVELS, lower_column, upper_column
+from flow_steps.runtime.interruption import interruptions_held
+from flow_steps.runtime.lifecycle import check_option, run_step
 
 logger = logging.getLogger(__name__)
 

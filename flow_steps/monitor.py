@@ -20,7 +20,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from flow_steps.constants import (
+from flow_steps.config.names import (
     CHAMPION_ALIAS,
     DATE_COLUMN,
     FORECAST_TABLE_PATH,
@@ -31,8 +31,10 @@ from flow_steps.constants import (
     TAG_MODEL_VERSION,
     registered_model_name,
 )
-from flow_steps.ingest import load_prices
-from flow_steps.monitoring import (
+from flow_steps.config.spec import PriceChecks, options
+from flow_steps.data.ingest import load_prices
+from flow_steps.data.sources import fetch_raw_prices, normalize_ticker, refuse_embedded_secrets
+from flow_steps.registry.degradation import (
     RUN_COLUMN,
     Thresholds,
     by_version,
@@ -40,9 +42,7 @@ from flow_steps.monitoring import (
     realized_metrics,
     scored_days,
 )
-from flow_steps.parameters import PriceChecks, options
-from flow_steps.sources import fetch_raw_prices, normalize_ticker, refuse_embedded_secrets
-from flow_steps.step_run import check_option, run_step
+from flow_steps.runtime.lifecycle import check_option, run_step
 
 logger = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from flow_steps.concurrency import promotion_lock, race_hold
-from flow_steps.constants import (
+from flow_steps.config.errors import DataValidationError, PipelineError
+from flow_steps.config.names import (
     ALREADY_REGISTERED,
     CHALLENGER_ALIAS,
     CHAMPION_ALIAS,
@@ -62,15 +62,16 @@ from flow_steps.constants import (
     TAG_TRAINED_THROUGH,
     TRANSFORM_STEP,
 )
-from flow_steps.errors import DataValidationError, PipelineError
-from flow_steps.evaluation import naive_forecast, rmse
-from flow_steps.features import holdout_size
-from flow_steps.ingest import input_file, read_prepared
-from flow_steps.interruption import interruptions_held
-from flow_steps.lineage import sha256_bytes
-from flow_steps.parameters import TEST_FRACTION, WINDOW, options
-from flow_steps.step_run import local_input, refusals_explained, run_step
-from flow_steps.tracking import is_refusal
+from flow_steps.config.spec import TEST_FRACTION, WINDOW, options
+from flow_steps.data.ingest import input_file, read_prepared
+from flow_steps.model.features import holdout_size
+from flow_steps.registry.lock import promotion_lock
+from flow_steps.runtime.interruption import interruptions_held
+from flow_steps.runtime.lifecycle import local_input, refusals_explained, run_step
+from flow_steps.runtime.lineage import sha256_bytes
+from flow_steps.runtime.store import race_hold
+from flow_steps.runtime.tracking import is_refusal
+from flow_steps.training.evaluation import naive_forecast, rmse
 
 logger = logging.getLogger(__name__)
 

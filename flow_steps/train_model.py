@@ -16,7 +16,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-from flow_steps.constants import (
+from flow_steps.config.names import (
     BACKTEST_PATH,
     DATE_COLUMN,
     DAYS_AHEAD_COLUMN,
@@ -35,39 +35,44 @@ from flow_steps.constants import (
     TAG_STOCK_DATA_SHA256,
     TRAIN_STEP,
 )
-from flow_steps.evaluation import LSTM, NAIVE, backtest_ranges, backtest_summary
-from flow_steps.features import check_enough_rows, holdout_size
-from flow_steps.ingest import read_prepared
-from flow_steps.interruption import interruptions_held
-from flow_steps.intervals import INTERVAL_COLUMNS, lower_column, upper_column
-from flow_steps.lineage import sha256_bytes
-from flow_steps.parameters import TrainParams, check_train_params, options
-from flow_steps.plots import forecast_figure
-from flow_steps.served_model import KERAS_ARTIFACT, RETURN_SCALE_CONFIG, WINDOW_CONFIG, multiplier_config
-from flow_steps.step_run import local_input, log_prices_input, run_step
-from flow_steps.training import (
+from flow_steps.config.spec import TrainParams, check_train_params, options
+from flow_steps.data.ingest import read_prepared
+from flow_steps.model.features import check_enough_rows, holdout_size
+from flow_steps.model.forecaster import KERAS_ARTIFACT, RETURN_SCALE_CONFIG, WINDOW_CONFIG, multiplier_config
+from flow_steps.model.intervals import INTERVAL_COLUMNS, lower_column, upper_column
+from flow_steps.runtime.interruption import interruptions_held
+from flow_steps.runtime.lifecycle import local_input, log_prices_input, run_step
+from flow_steps.runtime.lineage import sha256_bytes
+from flow_steps.training.evaluation import LSTM, NAIVE, backtest_ranges, backtest_summary
+from flow_steps.training.lstm import (
     FittedLstm,
     SplitEvaluation,
     evaluate_split,
     limit_threads_from_environment,
     walk_forward,
 )
+from flow_steps.training.plots import forecast_figure
 
 logger = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# The modules the served model imports (flow_steps/pyfunc_model.py and what it imports); the logged
-# model ships these and nothing else. tests/unit/test_structure.py checks the list is complete.
-SERVED_MODULES = (
-    "__init__.py",
-    "constants.py",
-    "errors.py",
-    "features.py",
-    "intervals.py",
-    "request_validation.py",
-    "served_model.py",
-    "pyfunc_model.py",
-)
+# What the logged model ships, as paths in the package: the model/ folder and the two modules of names
+# and errors it imports. tests/unit/test_structure.py checks that serving imports nothing else of ours.
+SERVED_CODE = ("__init__.py", "config/__init__.py", "config/names.py", "config/errors.py", "model")
+
+
+def served_code_files() -> list[str]:
+    """SERVED_CODE with its folder expanded: the package's files the logged model ships."""
+    files = []
+    for name in SERVED_CODE:
+        path = PACKAGE_DIR / name
+        found = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        files += [
+            item.relative_to(PACKAGE_DIR).as_posix() for item in found if "__pycache__" not in item.parts
+        ]
+    return files
+
+
 # What serving imports; TensorFlow is whichever build is installed (tensorflow-cpu here, tensorflow on GPUs).
 MODEL_REQUIREMENTS = ("mlflow", ("tensorflow-cpu", "tensorflow"), "keras", "numpy", "pandas", "cloudpickle")
 
@@ -114,12 +119,12 @@ def log_model(lstm: FittedLstm, multipliers: dict[int, float], prices: pd.DataFr
         keras_path = Path(folder) / "lstm.keras"
         lstm.keras_model.save(keras_path)
         code_dir = Path(folder) / "code" / PACKAGE_DIR.name
-        code_dir.mkdir(parents=True)
-        for name in SERVED_MODULES:
+        for name in served_code_files():
+            (code_dir / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(PACKAGE_DIR / name, code_dir / name)
         logged = mlflow.pyfunc.log_model(
             name=MODEL_NAME,
-            python_model=str(code_dir / "pyfunc_model.py"),
+            python_model=str(code_dir / "model" / "from_code.py"),
             model_config={
                 WINDOW_CONFIG: window,
                 RETURN_SCALE_CONFIG: lstm.scaler.scale,

@@ -10,7 +10,7 @@ import click
 import mlflow
 import pandas as pd
 
-from flow_steps.constants import (
+from flow_steps.config.names import (
     DATE_COLUMN,
     ROWS_OUT_METRIC,
     TAG_PRICE_COLUMN,
@@ -19,9 +19,9 @@ from flow_steps.constants import (
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
 )
-from flow_steps.ingest import input_file, load_prices
-from flow_steps.parameters import PriceChecks, options
-from flow_steps.step_run import local_input, log_prices_input, record_price_checks, run_step
+from flow_steps.config.spec import PriceChecks, options
+from flow_steps.data.ingest import input_file, load_prices
+from flow_steps.runtime.lifecycle import local_input, log_prices_input, record_price_checks, run_step
 
 logger = logging.getLogger(__name__)
 

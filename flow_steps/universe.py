@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import click
 import mlflow
@@ -31,9 +30,10 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from flow_steps.concurrency import prepare_tracking_store, sqlite_path
-from flow_steps.constants import (
+from flow_steps.config.errors import PipelineError
+from flow_steps.config.names import (
     DEFAULT_EXPERIMENT,
+    PROJECT_ROOT,
     QUANDL_SOURCE,
     SAMPLE_SOURCE,
     SAMPLE_TICKER,
@@ -42,11 +42,9 @@ from flow_steps.constants import (
     TAG_PROMOTION,
     UNIVERSE_ENTRY_POINT,
 )
-from flow_steps.errors import PipelineError
-from flow_steps.interruption import exit_code, interruption_reason, raise_on_termination
-from flow_steps.masking import mask_secrets, one_line
-from flow_steps.parameters import PIPELINE_PARAMS, SpecCommand, options
-from flow_steps.sources import (
+from flow_steps.config.spec import PIPELINE_PARAMS, SpecCommand, options
+from flow_steps.data.masking import mask_secrets, one_line
+from flow_steps.data.sources import (
     TICKER_PLACEHOLDER,
     check_data_source,
     is_url,
@@ -54,8 +52,10 @@ from flow_steps.sources import (
     parse_tickers,
     ticker_source,
 )
-from flow_steps.step_run import check_option, configure_logging, end_run_killed, refusals_explained
-from flow_steps.tracking import (
+from flow_steps.runtime.interruption import exit_code, interruption_reason, raise_on_termination
+from flow_steps.runtime.lifecycle import check_option, configure_logging, end_run_killed, refusals_explained
+from flow_steps.runtime.store import prepare_tracking_store, sqlite_path
+from flow_steps.runtime.tracking import (
     PASSWORD_VARIABLE,
     TRACKING_URI_VARIABLE,
     USERNAME_VARIABLE,
@@ -67,7 +67,6 @@ from flow_steps.tracking import (
 
 logger = logging.getLogger("universe")
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SUMMARY_PATH = "universe/summary.csv"
 CHART_PATH = "universe/rmse_vs_naive.png"
 # What a worker needs to log like the driver: the store, the login, the client settings. Passed to each

@@ -21,7 +21,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from flow_steps.interruption import EXIT_CODES, raise_on_termination
+from flow_steps.runtime.interruption import EXIT_CODES, raise_on_termination
 from tests.support.fast_tier import fast_tier_guard
 from tests.support.helpers import clean_env
 from tests.support.price_server import PriceServer

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from flow_steps import download_raw_data, train_model
-from flow_steps.constants import DOWNLOAD_STEP, TAG_ERROR, TRAIN_STEP, TRANSFORM_STEP
+from flow_steps.config.names import DOWNLOAD_STEP, TAG_ERROR, TRAIN_STEP, TRANSFORM_STEP
 from main import cli as main_cli
 from tests.conftest import EXPERIMENT, TINY_PARAMS, cli_options, python_main, run_command
 from tests.support.price_server import HANG

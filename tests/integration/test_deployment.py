@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from flow_steps import download_raw_data, forecast, register_model, transform_data
-from flow_steps.constants import (
+from flow_steps.config.names import (
     DOWNLOAD_STEP,
     FORECAST_ENTRY_POINT,
     KEPT,
@@ -29,12 +29,12 @@ from flow_steps.constants import (
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
 )
-from flow_steps.evaluation import rmse
-from flow_steps.ingest import load_prices, read_prepared
-from flow_steps.intervals import INTERVAL_COLUMNS
+from flow_steps.data.ingest import load_prices, read_prepared
+from flow_steps.data.sources import fetch_raw_prices
+from flow_steps.model.intervals import INTERVAL_COLUMNS
 from flow_steps.register_model import holdout_days
-from flow_steps.serving import invocation_payload, served_model
-from flow_steps.sources import fetch_raw_prices
+from flow_steps.runtime.model_server import invocation_payload, served_model
+from flow_steps.training.evaluation import rmse
 from tests.conftest import (
     EXPERIMENT,
     FIXTURES,

@@ -13,7 +13,7 @@ from contextlib import contextmanager, suppress
 import pytest
 from mlflow.entities import Run
 
-from flow_steps.constants import (
+from flow_steps.config.names import (
     DOWNLOAD_STEP,
     TAG_ERROR,
     TAG_PROCESS_HOST,
@@ -21,7 +21,7 @@ from flow_steps.constants import (
     TRAIN_STEP,
     TRANSFORM_STEP,
 )
-from flow_steps.interruption import EXIT_CODES, is_alive, this_process
+from flow_steps.runtime.interruption import EXIT_CODES, is_alive, this_process
 from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options
 from tests.support.helpers import mlflow_run
 from tests.support.price_server import HANG

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from flow_steps import forecast, monitor
-from flow_steps.constants import (
+from flow_steps.config.names import (
     FORECAST_ENTRY_POINT,
     FORECAST_TABLE_PATH,
     KEPT,
@@ -27,10 +27,10 @@ from flow_steps.constants import (
     TRANSFORMED_DATA_PATH,
     registered_model_name,
 )
-from flow_steps.ingest import load_prices
-from flow_steps.monitoring import RUN_COLUMN, Thresholds, degradation, realized_metrics
-from flow_steps.parameters import BY_ENTRY_POINT
-from flow_steps.sources import SAMPLE_FILE
+from flow_steps.config.spec import BY_ENTRY_POINT
+from flow_steps.data.ingest import load_prices
+from flow_steps.data.sources import SAMPLE_FILE
+from flow_steps.registry.degradation import RUN_COLUMN, Thresholds, degradation, realized_metrics
 from tests.conftest import EXPERIMENT, run_command
 from tests.support.helpers import local_copy, mlflow_run, newest, prepared_prices
 from tests.support.known_models import BETTER, WORSE, register

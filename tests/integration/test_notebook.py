@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 
 from data_analysis.run_notebook import NOTEBOOK, drop_runtime_noise, execute
-from flow_steps.evaluation import BASELINES, LSTM, STATISTICAL_PEERS
-from flow_steps.features import holdout_size
-from flow_steps.ingest import load_prices
-from flow_steps.parameters import TrainParams
-from flow_steps.sources import SAMPLE_FILE
-from flow_steps.training import evaluate_split
+from flow_steps.config.spec import TrainParams
+from flow_steps.data.ingest import load_prices
+from flow_steps.data.sources import SAMPLE_FILE
+from flow_steps.model.features import holdout_size
+from flow_steps.training.evaluation import BASELINES, LSTM, STATISTICAL_PEERS
+from flow_steps.training.lstm import evaluate_split
 
 # One worker for the whole file: its module-scoped fixture is set up once.
 pytestmark = [pytest.mark.kernel, pytest.mark.xdist_group("test_notebook")]

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from mlflow.entities import Run
 
 from flow_steps import train_model
-from flow_steps.constants import (
+from flow_steps.config.names import (
     BACKTEST_PATH,
     DOWNLOAD_STEP,
     FORECAST_PLOT_PATH,
@@ -33,13 +33,13 @@ from flow_steps.constants import (
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
 )
-from flow_steps.evaluation import BASELINES, STATISTICAL_PEERS
-from flow_steps.ingest import read_prepared
-from flow_steps.intervals import INTERVAL_COLUMNS
-from flow_steps.lineage import PROJECT_ROOT, RUNNING_CODE
-from flow_steps.parameters import BY_ENTRY_POINT
+from flow_steps.config.spec import BY_ENTRY_POINT
+from flow_steps.data.ingest import read_prepared
+from flow_steps.data.sources import SAMPLE_FILE
+from flow_steps.model.intervals import INTERVAL_COLUMNS
 from flow_steps.register_model import holdout_days, score
-from flow_steps.sources import SAMPLE_FILE
+from flow_steps.runtime.lineage import PROJECT_ROOT, RUNNING_CODE
+from flow_steps.training.evaluation import BASELINES, STATISTICAL_PEERS
 from tests.conftest import EXPERIMENT, FIXTURES, TINY_PARAMS, cli_options, python_main, run_command
 from tests.support.helpers import mlflow_run, newest
 
@@ -86,7 +86,7 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     result = run_command(mlflow_run(params, experiment=EXPERIMENT), tracking.env)
     assert result.returncode == 0, result.stderr[-3000:]
     # A readable console: training reports its progress, and a machine without a GPU logs no error.
-    assert "flow_steps.training: epoch 1/1: train loss" in result.stderr
+    assert "flow_steps.training.lstm: epoch 1/1: train loss" in result.stderr
     assert "kept the best, epoch 1 (validation loss" in result.stderr
     assert not re.findall(r"^E\d{4} |\bERROR\b|Traceback", result.stderr, flags=re.MULTILINE)
 
@@ -204,9 +204,10 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     logged = mlflow.get_logged_model(version.source.removeprefix("models:/"))
     assert logged.metrics and {m.key: m.value for m in logged.metrics}["test_rmse"] == metrics["test_rmse"]
 
-    # The logged model ships the modules serving imports, and nothing else of the project.
-    code = mlflow.artifacts.list_artifacts(run_id=train.info.run_id, artifact_path="model/code/flow_steps")
-    assert sorted(Path(item.path).name for item in code) == sorted(train_model.SERVED_MODULES)
+    # The logged model ships the model/ folder and what it imports, and nothing else of the project.
+    code = Path(mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path="model/code"))
+    shipped = sorted(path.relative_to(code / "flow_steps").as_posix() for path in code.rglob("*.py"))
+    assert shipped == sorted(train_model.served_code_files())
 
     model = mlflow.pyfunc.load_model("models:/stock-MSFT-lstm@champion")
     assert model.metadata.get_input_schema().input_names() == ["Close"]

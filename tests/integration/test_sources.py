@@ -8,9 +8,9 @@ import socket
 import pandas as pd
 import pytest
 
-from flow_steps.errors import SourceError
-from flow_steps.masking import mask_secrets
-from flow_steps.sources import check_data_source, fetch_raw_prices
+from flow_steps.config.errors import SourceError
+from flow_steps.data.masking import mask_secrets
+from flow_steps.data.sources import check_data_source, fetch_raw_prices
 from tests.support.price_server import HANG
 
 KEY = "qk-Recognisable-Secret-0042"

@@ -7,8 +7,14 @@ import pytest
 from click.testing import CliRunner
 
 from flow_steps import download_raw_data, transform_data
-from flow_steps.constants import DOWNLOAD_STEP, TAG_ERROR, TRAIN_STEP, TRANSFORM_STEP, TRANSFORMED_DATA_PATH
-from flow_steps.sources import SAMPLE_FILE
+from flow_steps.config.names import (
+    DOWNLOAD_STEP,
+    TAG_ERROR,
+    TRAIN_STEP,
+    TRANSFORM_STEP,
+    TRANSFORMED_DATA_PATH,
+)
+from flow_steps.data.sources import SAMPLE_FILE
 from main import cli as main_cli
 from tests.conftest import EXPERIMENT, TINY_PARAMS, cli_options, python_main
 

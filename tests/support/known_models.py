@@ -17,13 +17,13 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from flow_steps import register_model, train_model
-from flow_steps.constants import REGISTER_STEP, TAG_STOCK_DATA_SHA256, TRAIN_STEP
-from flow_steps.evaluation import rmse
-from flow_steps.features import ReturnScaler
-from flow_steps.ingest import read_prepared
-from flow_steps.lineage import code_version, sha256_bytes
+from flow_steps.config.names import REGISTER_STEP, TAG_STOCK_DATA_SHA256, TRAIN_STEP
+from flow_steps.data.ingest import read_prepared
+from flow_steps.model.features import ReturnScaler
 from flow_steps.register_model import holdout_days
-from flow_steps.training import FittedLstm, build_lstm
+from flow_steps.runtime.lineage import code_version, sha256_bytes
+from flow_steps.training.evaluation import rmse
+from flow_steps.training.lstm import FittedLstm, build_lstm
 
 WINDOW = 10
 RETURN_SCALE = 0.02

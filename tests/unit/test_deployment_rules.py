@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flow_steps.errors import PipelineError
+from flow_steps.config.errors import PipelineError
 from flow_steps.forecast import forecast_table, render, resolve_model_uri, write_csv
 from flow_steps.register_model import decide_promotion, holdout_days, train_run_id
-from flow_steps.serving import invocation_payload
+from flow_steps.runtime.model_server import invocation_payload
 
 
 def test_the_first_version_is_promoted():

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from flow_steps.constants import TAG_RAW_SHA256
-from flow_steps.lineage import sha256_bytes
-from flow_steps.pipeline import download_reuse_tags, reuse_filter
+from flow_steps.config.names import TAG_RAW_SHA256
+from flow_steps.orchestration.driver import download_reuse_tags, reuse_filter
+from flow_steps.runtime.lineage import sha256_bytes
 
 
 def test_reuse_filter_matches_status_entry_point_code_version_params_and_tags():

@@ -8,7 +8,8 @@ import pytest
 from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsRegressor
 
-from flow_steps.evaluation import (
+from flow_steps.model.intervals import constant_intervals, coverage, interval_score
+from flow_steps.training.evaluation import (
     BASELINES,
     baseline_forecasts,
     comparison,
@@ -26,7 +27,6 @@ from flow_steps.evaluation import (
     up_share,
     window_regression_forecast,
 )
-from flow_steps.intervals import constant_intervals, coverage, interval_score
 
 CLOSES = np.array([10.0, 11, 13, 12, 15])  # test days: the last two, 12 and 15
 

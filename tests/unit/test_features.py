@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from flow_steps.errors import DataValidationError
-from flow_steps.features import (
+from flow_steps.config.errors import DataValidationError
+from flow_steps.model.features import (
     ReturnScaler,
     check_enough_rows,
     holdout_size,

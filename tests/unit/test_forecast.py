@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from flow_steps import forecast
-from flow_steps.constants import FORECAST_ENTRY_POINT, TAG_ERROR, TAG_MODEL_VERSION
-from flow_steps.sources import SAMPLE_FILE
+from flow_steps.config.names import FORECAST_ENTRY_POINT, TAG_ERROR, TAG_MODEL_VERSION
+from flow_steps.data.sources import SAMPLE_FILE
 
 
 @pytest.fixture

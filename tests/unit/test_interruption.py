@@ -11,8 +11,8 @@ import time
 import pytest
 from mlflow.entities import Run, RunData, RunInfo, RunTag
 
-from flow_steps.constants import TAG_PROCESS_HOST, TAG_PROCESS_ID, TAG_PROCESS_STARTED
-from flow_steps.interruption import (
+from flow_steps.config.names import TAG_PROCESS_HOST, TAG_PROCESS_ID, TAG_PROCESS_STARTED
+from flow_steps.runtime.interruption import (
     Interrupted,
     interruptions_held,
     is_alive,

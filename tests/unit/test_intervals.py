@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from flow_steps.intervals import (
+from flow_steps.model.intervals import (
     Interval,
     calibrate,
     constant_intervals,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from flow_steps.lineage import PROJECT_ROOT, code_version, sources_hash
+from flow_steps.runtime.lineage import PROJECT_ROOT, code_version, sources_hash
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_sources_hash_changes_with_the_code(project_copy: Path):
     assert sources_hash(project_copy) != before
 
 
-@pytest.mark.parametrize("changed", ["main.py", "MLproject", "flow_steps/sample_data/WIKI-MSFT.csv"])
+@pytest.mark.parametrize("changed", ["main.py", "MLproject", "flow_steps/data/sample_data/WIKI-MSFT.csv"])
 def test_the_driver_mlproject_and_the_sample_are_part_of_the_code(project_copy: Path, changed: str):
     before = code_version(project_copy)
     with (project_copy / changed).open("a") as file:

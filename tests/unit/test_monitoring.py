@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flow_steps.constants import (
+from flow_steps.config.names import (
     DATE_COLUMN,
     FORECAST_COLUMN,
     LAST_CLOSE_COLUMN,
@@ -17,7 +17,8 @@ from flow_steps.constants import (
     MONITOR_ENTRY_POINT,
     PRICE_COLUMN,
 )
-from flow_steps.monitoring import (
+from flow_steps.config.spec import BY_ENTRY_POINT
+from flow_steps.registry.degradation import (
     ACTUAL_COLUMN,
     RUN_COLUMN,
     Thresholds,
@@ -26,7 +27,6 @@ from flow_steps.monitoring import (
     realized_metrics,
     scored_days,
 )
-from flow_steps.parameters import BY_ENTRY_POINT
 
 PRICES = pd.DataFrame(
     {DATE_COLUMN: pd.to_datetime(["2020-01-02", "2020-01-03", "2020-01-06"]), PRICE_COLUMN: [10.0, 11.0, 9.0]}

@@ -15,8 +15,9 @@ from flow_steps import (
     transform_data,
     universe,
 )
-from flow_steps.errors import PipelineError
-from flow_steps.parameters import (
+from flow_steps.config.errors import PipelineError
+from flow_steps.config.render import render_mlproject, render_parameters_doc
+from flow_steps.config.spec import (
     BY_ENTRY_POINT,
     ENTRY_POINTS,
     MAX_ROW_LIMIT,
@@ -25,8 +26,6 @@ from flow_steps.parameters import (
     VALIDATION_FRACTION,
     TrainParams,
     expand_bare_flags,
-    render_mlproject,
-    render_parameters_doc,
 )
 from main import cli as main_cli
 from tests.conftest import PROJECT_ROOT

@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from flow_steps.errors import DataValidationError
-from flow_steps.request_validation import closes_from_input
+from flow_steps.config.errors import DataValidationError
+from flow_steps.model.request_checks import closes_from_input
 
 
 @pytest.mark.parametrize(

@@ -14,11 +14,12 @@ import mlflow
 import pandas as pd
 import pytest
 
-from flow_steps import forecast, interruption
-from flow_steps.interruption import Interrupted
-from flow_steps.parameters import PriceChecks
+from flow_steps import forecast
+from flow_steps.config.spec import PriceChecks
+from flow_steps.data.sources import SAMPLE_FILE
 from flow_steps.register_model import holdout_days, score
-from flow_steps.sources import SAMPLE_FILE
+from flow_steps.runtime import interruption
+from flow_steps.runtime.interruption import Interrupted
 from tests.support.known_models import BETTER, log_known_model
 
 
@@ -63,7 +64,7 @@ def assert_raised_where_held(caught: pytest.ExceptionInfo) -> None:
 
 def test_register_model_scores_a_model_with_signals_held(signals_raise, known_model):
     model_uri, prices = known_model
-    from flow_steps.ingest import read_prepared
+    from flow_steps.data.ingest import read_prepared
 
     days = holdout_days(read_prepared(prices, "stock_data"), 0.2)
     with pytest.raises(Interrupted) as caught, sigterm_once_signals_are_held():

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from flow_steps.constants import FORECAST_ENTRY_POINT, MONITOR_ENTRY_POINT, PIPELINE_STEPS
-from flow_steps.train_model import PACKAGE_DIR, SERVED_MODULES
+from flow_steps.config.names import FORECAST_ENTRY_POINT, MONITOR_ENTRY_POINT, PIPELINE_STEPS
+from flow_steps.train_model import PACKAGE_DIR, served_code_files
 from tests.conftest import PROJECT_ROOT
 
 STEP_MODULES = (*PIPELINE_STEPS, FORECAST_ENTRY_POINT, MONITOR_ENTRY_POINT)
@@ -76,7 +76,14 @@ def test_steps_never_import_other_steps(module):
 
 
 @pytest.mark.slow
-def test_the_served_model_needs_only_the_modules_it_ships():
-    loaded = imported_after("import flow_steps.pyfunc_model")
-    needed = {name.split(".", 1)[1] + ".py" for name in loaded if name.startswith("flow_steps.")}
-    assert needed | {"__init__.py"} == set(SERVED_MODULES)
+def test_the_served_model_imports_only_what_it_ships():
+    """Everything of ours that serving imports is shipped; outside model/, nothing else is."""
+    loaded = imported_after("import flow_steps.model.from_code")
+    needed = set()
+    for name in (name for name in loaded if name.split(".")[0] == "flow_steps"):
+        module = PACKAGE_DIR.joinpath(*name.split(".")[1:])
+        path = module / "__init__.py" if module.is_dir() else module.with_suffix(".py")
+        needed.add(path.relative_to(PACKAGE_DIR).as_posix())
+    shipped = set(served_code_files())
+    assert needed <= shipped, needed - shipped
+    assert {name for name in shipped if not name.startswith("model/")} <= needed

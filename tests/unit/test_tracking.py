@@ -8,9 +8,9 @@ import socket
 import mlflow
 import pytest
 
-from flow_steps.errors import PipelineError
-from flow_steps.serving import free_port
-from flow_steps.tracking import check_tracking_server
+from flow_steps.config.errors import PipelineError
+from flow_steps.runtime.model_server import free_port
+from flow_steps.runtime.tracking import check_tracking_server
 
 
 @pytest.fixture

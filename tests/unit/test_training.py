@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flow_steps.errors import PipelineError
-from flow_steps.evaluation import (
+from flow_steps.config.errors import PipelineError
+from flow_steps.config.spec import TrainParams, check_train_params
+from flow_steps.runtime.interruption import Interrupted, interruptions_held
+from flow_steps.training.evaluation import (
     BASELINES,
     LSTM,
     NAIVE,
@@ -17,9 +19,7 @@ from flow_steps.evaluation import (
     backtest_ranges,
     backtest_summary,
 )
-from flow_steps.interruption import Interrupted, interruptions_held
-from flow_steps.parameters import TrainParams, check_train_params
-from flow_steps.training import EAGER_MAX_WORK, evaluate_split, fit_lstm, training_steps, walk_forward
+from flow_steps.training.lstm import EAGER_MAX_WORK, evaluate_split, fit_lstm, training_steps, walk_forward
 
 TINY = TrainParams(lstm_units=4, window=8, epochs=1, batch_size=16, patience=2, ma_window=3, knn_neighbors=5)
 

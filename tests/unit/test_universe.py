@@ -9,11 +9,11 @@ import zipfile
 import pandas as pd
 import pytest
 
-from flow_steps.errors import PipelineError
-from flow_steps.parameters import PIPELINE_PARAMS
-from flow_steps.serving import free_port
-from flow_steps.sources import parse_tickers, ticker_source
-from flow_steps.tracking import run_name_unless_chosen
+from flow_steps.config.errors import PipelineError
+from flow_steps.config.spec import PIPELINE_PARAMS
+from flow_steps.data.sources import parse_tickers, ticker_source
+from flow_steps.runtime.model_server import free_port
+from flow_steps.runtime.tracking import run_name_unless_chosen
 from flow_steps.universe import (
     SHIPPED_EXCLUDES,
     check_cluster_answers,
@@ -154,8 +154,8 @@ def test_a_cluster_gets_the_code_and_none_of_the_local_runs_or_caches(tmp_path):
 
     project = tmp_path / "project"
     code = [
-        "flow_steps/pipeline.py",
-        "flow_steps/sample_data/WIKI-MSFT.csv",
+        "flow_steps/orchestration/driver.py",
+        "flow_steps/data/sample_data/WIKI-MSFT.csv",
         "main.py",
         "MLproject",
         "conda.yml",

@@ -17,8 +17,8 @@ from mlflow.data.dataset_source import DatasetSource
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from flow_steps.concurrency import prepare_tracking_store
-from flow_steps.constants import (
+from flow_steps.config.errors import PipelineError, SourceError
+from flow_steps.config.names import (
     EXPERIMENT_KIND_TAG,
     METRIC_LARGEST_DAILY_MOVE,
     METRIC_LARGEST_GAP_DAYS,
@@ -29,18 +29,18 @@ from flow_steps.constants import (
     TAG_TICKER,
     TRAINING_EXPERIMENT_KIND,
 )
-from flow_steps.errors import PipelineError, SourceError
-from flow_steps.ingest import CleaningReport, suspect_move_message
-from flow_steps.interruption import (
+from flow_steps.data.ingest import CleaningReport, suspect_move_message
+from flow_steps.data.masking import one_line
+from flow_steps.runtime.interruption import (
     KILLED,
     exit_code,
     interruption_reason,
     raise_on_termination,
     this_process,
 )
-from flow_steps.lineage import code_version
-from flow_steps.masking import one_line
-from flow_steps.tracking import (
+from flow_steps.runtime.lineage import code_version
+from flow_steps.runtime.store import prepare_tracking_store
+from flow_steps.runtime.tracking import (
     check_tracking_server,
     client_defaults,
     experiment_label,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from flow_steps.constants import HORIZON_PARAM, MAX_HORIZON, PRICE_COLUMN
-from flow_steps.errors import DataValidationError
+from flow_steps.config.errors import DataValidationError
+from flow_steps.config.names import HORIZON_PARAM, MAX_HORIZON, PRICE_COLUMN
 
 
 def closes_from_input(model_input: pd.DataFrame, window: int) -> np.ndarray:

@@ -17,13 +17,15 @@ from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
 
-from flow_steps.constants import (
+from flow_steps.config.errors import PipelineError
+from flow_steps.config.names import (
     ALREADY_REGISTERED,
     CHAMPION_ALIAS,
     DOWNLOAD_STEP,
     HEADLINE_METRICS,
     MAIN_ENTRY_POINT,
     MODEL_NAME,
+    PROJECT_ROOT,
     REGISTER_STEP,
     ROWS_OUT_METRIC,
     SAMPLE_SOURCE,
@@ -45,12 +47,7 @@ from flow_steps.constants import (
     raw_data_path,
     registered_model_name,
 )
-from flow_steps.errors import PipelineError
-from flow_steps.features import check_enough_rows
-from flow_steps.interruption import KILLED, close_orphaned_runs, this_process
-from flow_steps.lineage import PROJECT_ROOT, code_version, sha256_bytes
-from flow_steps.masking import one_line
-from flow_steps.parameters import (
+from flow_steps.config.spec import (
     BY_ENTRY_POINT,
     COMPANY_ABBREVIATION,
     DOWNLOAD_PARAMS,
@@ -58,9 +55,13 @@ from flow_steps.parameters import (
     TRANSFORM_PARAMS,
     Param,
 )
-from flow_steps.sources import normalize_ticker
-from flow_steps.step_run import end_run_killed, mark_training_experiment, refusals_explained
-from flow_steps.tracking import experiment_label, run_name_unless_chosen
+from flow_steps.data.masking import one_line
+from flow_steps.data.sources import normalize_ticker
+from flow_steps.model.features import check_enough_rows
+from flow_steps.runtime.interruption import KILLED, close_orphaned_runs, this_process
+from flow_steps.runtime.lifecycle import end_run_killed, mark_training_experiment, refusals_explained
+from flow_steps.runtime.lineage import code_version, sha256_bytes
+from flow_steps.runtime.tracking import experiment_label, run_name_unless_chosen
 
 logger = logging.getLogger(__name__)
 

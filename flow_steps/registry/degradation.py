@@ -13,14 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from flow_steps.constants import (
+from flow_steps.config.names import (
     DATE_COLUMN,
     FORECAST_COLUMN,
     LAST_CLOSE_COLUMN,
     PRICE_COLUMN,
 )
-from flow_steps.constants import MODEL_VERSION_COLUMN as VERSION_COLUMN
-from flow_steps.intervals import LEVELS, lower_column, upper_column
+from flow_steps.config.names import MODEL_VERSION_COLUMN as VERSION_COLUMN
+from flow_steps.model.intervals import LEVELS, lower_column, upper_column
 
 RUN_COLUMN = "forecast_run_id"
 ACTUAL_COLUMN = "actual_close"

@@ -6,6 +6,6 @@ the `keras_model` artifact.
 
 from mlflow.models import set_model
 
-from flow_steps.served_model import LstmPriceForecaster
+from flow_steps.model.forecaster import LstmPriceForecaster
 
 set_model(LstmPriceForecaster())

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from flow_steps.config.names import PROJECT_ROOT
+
 # The code that runs: the steps and their modules (the bundled sample included), the driver, MLproject.
 # Nothing else (README, tests, benchmarks, stray files) changes what a step computes.
 RUNNING_CODE = ("flow_steps", "main.py", "MLproject")

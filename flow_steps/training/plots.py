@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from flow_steps.intervals import Interval
+from flow_steps.model.intervals import Interval
 
 ZOOM_DAYS = 60
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from flow_steps.constants import HORIZON_PARAM, PRICE_COLUMN
+from flow_steps.config.names import HORIZON_PARAM, PRICE_COLUMN
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The served model: the pyfunc wrapper that turns raw closes into forecasts with a Keras LSTM.
 
-Logged as code (`flow_steps/pyfunc_model.py`) with only the modules this file imports, so it needs
+Logged as code (`flow_steps/model/from_code.py`) with only the modules this file imports, so it needs
 nothing of training, evaluation or the pipeline.
 """
 
@@ -13,11 +13,11 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from flow_steps.constants import DAYS_AHEAD_COLUMN, FORECAST_COLUMN
-from flow_steps.errors import DataValidationError
-from flow_steps.features import ReturnScaler, closes_from_scaled_returns, make_windows, model_inputs
-from flow_steps.intervals import LEVELS, latest_volatility, lower_column, scaled_intervals, upper_column
-from flow_steps.request_validation import closes_from_input, horizon_from_params
+from flow_steps.config.errors import DataValidationError
+from flow_steps.config.names import DAYS_AHEAD_COLUMN, FORECAST_COLUMN
+from flow_steps.model.features import ReturnScaler, closes_from_scaled_returns, make_windows, model_inputs
+from flow_steps.model.intervals import LEVELS, latest_volatility, lower_column, scaled_intervals, upper_column
+from flow_steps.model.request_checks import closes_from_input, horizon_from_params
 
 KERAS_ARTIFACT = "keras_model"
 WINDOW_CONFIG = "window"
@@ -69,10 +69,10 @@ class LstmPriceForecaster(mlflow.pyfunc.PythonModel):
     The answer has one row per business day ahead (`days_ahead`, `forecast_close`, and the 80% and
     95% prediction intervals `lower_80`, `upper_80`, `lower_95`, `upper_95`): one row by default,
     `horizon` rows when the request's params ask for more, forecast recursively. The intervals scale
-    the calibrated multipliers by the volatility of the request's closes (flow_steps/intervals.py).
+    the calibrated multipliers by the volatility of the request's closes (flow_steps/model/intervals.py).
     It carries its own preprocessing (window, relative log prices, return scale), so it takes raw
     prices at any level, in the units the source gives, and answers in the same units. Logged as
-    code (`flow_steps/pyfunc_model.py`), with `window`, `return_scale` and the interval multipliers
+    code (`flow_steps/model/from_code.py`), with `window`, `return_scale` and the interval multipliers
     in its model config.
     """
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flow_steps.errors import DataValidationError
+from flow_steps.config.errors import DataValidationError
 
 MIN_TRAIN_SAMPLES = 30
 MIN_TEST_ROWS = 5
@@ -17,7 +17,7 @@ MIN_TEST_ROWS = 5
 
 def holdout_size(n_rows: int, test_fraction: float) -> int:
     """Number of rows at the end of the series that form the test set (test_fraction as checked by
-    flow_steps.parameters.TEST_FRACTION)."""
+    flow_steps.config.spec.TEST_FRACTION)."""
     return max(1, round(n_rows * test_fraction))
 
 

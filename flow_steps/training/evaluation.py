@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from flow_steps.errors import PipelineError
-from flow_steps.features import MIN_TEST_ROWS, make_windows, next_log_returns, relative_log_prices
-from flow_steps.intervals import LEVELS, Interval, coverage, interval_score
+from flow_steps.config.errors import PipelineError
+from flow_steps.model.features import MIN_TEST_ROWS, make_windows, next_log_returns, relative_log_prices
+from flow_steps.model.intervals import LEVELS, Interval, coverage, interval_score
 
 if TYPE_CHECKING:
     from sklearn.base import RegressorMixin

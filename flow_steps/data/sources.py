@@ -25,9 +25,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from flow_steps.constants import QUANDL_SOURCE, SAMPLE_SOURCE, SAMPLE_TICKER
-from flow_steps.errors import PipelineError, SourceError
-from flow_steps.masking import API_KEY_VARIABLES, SECRET_QUERY, is_placeholder, mask_secrets
+from flow_steps.config.errors import PipelineError, SourceError
+from flow_steps.config.names import QUANDL_SOURCE, SAMPLE_SOURCE, SAMPLE_TICKER
+from flow_steps.data.masking import API_KEY_VARIABLES, SECRET_QUERY, is_placeholder, mask_secrets
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import mlflow
 import requests
 from mlflow.exceptions import MlflowException
 
-from flow_steps.errors import PipelineError
+from flow_steps.config.errors import PipelineError
 
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 USERNAME_VARIABLE = "MLFLOW_TRACKING_USERNAME"

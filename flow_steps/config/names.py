@@ -1,5 +1,10 @@
 """The contract shared by the steps and the driver: step names, artifact paths, tags and metrics."""
 
+from pathlib import Path
+
+# The project's root folder: MLproject, main.py and flow_steps/ (what `mlflow run` and Ray ship).
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
 # Entry points of MLproject, one MLflow run each.
 DOWNLOAD_STEP = "download_raw_data"
 TRANSFORM_STEP = "transform_data"
@@ -78,7 +83,7 @@ TAG_TRAIN_RUN_ID = "train_run_id"
 TAG_TRAINED_THROUGH = "trained_through"
 
 # Metrics of train_model. The LSTM's are test_<metric>, a baseline's <baseline>_test_<metric>
-# (flow_steps.evaluation names them); these few are what the driver copies onto the parent run.
+# (flow_steps.training.evaluation names them); these few are what the driver copies onto the parent run.
 METRIC_TEST_RMSE = "test_rmse"
 METRIC_NAIVE_TEST_RMSE = "naive_test_rmse"
 METRIC_TEST_RMSE_VS_NAIVE = "test_rmse_vs_naive"
@@ -113,7 +118,7 @@ TAG_FORECAST_TICKERS = "forecast_tickers"
 HORIZON_PARAM = "horizon"
 MAX_HORIZON = 260  # about a year of business days; recursive forecasts beyond that are noise
 
-# Price sources (see flow_steps.sources).
+# Price sources (see flow_steps.data.sources).
 SAMPLE_SOURCE = "sample"
 QUANDL_SOURCE = "quandl"
 DEFAULT_QUANDL_DATABASE = "WIKI"

@@ -22,7 +22,7 @@ from pathlib import Path
 from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 
-from flow_steps.constants import TAG_ERROR, TAG_PROCESS_HOST, TAG_PROCESS_ID, TAG_PROCESS_STARTED
+from flow_steps.config.names import TAG_ERROR, TAG_PROCESS_HOST, TAG_PROCESS_ID, TAG_PROCESS_STARTED
 
 logger = logging.getLogger(__name__)
 

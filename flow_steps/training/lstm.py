@@ -15,8 +15,20 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from flow_steps.constants import DATE_COLUMN, PRICE_COLUMN
-from flow_steps.evaluation import (
+from flow_steps.config.names import DATE_COLUMN, PRICE_COLUMN
+from flow_steps.config.spec import TrainParams
+from flow_steps.model.features import ReturnScaler, holdout_size, make_windows, model_inputs, next_log_returns
+from flow_steps.model.forecaster import predict_next_closes
+from flow_steps.model.intervals import (
+    FEW_CALIBRATION_DAYS,
+    Interval,
+    calibrate,
+    constant_intervals,
+    ewma_volatility,
+    scaled_intervals,
+)
+from flow_steps.runtime.interruption import raise_if_interrupted
+from flow_steps.training.evaluation import (
     LSTM,
     NAIVE,
     backtest_ranges,
@@ -25,18 +37,6 @@ from flow_steps.evaluation import (
     metrics_by_name,
     statistical_peer_forecasts,
 )
-from flow_steps.features import ReturnScaler, holdout_size, make_windows, model_inputs, next_log_returns
-from flow_steps.interruption import raise_if_interrupted
-from flow_steps.intervals import (
-    FEW_CALIBRATION_DAYS,
-    Interval,
-    calibrate,
-    constant_intervals,
-    ewma_volatility,
-    scaled_intervals,
-)
-from flow_steps.parameters import TrainParams
-from flow_steps.served_model import predict_next_closes
 
 logger = logging.getLogger(__name__)
 

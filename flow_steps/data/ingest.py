@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flow_steps.constants import DATE_COLUMN, PRICE_COLUMN
-from flow_steps.errors import DataValidationError, SourceError
-from flow_steps.parameters import (
+from flow_steps.config.errors import DataValidationError, SourceError
+from flow_steps.config.names import DATE_COLUMN, PRICE_COLUMN
+from flow_steps.config.spec import (
     AUTO_DATE_FORMAT,
     DEFAULT_CHECKS,
     FAIL_ON_SUSPECT_MOVE,
