@@ -55,7 +55,7 @@ LONGEST_FIRST = (
     "test_remote_sources.py",
     "test_deployment.py",
     # then the slower of the rest (seconds per test), so that only quick tests are left for the end
-    "test_training.py",
+    "test_lstm.py",
     "test_structure.py",
     "test_bad_input.py",
     "test_monitoring.py",

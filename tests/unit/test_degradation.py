@@ -1,5 +1,5 @@
-"""monitoring.py, the pure rules of `monitor`: which forecast rows are scored, the realized metrics, one
-row per model version, and when a champion counts as degraded (the spec's default thresholds)."""
+"""registry/degradation.py, the pure rules of `monitor`: which forecast rows are scored, the realized
+metrics, one row per model version, and when a champion counts as degraded (the spec's defaults)."""
 
 from __future__ import annotations
 
