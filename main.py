@@ -14,9 +14,10 @@ import sys
 import click
 import mlflow
 
+from flow_steps.config.entry_points import options
 from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import DEFAULT_EXPERIMENT, MAIN_ENTRY_POINT
-from flow_steps.config.spec import SpecCommand, options
+from flow_steps.config.spec import SpecCommand
 from flow_steps.data.masking import one_line
 from flow_steps.data.sources import check_data_source
 from flow_steps.orchestration.driver import run_pipeline

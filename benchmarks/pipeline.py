@@ -132,8 +132,9 @@ def in_process(params: dict[str, str]) -> dict[str, float]:
     import mlflow
 
     from flow_steps import download_raw_data, register_model, train_model, transform_data
+    from flow_steps.config.entry_points import BY_ENTRY_POINT
     from flow_steps.config.names import MODEL_NAME, TAG_CODE_VERSION, TRANSFORMED_DATA_PATH, raw_data_path
-    from flow_steps.config.spec import BY_ENTRY_POINT, PriceChecks, TrainParams
+    from flow_steps.config.values import PriceChecks, TrainParams
     from flow_steps.runtime.lifecycle import mark_training_experiment
     from flow_steps.runtime.lineage import code_version
 
@@ -251,7 +252,7 @@ def main() -> None:
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from flow_steps.config.spec import BY_ENTRY_POINT
+    from flow_steps.config.entry_points import BY_ENTRY_POINT
 
     params = {param.name: param.text(param.default) for param in BY_ENTRY_POINT["main"].params}
     options = []

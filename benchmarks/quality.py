@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from flow_steps.config.spec import TRAIN_PARAMS, TrainParams
+from flow_steps.config.declarations import TRAIN_PARAMS
+from flow_steps.config.values import TrainParams
 from flow_steps.data.ingest import load_prices
 from flow_steps.model.features import holdout_size
 from flow_steps.training.evaluation import AUTOARIMA, AUTOETS, BASELINES, LSTM, NAIVE, STATISTICAL_PEERS

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import mlflow
 
+from flow_steps.config.entry_points import options
 from flow_steps.config.names import (
     DOWNLOAD_STEP,
     RAW_DATA_DIR,
@@ -19,7 +20,7 @@ from flow_steps.config.names import (
     TAG_RAW_SHA256,
     raw_data_path,
 )
-from flow_steps.config.spec import PriceChecks, options
+from flow_steps.config.values import PriceChecks
 from flow_steps.data.ingest import load_prices, summarize_raw
 from flow_steps.data.sources import fetch_raw_prices, normalize_ticker, refuse_embedded_secrets
 from flow_steps.runtime.lifecycle import check_option, record_price_checks, run_step

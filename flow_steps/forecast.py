@@ -21,6 +21,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from flow_steps.config.entry_points import options
 from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import (
     CHALLENGER_ALIAS,
@@ -38,7 +39,7 @@ from flow_steps.config.names import (
     TAG_MODEL_VERSION,
     registered_model_name,
 )
-from flow_steps.config.spec import PriceChecks, options
+from flow_steps.config.values import PriceChecks
 from flow_steps.data.ingest import load_prices
 from flow_steps.data.masking import one_line
 from flow_steps.data.sources import (

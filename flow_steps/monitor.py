@@ -20,6 +20,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from flow_steps.config.entry_points import options
 from flow_steps.config.names import (
     CHAMPION_ALIAS,
     DATE_COLUMN,
@@ -31,7 +32,7 @@ from flow_steps.config.names import (
     TAG_MODEL_VERSION,
     registered_model_name,
 )
-from flow_steps.config.spec import PriceChecks, options
+from flow_steps.config.values import PriceChecks
 from flow_steps.data.ingest import load_prices
 from flow_steps.data.sources import fetch_raw_prices, normalize_ticker, refuse_embedded_secrets
 from flow_steps.registry.degradation import (

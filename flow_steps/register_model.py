@@ -25,6 +25,8 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from flow_steps.config.declarations import TEST_FRACTION, WINDOW
+from flow_steps.config.entry_points import options
 from flow_steps.config.errors import DataValidationError, PipelineError
 from flow_steps.config.names import (
     ALREADY_REGISTERED,
@@ -62,7 +64,6 @@ from flow_steps.config.names import (
     TAG_TRAINED_THROUGH,
     TRANSFORM_STEP,
 )
-from flow_steps.config.spec import TEST_FRACTION, WINDOW, options
 from flow_steps.data.ingest import input_file, read_prepared
 from flow_steps.model.features import holdout_size
 from flow_steps.registry.lock import promotion_lock

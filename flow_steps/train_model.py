@@ -16,6 +16,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
+from flow_steps.config.entry_points import options
 from flow_steps.config.names import (
     BACKTEST_PATH,
     DATE_COLUMN,
@@ -35,7 +36,7 @@ from flow_steps.config.names import (
     TAG_STOCK_DATA_SHA256,
     TRAIN_STEP,
 )
-from flow_steps.config.spec import TrainParams, check_train_params, options
+from flow_steps.config.values import TrainParams, check_train_params
 from flow_steps.data.ingest import read_prepared
 from flow_steps.model.features import check_enough_rows, holdout_size
 from flow_steps.model.forecaster import KERAS_ARTIFACT, RETURN_SCALE_CONFIG, WINDOW_CONFIG, multiplier_config

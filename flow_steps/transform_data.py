@@ -10,6 +10,7 @@ import click
 import mlflow
 import pandas as pd
 
+from flow_steps.config.entry_points import options
 from flow_steps.config.names import (
     DATE_COLUMN,
     ROWS_OUT_METRIC,
@@ -19,7 +20,7 @@ from flow_steps.config.names import (
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
 )
-from flow_steps.config.spec import PriceChecks, options
+from flow_steps.config.values import PriceChecks
 from flow_steps.data.ingest import input_file, load_prices
 from flow_steps.runtime.lifecycle import local_input, log_prices_input, record_price_checks, run_step
 

@@ -30,6 +30,8 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from flow_steps.config.declarations import PIPELINE_PARAMS
+from flow_steps.config.entry_points import options
 from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import (
     DEFAULT_EXPERIMENT,
@@ -42,7 +44,7 @@ from flow_steps.config.names import (
     TAG_PROMOTION,
     UNIVERSE_ENTRY_POINT,
 )
-from flow_steps.config.spec import PIPELINE_PARAMS, SpecCommand, options
+from flow_steps.config.spec import SpecCommand
 from flow_steps.data.masking import mask_secrets, one_line
 from flow_steps.data.sources import (
     TICKER_PLACEHOLDER,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from flow_steps.config.entry_points import ENTRY_POINTS
 from flow_steps.config.names import PROJECT_ROOT
-from flow_steps.config.spec import ENTRY_POINTS, Param
+from flow_steps.config.spec import Param
 
 MLPROJECT_PATH = PROJECT_ROOT / "MLproject"
 PARAMETERS_DOC_PATH = PROJECT_ROOT / "docs" / "parameters.md"

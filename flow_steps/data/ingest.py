@@ -14,15 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from flow_steps.config.declarations import AUTO_DATE_FORMAT, FAIL_ON_SUSPECT_MOVE, MAX_ROW_LIMIT
 from flow_steps.config.errors import DataValidationError, SourceError
 from flow_steps.config.names import DATE_COLUMN, PRICE_COLUMN
-from flow_steps.config.spec import (
-    AUTO_DATE_FORMAT,
-    DEFAULT_CHECKS,
-    FAIL_ON_SUSPECT_MOVE,
-    MAX_ROW_LIMIT,
-    PriceChecks,
-)
+from flow_steps.config.values import DEFAULT_CHECKS, PriceChecks
 
 DATE_COLUMN_NAMES = ("Date", "Timestamp", "Day")
 # Adjusted closes account for splits and dividends: a split is not a crash.

@@ -17,6 +17,13 @@ from mlflow.exceptions import ExecutionException, MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
 
+from flow_steps.config.declarations import (
+    COMPANY_ABBREVIATION,
+    DOWNLOAD_PARAMS,
+    TRAIN_PARAMS,
+    TRANSFORM_PARAMS,
+)
+from flow_steps.config.entry_points import BY_ENTRY_POINT
 from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import (
     ALREADY_REGISTERED,
@@ -47,14 +54,7 @@ from flow_steps.config.names import (
     raw_data_path,
     registered_model_name,
 )
-from flow_steps.config.spec import (
-    BY_ENTRY_POINT,
-    COMPANY_ABBREVIATION,
-    DOWNLOAD_PARAMS,
-    TRAIN_PARAMS,
-    TRANSFORM_PARAMS,
-    Param,
-)
+from flow_steps.config.spec import Param
 from flow_steps.data.masking import one_line
 from flow_steps.data.sources import normalize_ticker
 from flow_steps.model.features import check_enough_rows

@@ -16,7 +16,7 @@ import pandas as pd
 import tensorflow as tf
 
 from flow_steps.config.names import DATE_COLUMN, PRICE_COLUMN
-from flow_steps.config.spec import TrainParams
+from flow_steps.config.values import TrainParams
 from flow_steps.model.features import ReturnScaler, holdout_size, make_windows, model_inputs, next_log_returns
 from flow_steps.model.forecaster import predict_next_closes
 from flow_steps.model.intervals import (

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from flow_steps import forecast, monitor
+from flow_steps.config.entry_points import BY_ENTRY_POINT
 from flow_steps.config.names import (
     FORECAST_ENTRY_POINT,
     FORECAST_TABLE_PATH,
@@ -27,7 +28,6 @@ from flow_steps.config.names import (
     TRANSFORMED_DATA_PATH,
     registered_model_name,
 )
-from flow_steps.config.spec import BY_ENTRY_POINT
 from flow_steps.data.ingest import load_prices
 from flow_steps.data.sources import SAMPLE_FILE
 from flow_steps.registry.degradation import RUN_COLUMN, Thresholds, degradation, realized_metrics

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from data_analysis.run_notebook import NOTEBOOK, drop_runtime_noise, execute
-from flow_steps.config.spec import TrainParams
+from flow_steps.config.values import TrainParams
 from flow_steps.data.ingest import load_prices
 from flow_steps.data.sources import SAMPLE_FILE
 from flow_steps.model.features import holdout_size

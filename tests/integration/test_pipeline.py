@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from mlflow.entities import Run
 
 from flow_steps import train_model
+from flow_steps.config.entry_points import BY_ENTRY_POINT
 from flow_steps.config.names import (
     BACKTEST_PATH,
     DOWNLOAD_STEP,
@@ -33,7 +34,6 @@ from flow_steps.config.names import (
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
 )
-from flow_steps.config.spec import BY_ENTRY_POINT
 from flow_steps.data.ingest import read_prepared
 from flow_steps.data.sources import SAMPLE_FILE
 from flow_steps.model.intervals import INTERVAL_COLUMNS

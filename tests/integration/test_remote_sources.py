@@ -10,8 +10,8 @@ import mlflow
 import pandas as pd
 import pytest
 
+from flow_steps.config.declarations import DOWNLOAD_PARAMS
 from flow_steps.config.names import DOWNLOAD_STEP, TRAIN_STEP, TRANSFORM_STEP
-from flow_steps.config.spec import DOWNLOAD_PARAMS
 from flow_steps.orchestration.driver import StepRunner, download_reuse_tags
 from flow_steps.runtime.lineage import code_version
 from tests.conftest import EXPERIMENT, FIXTURES, TINY_PARAMS, run_command

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from flow_steps.config.entry_points import BY_ENTRY_POINT
 from flow_steps.config.names import (
     DATE_COLUMN,
     FORECAST_COLUMN,
@@ -17,7 +18,6 @@ from flow_steps.config.names import (
     MONITOR_ENTRY_POINT,
     PRICE_COLUMN,
 )
-from flow_steps.config.spec import BY_ENTRY_POINT
 from flow_steps.registry.degradation import (
     ACTUAL_COLUMN,
     RUN_COLUMN,

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from flow_steps.config.errors import PipelineError
-from flow_steps.config.spec import TrainParams, check_train_params
+from flow_steps.config.values import TrainParams, check_train_params
 from flow_steps.runtime.interruption import Interrupted, interruptions_held
 from flow_steps.training.evaluation import (
     BASELINES,

@@ -15,18 +15,18 @@ from flow_steps import (
     transform_data,
     universe,
 )
-from flow_steps.config.errors import PipelineError
-from flow_steps.config.render import render_mlproject, render_parameters_doc
-from flow_steps.config.spec import (
-    BY_ENTRY_POINT,
-    ENTRY_POINTS,
+from flow_steps.config.declarations import (
     MAX_ROW_LIMIT,
+    PRICE_CHECK_PARAMS,
     TEST_FRACTION,
     TRAIN_PARAMS,
     VALIDATION_FRACTION,
-    TrainParams,
-    expand_bare_flags,
 )
+from flow_steps.config.entry_points import BY_ENTRY_POINT, ENTRY_POINTS
+from flow_steps.config.errors import PipelineError
+from flow_steps.config.render import render_mlproject, render_parameters_doc
+from flow_steps.config.spec import expand_bare_flags
+from flow_steps.config.values import PriceChecks, TrainParams
 from main import cli as main_cli
 from tests.conftest import PROJECT_ROOT
 
@@ -190,3 +190,14 @@ def test_a_boolean_option_given_alone_means_true(args, expected):
 def test_main_accepts_boolean_options_alone_or_with_a_value(args, reuse, register):
     context = main_cli.make_context("main", list(args))
     assert (context.params["reuse_training"], context.params["register_model"]) == (reuse, register)
+
+
+@pytest.mark.parametrize(
+    ("values_class", "params"), [(TrainParams, TRAIN_PARAMS), (PriceChecks, PRICE_CHECK_PARAMS)]
+)
+def test_the_values_classes_are_the_declared_parameters(values_class, params):
+    """Field by field, in order: the name, the type and the default of the declared parameter."""
+    fields = dataclasses.fields(values_class)
+    assert [field.name for field in fields] == [param.name for param in params]
+    assert [field.type for field in fields] == [param.python_type.__name__ for param in params]
+    assert [field.default for field in fields] == [param.default for param in params]

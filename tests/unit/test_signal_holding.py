@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from flow_steps import forecast
-from flow_steps.config.spec import PriceChecks
+from flow_steps.config.values import PriceChecks
 from flow_steps.data.sources import SAMPLE_FILE
 from flow_steps.register_model import holdout_days, score
 from flow_steps.runtime import interruption

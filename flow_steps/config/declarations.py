@@ -1,0 +1,244 @@
+"""Every parameter of every entry point, declared once: name, type, default, allowed range and help.
+
+Entry points take them in the groups at the end (config/entry_points.py); the values classes
+(config/values.py) take their fields and defaults from them.
+"""
+
+from __future__ import annotations
+
+from flow_steps.config.names import (
+    DEFAULT_QUANDL_DATABASE,
+    MAX_HORIZON,
+    QUANDL_SOURCE,
+    SAMPLE_SOURCE,
+)
+from flow_steps.config.spec import Param
+
+# Download (and every command that fetches prices).
+COMPANY_ABBREVIATION = Param(
+    "company_abbreviation",
+    "string",
+    "MSFT",
+    "Ticker symbol, e.g. MSFT; names the artifact raw-data/<TICKER>.csv.",
+)
+DATA_SOURCE = Param(
+    "data_source",
+    "string",
+    SAMPLE_SOURCE,
+    f"'{SAMPLE_SOURCE}' (bundled public-domain MSFT prices, offline), '{QUANDL_SOURCE}' (Quandl / Nasdaq "
+    "Data Link API, key in QUANDL_API_KEY), an http(s):// URL of a CSV file, or a CSV path.",
+)
+QUANDL_DATABASE = Param(
+    "quandl_database",
+    "string",
+    DEFAULT_QUANDL_DATABASE,
+    f"Quandl database of the dataset <database>/<TICKER> when data_source is '{QUANDL_SOURCE}' "
+    "(WIKI, the retired free feed, or EOD).",
+)
+# Checks of raw prices (download, transform and every command that reads prices).
+AUTO_DATE_FORMAT = "auto"
+WARN_ON_SUSPECT_MOVE, FAIL_ON_SUSPECT_MOVE = "warn", "fail"
+DATE_FORMAT = Param(
+    "date_format",
+    "string",
+    AUTO_DATE_FORMAT,
+    "How the file writes its dates: 'auto' (ISO 8601, else the one common format that reads every row; "
+    "refused when two do) or a strptime format such as %d/%m/%Y.",
+)
+MAX_GAP_DAYS = Param(
+    "max_gap_days",
+    "int",
+    10,
+    "Longest gap, in calendar days, allowed between consecutive prices (weekends and holidays fit).",
+    low=1,
+)
+MAX_DAILY_MOVE = Param(
+    "max_daily_move",
+    "float",
+    0.3,
+    "One-day change (0.3 = 30%) beyond which a series without an adjusted close is suspect "
+    "(an unadjusted split?).",
+    low=0,
+    low_open=True,
+)
+ON_SUSPECT_MOVE = Param(
+    "on_suspect_move",
+    "string",
+    WARN_ON_SUSPECT_MOVE,
+    "What a suspect move does: 'warn' (a warning, tags and metrics) or 'fail' (refuse the file).",
+    choices=(WARN_ON_SUSPECT_MOVE, FAIL_ON_SUSPECT_MOVE),
+)
+PRICE_CHECK_PARAMS = (DATE_FORMAT, MAX_GAP_DAYS, MAX_DAILY_MOVE, ON_SUSPECT_MOVE)
+# Transform.
+DATASET_STOCK_CSV = Param(
+    "dataset_stock_csv",
+    "path",
+    None,
+    "Raw price CSV (under `mlflow run`, the download run's artifact URI, downloaded by MLflow).",
+)
+MAX_ROW_LIMIT = Param(
+    "max_row_limit", "int", 100_000, "Keep at most this many of the most recent rows.", low=1
+)
+# Train.
+STOCK_DATA = Param(
+    "stock_data", "path", None, "Prepared prices CSV (transform_data's artifact transformed-data/prices.csv)."
+)
+LSTM_UNITS = Param("lstm_units", "int", 50, "Units in each of the two LSTM layers.", low=1)
+WINDOW = Param("window", "int", 60, "Days of history per forecast.", low=1)
+EPOCHS = Param("epochs", "int", 50, "Most training epochs (early stopping may end sooner).", low=1)
+BATCH_SIZE = Param("batch_size", "int", 32, "Training batch size.", low=1)
+TEST_FRACTION = Param(
+    "test_fraction",
+    "float",
+    0.2,
+    "Share of the most recent days held out as the test set (register_model: the one the model was "
+    "trained with).",
+    low=0,
+    high=0.5,
+    low_open=True,
+)
+SEED = Param("seed", "int", 42, "Random seed: the same parameters and seed give the same metrics.")
+VALIDATION_FRACTION = Param(
+    "validation_fraction",
+    "float",
+    0.1,
+    "Share of the latest training windows kept for validation (early stopping).",
+    low=0,
+    high=0.5,
+    low_open=True,
+    high_open=True,
+)
+PATIENCE = Param(
+    "patience",
+    "int",
+    5,
+    "Epochs without a better validation loss before training stops (best weights are kept).",
+    low=1,
+)
+MA_WINDOW = Param("ma_window", "int", 5, "Days averaged by the moving-average baseline.", low=1)
+KNN_NEIGHBORS = Param("knn_neighbors", "int", 20, "Neighbours of the kNN baseline.", low=1)
+BACKTEST_FOLDS = Param(
+    "backtest_folds",
+    "int",
+    0,
+    "Walk-forward backtest folds over the test period (0 = the single split only).",
+    low=0,
+)
+# Register.
+MODEL_URI = Param("model_uri", "string", None, "runs:/<train_model run id>/model")
+MODEL_NAME = Param("model_name", "string", None, "Registered model name, e.g. stock-MSFT-lstm.")
+# Forecast.
+MODEL = Param(
+    "model",
+    "string",
+    "champion",
+    "A model URI (models:/stock-MSFT-lstm@champion, models:/stock-MSFT-lstm/3, runs:/<run id>/model), or "
+    "'champion' / 'challenger' for that alias of the ticker's registered model stock-<TICKER>-lstm.",
+)
+HORIZON = Param(
+    "horizon",
+    "int",
+    5,
+    "Business days to forecast; each forecast is fed back as the newest close.",
+    low=1,
+    high=MAX_HORIZON,
+)
+OUTPUT = Param(
+    "output",
+    "string",
+    "",
+    "Also write the table to this CSV file (the run always logs it as forecast/forecast.csv).",
+)
+# Monitor.
+WINDOW_FORECASTS = Param(
+    "window_forecasts",
+    "int",
+    20,
+    "How many of the newest logged forecasts (forecast runs) whose dates have real closes to score.",
+    low=1,
+)
+MAX_RMSE_VS_NAIVE = Param(
+    "max_rmse_vs_naive",
+    "float",
+    1.1,
+    "The champion is degraded when its realized RMSE / the naive forecast's RMSE is above this.",
+    low=0,
+    low_open=True,
+)
+MIN_COVERAGE_80 = Param(
+    "min_coverage_80",
+    "float",
+    0.65,
+    "The champion is degraded when its 80% interval held less than this share of the realized closes.",
+    low=0,
+    high=1,
+)
+MAX_COVERAGE_80 = Param(
+    "max_coverage_80",
+    "float",
+    0.95,
+    "... or more than this share (an interval too wide to be useful).",
+    low=0,
+    high=1,
+)
+FAIL_ON_DEGRADATION = Param(
+    "fail_on_degradation",
+    "bool",
+    False,
+    "Exit 2 when the champion is degraded, so that a scheduler can trigger retraining.",
+)
+# The driver.
+REUSE_TRAINING = Param(
+    "reuse_training", "bool", False, "Also reuse a finished train_model run with the same inputs."
+)
+REGISTER_MODEL = Param(
+    "register_model",
+    "bool",
+    True,
+    "Register the model as stock-<TICKER>-lstm (alias challenger) and make it champion when it beats the "
+    "current champion on the same test days.",
+)
+
+# The universe: the pipeline for many tickers on Ray.
+TICKERS = Param(
+    "tickers",
+    "string",
+    None,
+    "Tickers to run the pipeline for: comma-separated (MSFT,AAPL) or @FILE with one per line (# comments). "
+    "data_source may hold {ticker}, replaced by each one.",
+)
+MAX_PARALLEL = Param(
+    "max_parallel",
+    "int",
+    0,
+    "Tickers run at once, one Ray task (1 CPU) each; 0: the machine's cores, or the cluster's.",
+    low=0,
+)
+RAY_ADDRESS = Param(
+    "ray_address",
+    "string",
+    "",
+    "An existing Ray cluster (ray://host:10001, or host:6379 from inside it); empty: $RAY_ADDRESS, else "
+    "a local Ray instance.",
+)
+
+DOWNLOAD_PARAMS = (COMPANY_ABBREVIATION, DATA_SOURCE, QUANDL_DATABASE, *PRICE_CHECK_PARAMS)
+TRANSFORM_PARAMS = (MAX_ROW_LIMIT, *PRICE_CHECK_PARAMS)
+TRAIN_PARAMS = (
+    LSTM_UNITS,
+    WINDOW,
+    EPOCHS,
+    BATCH_SIZE,
+    TEST_FRACTION,
+    SEED,
+    VALIDATION_FRACTION,
+    PATIENCE,
+    MA_WINDOW,
+    KNN_NEIGHBORS,
+    BACKTEST_FOLDS,
+)
+
+# main's parameters: every step's, once each, and the driver's own.
+PIPELINE_PARAMS = tuple(
+    dict.fromkeys((*DOWNLOAD_PARAMS, *TRANSFORM_PARAMS, *TRAIN_PARAMS, REUSE_TRAINING, REGISTER_MODEL))
+)
