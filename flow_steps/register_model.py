@@ -64,9 +64,9 @@ from flow_steps.config.names import (
     TAG_TRAINED_THROUGH,
     TRANSFORM_STEP,
 )
-from flow_steps.data.ingest import input_file, read_prepared
 from flow_steps.model.features import holdout_size
 from flow_steps.registry.lock import promotion_lock
+from flow_steps.runtime.inputs import input_file, read_prepared
 from flow_steps.runtime.interruption import interruptions_held
 from flow_steps.runtime.lifecycle import local_input, refusals_explained, run_step
 from flow_steps.runtime.lineage import sha256_bytes

@@ -34,10 +34,10 @@ from flow_steps.config.names import (
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
 )
-from flow_steps.data.ingest import read_prepared
 from flow_steps.data.sources import SAMPLE_FILE
 from flow_steps.model.intervals import INTERVAL_COLUMNS
 from flow_steps.register_model import holdout_days, score
+from flow_steps.runtime.inputs import read_prepared
 from flow_steps.runtime.lineage import PROJECT_ROOT, RUNNING_CODE
 from flow_steps.training.evaluation import BASELINES, STATISTICAL_PEERS
 from tests.conftest import EXPERIMENT, FIXTURES, TINY_PARAMS, cli_options, python_main, run_command

@@ -4,13 +4,8 @@ import pandas as pd
 import pytest
 
 from flow_steps.config.errors import DataValidationError
-from flow_steps.data.ingest import (
-    MAX_MISSING_SHARE,
-    clean_prices,
-    price_column,
-    read_price_table,
-    summarize_raw,
-)
+from flow_steps.data.ingest import MAX_MISSING_SHARE, clean_prices
+from flow_steps.data.reading import price_column, read_price_table, summarize_raw
 
 
 def raw(rows: list[tuple[str, str]], columns=("Date", "Close")) -> pd.DataFrame:

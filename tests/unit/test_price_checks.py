@@ -5,7 +5,8 @@ import pytest
 
 from flow_steps.config.errors import DataValidationError
 from flow_steps.config.values import PriceChecks
-from flow_steps.data.ingest import load_prices, read_price_table
+from flow_steps.data.ingest import load_prices
+from flow_steps.data.reading import read_price_table
 
 TRUE_DATES = ["2000-03-01", "2000-03-02", "2000-03-03", "2000-03-06", "2000-03-13", "2000-03-14"]
 

@@ -64,7 +64,7 @@ def assert_raised_where_held(caught: pytest.ExceptionInfo) -> None:
 
 def test_register_model_scores_a_model_with_signals_held(signals_raise, known_model):
     model_uri, prices = known_model
-    from flow_steps.data.ingest import read_prepared
+    from flow_steps.runtime.inputs import read_prepared
 
     days = holdout_days(read_prepared(prices, "stock_data"), 0.2)
     with pytest.raises(Interrupted) as caught, sigterm_once_signals_are_held():
