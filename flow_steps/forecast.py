@@ -42,14 +42,8 @@ from flow_steps.config.names import (
 from flow_steps.config.values import PriceChecks
 from flow_steps.data.ingest import load_prices
 from flow_steps.data.masking import one_line
-from flow_steps.data.sources import (
-    TICKER_PLACEHOLDER,
-    fetch_raw_prices,
-    normalize_ticker,
-    parse_tickers,
-    refuse_embedded_secrets,
-    ticker_source,
-)
+from flow_steps.data.sources import fetch_raw_prices, refuse_embedded_secrets
+from flow_steps.data.tickers import TICKER_PLACEHOLDER, normalize_ticker, parse_tickers, ticker_source
 from flow_steps.model.intervals import INTERVAL_COLUMNS, LEVELS, lower_column, upper_column
 from flow_steps.runtime.interruption import interruptions_held
 from flow_steps.runtime.lifecycle import check_option, run_step

@@ -34,7 +34,8 @@ from flow_steps.config.names import (
 )
 from flow_steps.config.values import PriceChecks
 from flow_steps.data.ingest import load_prices
-from flow_steps.data.sources import fetch_raw_prices, normalize_ticker, refuse_embedded_secrets
+from flow_steps.data.sources import fetch_raw_prices, refuse_embedded_secrets
+from flow_steps.data.tickers import normalize_ticker
 from flow_steps.registry.degradation import (
     RUN_COLUMN,
     Thresholds,

@@ -46,14 +46,8 @@ from flow_steps.config.names import (
 )
 from flow_steps.config.spec import SpecCommand
 from flow_steps.data.masking import mask_secrets, one_line
-from flow_steps.data.sources import (
-    TICKER_PLACEHOLDER,
-    check_data_source,
-    is_url,
-    normalize_ticker,
-    parse_tickers,
-    ticker_source,
-)
+from flow_steps.data.sources import check_data_source, is_url
+from flow_steps.data.tickers import TICKER_PLACEHOLDER, normalize_ticker, parse_tickers, ticker_source
 from flow_steps.runtime.interruption import exit_code, interruption_reason, raise_on_termination
 from flow_steps.runtime.lifecycle import check_option, configure_logging, end_run_killed, refusals_explained
 from flow_steps.runtime.store import prepare_tracking_store, sqlite_path

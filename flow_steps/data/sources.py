@@ -25,13 +25,12 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from flow_steps.config.errors import PipelineError, SourceError
+from flow_steps.config.errors import SourceError
 from flow_steps.config.names import QUANDL_SOURCE, SAMPLE_SOURCE, SAMPLE_TICKER
 from flow_steps.data.masking import API_KEY_VARIABLES, SECRET_QUERY, is_placeholder, mask_secrets
 
 logger = logging.getLogger(__name__)
 
-TICKER_PLACEHOLDER = "{ticker}"  # in a data_source, replaced by each ticker (universe, forecast)
 SAMPLE_FILE = Path(__file__).resolve().parent / "sample_data" / "WIKI-MSFT.csv"
 API_BASE_VARIABLE = "QUANDL_API_BASE"
 TIMEOUT_VARIABLE = "PRICE_SOURCE_TIMEOUT"
@@ -39,7 +38,6 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 MAX_RETRIES = 3  # for 429 and 5xx answers, with exponential backoff
 BACKOFF_FACTOR = 0.5
 RETRY_STATUSES = (429, *range(500, 512))
-TICKER_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,19}$")
 
 
 @dataclass(frozen=True)
@@ -60,17 +58,6 @@ def fetch_raw_prices(data_source: str, ticker: str, quandl_database: str = "WIKI
     if is_url(data_source):
         return _url(data_source)
     return _local_file(Path(data_source).expanduser())
-
-
-def normalize_ticker(company_abbreviation: str) -> str:
-    """Upper-case ticker, refused unless it is a plain symbol (it names the artifact file)."""
-    ticker = company_abbreviation.strip().upper()
-    if not TICKER_PATTERN.match(ticker):
-        raise PipelineError(
-            f"company_abbreviation '{company_abbreviation}' is not a ticker symbol "
-            "(letters, digits, '.', '_' or '-', at most 20)"
-        )
-    return ticker
 
 
 def is_url(data_source: str) -> bool:
@@ -292,23 +279,3 @@ def _bounded_quandl_requests(seconds: float) -> Iterator[None]:
         yield
     finally:
         Connection.get_session = original
-
-
-def parse_tickers(text: str) -> list[str]:
-    """`MSFT,aapl` or `@FILE` (one ticker per line, `#` comments) -> unique upper-case tickers, in order."""
-    if text.startswith("@"):
-        path = Path(text[1:]).expanduser()
-        if not path.is_file():
-            raise PipelineError(f"tickers '{text}': {path} is not a file")
-        items = [line.split("#", 1)[0] for line in path.read_text().splitlines()]
-    else:
-        items = text.split(",")
-    tickers = list(dict.fromkeys(normalize_ticker(item) for item in items if item.strip()))
-    if not tickers:
-        raise PipelineError(f"tickers '{text}' names no ticker")
-    return tickers
-
-
-def ticker_source(data_source: str, ticker: str) -> str:
-    """`prices/WIKI-{ticker}.csv` -> `prices/WIKI-AAPL.csv`; other sources as they are."""
-    return data_source.replace(TICKER_PLACEHOLDER, ticker)

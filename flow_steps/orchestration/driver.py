@@ -56,7 +56,7 @@ from flow_steps.config.names import (
 )
 from flow_steps.config.spec import Param
 from flow_steps.data.masking import one_line
-from flow_steps.data.sources import normalize_ticker
+from flow_steps.data.tickers import normalize_ticker
 from flow_steps.model.features import check_enough_rows
 from flow_steps.runtime.interruption import KILLED, close_orphaned_runs, this_process
 from flow_steps.runtime.lifecycle import end_run_killed, mark_training_experiment, refusals_explained

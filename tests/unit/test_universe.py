@@ -11,7 +11,7 @@ import pytest
 
 from flow_steps.config.declarations import PIPELINE_PARAMS
 from flow_steps.config.errors import PipelineError
-from flow_steps.data.sources import parse_tickers, ticker_source
+from flow_steps.data.tickers import parse_tickers, ticker_source
 from flow_steps.runtime.model_server import free_port
 from flow_steps.runtime.tracking import run_name_unless_chosen
 from flow_steps.universe import (
