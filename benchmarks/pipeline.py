@@ -202,7 +202,7 @@ def lookup_times(counts: list[int], repeats: int = 20) -> dict[int, float]:
     from mlflow.tracking import MlflowClient
 
     from flow_steps.config.names import SAMPLE_SOURCE, TAG_CODE_VERSION
-    from flow_steps.orchestration.driver import StepRunner
+    from flow_steps.orchestration.steps import StepRunner
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="lookup-benchmark-") as folder:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import mlflow
 from mlflow.entities import Run
-from mlflow.exceptions import ExecutionException, MlflowException
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from flow_steps.config.declarations import (
     COMPANY_ABBREVIATION,
@@ -32,20 +31,15 @@ from flow_steps.config.names import (
     HEADLINE_METRICS,
     MAIN_ENTRY_POINT,
     MODEL_NAME,
-    PROJECT_ROOT,
     REGISTER_STEP,
     ROWS_OUT_METRIC,
-    SAMPLE_SOURCE,
     TAG_CHAMPION_VERSION,
-    TAG_CHILD_RUN_PREFIX,
     TAG_CODE_VERSION,
     TAG_ERROR,
     TAG_MODEL_URI,
     TAG_MODEL_VERSION,
     TAG_PROMOTION,
-    TAG_RAW_SHA256,
     TAG_REGISTERED_MODEL,
-    TAG_REUSED_PREFIX,
     TAG_SUSPECT_MOVES,
     TAG_UNIVERSE_RUN_ID,
     TRAIN_STEP,
@@ -58,9 +52,10 @@ from flow_steps.config.spec import Param
 from flow_steps.data.masking import one_line
 from flow_steps.data.tickers import normalize_ticker
 from flow_steps.model.features import check_enough_rows
-from flow_steps.runtime.interruption import KILLED, close_orphaned_runs, this_process
+from flow_steps.orchestration.steps import StepRunner, download_reuse_tags
+from flow_steps.runtime.interruption import close_orphaned_runs, this_process
 from flow_steps.runtime.lifecycle import end_run_killed, mark_training_experiment, refusals_explained
-from flow_steps.runtime.lineage import code_version, sha256_bytes
+from flow_steps.runtime.lineage import code_version
 from flow_steps.runtime.tracking import experiment_label, run_name_unless_chosen
 
 logger = logging.getLogger(__name__)
@@ -91,107 +86,6 @@ def parent_run_name(given: str | None, params: dict[str, str]) -> str | None:
 
 def _short(value: str) -> str:
     return value if len(value) <= LONG_VALUE else value.rstrip("/").rsplit("/", 1)[-1][-LONG_VALUE:]
-
-
-def reuse_filter(entry_point: str, params: dict[str, str], version: str, tags: dict[str, str]) -> str:
-    """MLflow search filter for a FINISHED run of `entry_point` with these params and code version."""
-    clauses = [
-        "attributes.status = 'FINISHED'",
-        f"tags.`{MLFLOW_PROJECT_ENTRY_POINT}` = {_quote(entry_point)}",
-        f"tags.{TAG_CODE_VERSION} = {_quote(version)}",
-    ]
-    clauses += [f"params.{name} = {_quote(value)}" for name, value in sorted(params.items())]
-    clauses += [f"tags.{name} = {_quote(value)}" for name, value in sorted(tags.items())]
-    return " and ".join(clauses)
-
-
-def download_reuse_tags(data_source: str) -> dict[str, str] | None:
-    """Extra tags a reusable download run must carry, or None when the source may have changed.
-
-    The bundled sample is part of the code version; a local file is reused only while its
-    content hash is unchanged. Anything else is fetched again.
-    """
-    if data_source == SAMPLE_SOURCE:
-        return {}
-    path = Path(data_source).expanduser()
-    if "://" not in data_source and path.is_file():
-        return {TAG_RAW_SHA256: sha256_bytes(path.read_bytes())}
-    return None
-
-
-class StepRunner:
-    """Runs pipeline steps as child runs of the active run, reusing finished ones."""
-
-    def __init__(self, client: MlflowClient, parent: Run, version: str, ticker: str):
-        self.client = client
-        self.parent = parent
-        self.version = version
-        self.ticker = ticker
-        self.reused: dict[str, bool] = {}  # entry point -> whether its run was reused
-
-    def find_finished(self, entry_point: str, params: dict[str, str], tags: dict[str, str]) -> Run | None:
-        """The newest FINISHED run with the same entry point, params, code version and tags."""
-        if any("'" in value for value in [*params.values(), *tags.values()]):
-            return None  # not expressible in a filter string: run the step instead
-        found = self.client.search_runs(
-            experiment_ids=[self.parent.info.experiment_id],
-            filter_string=reuse_filter(entry_point, params, self.version, tags),
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-        return found[0] if found else None
-
-    def run(self, entry_point: str, params: dict[str, str], reuse_tags: dict[str, str] | None) -> Run:
-        """Reuse a finished run when `reuse_tags` is not None and one matches, else launch the step."""
-        if reuse_tags is not None and (previous := self.find_finished(entry_point, params, reuse_tags)):
-            logger.info("Reusing %s run %s (same params and code version)", entry_point, previous.info.run_id)
-            self._record(entry_point, previous, reused=True)
-            return previous
-        logger.info("Running %s with %s", entry_point, params)
-        try:
-            submitted = mlflow.run(
-                str(PROJECT_ROOT),
-                entry_point=entry_point,
-                parameters=params,
-                experiment_id=self.parent.info.experiment_id,
-                run_name=f"{self.ticker} {entry_point}",
-                env_manager="local",
-            )
-        except ExecutionException as error:
-            reason = self._failure_reason(entry_point, error)
-            raise PipelineError(f"step {entry_point} failed: {reason}") from error
-        except KeyboardInterrupt:
-            # MLflow has sent the step SIGTERM and waited for it; the step ends its run KILLED, and
-            # MLflow marks it FAILED only if it died before it could: that is KILLED too.
-            if (step := self._latest_child(entry_point)) and step.info.status != KILLED:
-                self.client.set_terminated(step.info.run_id, KILLED)
-            raise
-        child = self.client.get_run(submitted.run_id)
-        self._record(entry_point, child, reused=False)
-        return child
-
-    def _record(self, entry_point: str, child: Run, reused: bool) -> None:
-        self.reused[entry_point] = reused
-        self.client.set_tag(self.parent.info.run_id, TAG_CHILD_RUN_PREFIX + entry_point, child.info.run_id)
-        self.client.set_tag(self.parent.info.run_id, TAG_REUSED_PREFIX + entry_point, str(reused).lower())
-
-    def _latest_child(self, entry_point: str) -> Run | None:
-        """The newest run of `entry_point` started under the parent run."""
-        found = self.client.search_runs(
-            experiment_ids=[self.parent.info.experiment_id],
-            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = {_quote(self.parent.info.run_id)} "
-            f"and tags.`{MLFLOW_PROJECT_ENTRY_POINT}` = {_quote(entry_point)}",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-        return found[0] if found else None
-
-    def _failure_reason(self, entry_point: str, error: Exception) -> str:
-        """The failed child's own `error` tag when it set one, else MLflow's message."""
-        failed = self._latest_child(entry_point)
-        if failed and TAG_ERROR in failed.data.tags:
-            return failed.data.tags[TAG_ERROR]
-        return one_line(error)
 
 
 def run_pipeline(
@@ -330,7 +224,3 @@ def _run_steps(steps: StepRunner, params: dict[str, str], reuse_training: bool) 
 def _values(spec: tuple[Param, ...], params: dict[str, str]) -> dict[str, str]:
     """The values of one step's parameters, picked from all of the pipeline's."""
     return {param.name: params[param.name] for param in spec}
-
-
-def _quote(value: str) -> str:
-    return f"'{value}'"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from flow_steps.config.names import TAG_RAW_SHA256
-from flow_steps.orchestration.driver import download_reuse_tags, reuse_filter
+from flow_steps.orchestration.steps import download_reuse_tags, reuse_filter
 from flow_steps.runtime.lineage import sha256_bytes
 
 
