@@ -20,8 +20,8 @@ import pytest
 from flow_steps.config.names import DOWNLOAD_STEP, TAG_PROCESS_ID, UNIVERSE_ENTRY_POINT
 from flow_steps.data.sources import SAMPLE_FILE
 from flow_steps.model.features import minimum_rows
+from flow_steps.orchestration.fan_out import CHART_PATH, SUMMARY_PATH
 from flow_steps.runtime.interruption import EXIT_CODES
-from flow_steps.universe import CHART_PATH, SUMMARY_PATH
 from tests.conftest import FIXTURES, PROJECT_ROOT, TINY_PARAMS, cli_options, run_command
 from tests.support.helpers import mlflow_run
 from tests.support.price_server import HANG

@@ -12,17 +12,15 @@ import pytest
 from flow_steps.config.declarations import PIPELINE_PARAMS
 from flow_steps.config.errors import PipelineError
 from flow_steps.data.tickers import parse_tickers, ticker_source
-from flow_steps.runtime.model_server import free_port
-from flow_steps.runtime.tracking import run_name_unless_chosen
-from flow_steps.universe import (
-    SHIPPED_EXCLUDES,
+from flow_steps.orchestration.cluster import (
     check_cluster_answers,
     check_reachable_store,
     check_universe,
-    pipeline_arguments,
     probe_target,
-    universe_metrics,
 )
+from flow_steps.orchestration.fan_out import SHIPPED_EXCLUDES, pipeline_arguments, universe_metrics
+from flow_steps.runtime.model_server import free_port
+from flow_steps.runtime.tracking import run_name_unless_chosen
 
 
 def test_tickers_from_a_list_or_a_file(tmp_path):
