@@ -45,6 +45,7 @@ from flow_steps.data.masking import one_line
 from flow_steps.data.sources import fetch_raw_prices, refuse_embedded_secrets
 from flow_steps.data.tickers import TICKER_PLACEHOLDER, normalize_ticker, parse_tickers, ticker_source
 from flow_steps.model.intervals import INTERVAL_COLUMNS, LEVELS, lower_column, upper_column
+from flow_steps.registry.versions import alias_version_number
 from flow_steps.runtime.interruption import interruptions_held
 from flow_steps.runtime.lifecycle import check_option, run_step
 
@@ -100,10 +101,10 @@ def registry_version_tags(model_uri: str) -> dict[str, str]:
     if not match:
         return {}
     try:
-        version = MlflowClient().get_model_version_by_alias(match["name"], match["alias"])
+        number = alias_version_number(MlflowClient(), match["name"], match["alias"])
     except MlflowException:
         return {}  # loading the model reports the problem
-    return {TAG_MODEL_VERSION: str(version.version)}
+    return {TAG_MODEL_VERSION: number} if number else {}
 
 
 def forecast(

@@ -27,6 +27,7 @@ from flow_steps.config.names import (
     FORECAST_TABLE_PATH,
     MODEL_VERSION_COLUMN,
     MONITOR_ENTRY_POINT,
+    TAG_CHAMPION_VERSION,
     TAG_FORECAST_TICKERS,
     TAG_MODEL_URI,
     TAG_MODEL_VERSION,
@@ -44,6 +45,7 @@ from flow_steps.registry.degradation import (
     realized_metrics,
     scored_days,
 )
+from flow_steps.registry.versions import alias_version_number
 from flow_steps.runtime.lifecycle import check_option, run_step
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,6 @@ BY_VERSION_PATH = "monitor/by_version.csv"
 SCORED_DAYS_PATH = "monitor/scored_days.csv"
 TAG_DEGRADED = "degraded"
 TAG_DEGRADATION = "degradation"
-TAG_CHAMPION_VERSION = "champion_version"
 DEGRADED_EXIT_CODE = 2
 SEARCH_LIMIT = 1000  # forecast runs looked at, newest first
 
@@ -99,19 +100,12 @@ def newest_scored(runs: list, ticker: str, prices: pd.DataFrame, window: int) ->
     return pd.concat(scored, ignore_index=True) if scored else pd.DataFrame()
 
 
-def champion_version(client: MlflowClient, ticker: str) -> str:
-    try:
-        return str(client.get_model_version_by_alias(registered_model_name(ticker), CHAMPION_ALIAS).version)
-    except MlflowException:
-        return ""
-
-
 def monitor(ticker: str, prices: pd.DataFrame, window: int, thresholds: Thresholds) -> str | None:
     """Score, log and report; the champion's degradation, or None."""
     client = MlflowClient()
     run = mlflow.active_run()
     scored = newest_scored(forecast_runs(client, run.info.experiment_id, ticker), ticker, prices, window)
-    champion = champion_version(client, ticker)
+    champion = alias_version_number(client, registered_model_name(ticker), CHAMPION_ALIAS)
     mlflow.set_tag(TAG_CHAMPION_VERSION, champion)
     if scored.empty:
         logger.info("No logged forecast of %s has a date with a real close yet: nothing to score", ticker)

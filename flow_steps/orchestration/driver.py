@@ -12,7 +12,6 @@ import time
 
 import mlflow
 from mlflow.entities import Run
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -53,6 +52,7 @@ from flow_steps.data.masking import one_line
 from flow_steps.data.tickers import normalize_ticker
 from flow_steps.model.features import check_enough_rows
 from flow_steps.orchestration.steps import StepRunner, download_reuse_tags
+from flow_steps.registry.versions import alias_version_number, versions_of_run
 from flow_steps.runtime.interruption import close_orphaned_runs, this_process
 from flow_steps.runtime.lifecycle import end_run_killed, mark_training_experiment, refusals_explained
 from flow_steps.runtime.lineage import code_version
@@ -152,7 +152,7 @@ def _register(steps: StepRunner, train: Run, stock_data: str, params: dict[str, 
     ticker = normalize_ticker(params["company_abbreviation"])
     model_name = registered_model_name(ticker)
     already_registered = steps.reused.get(TRAIN_STEP, False) and bool(
-        steps.client.search_model_versions(f"name = '{model_name}' and run_id = '{train.info.run_id}'")
+        versions_of_run(steps.client, model_name, train.info.run_id)
     )
     registration = steps.run(
         REGISTER_STEP,
@@ -167,7 +167,7 @@ def _register(steps: StepRunner, train: Run, stock_data: str, params: dict[str, 
     outcome = dict(registration.data.tags)
     if steps.reused[REGISTER_STEP]:  # as registered then; the champion as it is now
         outcome[TAG_PROMOTION] = ALREADY_REGISTERED
-        outcome[TAG_CHAMPION_VERSION] = _champion_version(steps.client, model_name)
+        outcome[TAG_CHAMPION_VERSION] = alias_version_number(steps.client, model_name, CHAMPION_ALIAS)
     mlflow.set_tags(
         {
             name: outcome[name]
@@ -181,13 +181,6 @@ def _register(steps: StepRunner, train: Run, stock_data: str, params: dict[str, 
         outcome[TAG_PROMOTION],
         outcome[TAG_CHAMPION_VERSION],
     )
-
-
-def _champion_version(client: MlflowClient, model_name: str) -> str:
-    try:
-        return str(client.get_model_version_by_alias(model_name, CHAMPION_ALIAS).version)
-    except MlflowException:
-        return ""
 
 
 def _run_steps(steps: StepRunner, params: dict[str, str], reuse_training: bool) -> tuple[Run, str]:
