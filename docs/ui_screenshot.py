@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from flow_steps.config.names import DEFAULT_EXPERIMENT, registered_model_name
 from flow_steps.runtime.lineage import PROJECT_ROOT
-from flow_steps.runtime.model_server import HOST, free_port
+from flow_steps.runtime.local_server import HOST, free_port
 
 logger = logging.getLogger("ui_screenshot")
 

@@ -6,6 +6,6 @@ the `keras_model` artifact.
 
 from mlflow.models import set_model
 
-from flow_steps.model.forecaster import LstmPriceForecaster
+from flow_steps.model.pyfunc import LstmPriceForecaster
 
 set_model(LstmPriceForecaster())

@@ -18,7 +18,6 @@ import tensorflow as tf
 from flow_steps.config.names import DATE_COLUMN, PRICE_COLUMN
 from flow_steps.config.values import TrainParams
 from flow_steps.model.features import ReturnScaler, holdout_size, make_windows, model_inputs, next_log_returns
-from flow_steps.model.forecaster import predict_next_closes
 from flow_steps.model.intervals import (
     FEW_CALIBRATION_DAYS,
     Interval,
@@ -27,6 +26,7 @@ from flow_steps.model.intervals import (
     ewma_volatility,
     scaled_intervals,
 )
+from flow_steps.model.pyfunc import predict_next_closes
 from flow_steps.runtime.interruption import raise_if_interrupted
 from flow_steps.training.evaluation import (
     LSTM,

@@ -27,7 +27,7 @@ from flow_steps.config.names import DOWNLOAD_STEP, REGISTER_STEP, TRAIN_STEP, TR
 from flow_steps.data.ingest import load_prices
 from flow_steps.data.sources import fetch_raw_prices
 from flow_steps.runtime.lineage import sha256_bytes
-from flow_steps.runtime.model_server import free_port, invocation_payload, served_model
+from flow_steps.runtime.local_server import free_port, invocation_payload, served_model
 from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options, run_command
 from tests.support.helpers import assert_one_line_failure, clean_env, local_copy, mlflow_run, prepared_prices
 from tests.support.known_models import BETTER, WORSE, register

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-from flow_steps.runtime.model_server import HOST, free_port, stop_process_group
+from flow_steps.runtime.local_server import HOST, free_port, stop_process_group
 from tests.support.helpers import clean_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ from mlflow.exceptions import MlflowException
 from flow_steps.config.errors import DataValidationError
 from flow_steps.config.names import DAYS_AHEAD_COLUMN, FORECAST_COLUMN, MAX_HORIZON
 from flow_steps.model.features import ReturnScaler
-from flow_steps.model.forecaster import LstmPriceForecaster, predict_next_closes
 from flow_steps.model.intervals import INTERVAL_COLUMNS, latest_volatility
+from flow_steps.model.pyfunc import LstmPriceForecaster, predict_next_closes
 from flow_steps.training.lstm import build_lstm
 
 

@@ -1,9 +1,11 @@
-"""How the package is cut: steps stand alone, TensorFlow only where needed, a lean served model."""
+"""How the package is cut: layers that import only downwards, no loop, short modules, no twin names;
+steps stand alone, TensorFlow only where needed, a served model that ships one folder."""
 
 import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,88 @@ from flow_steps.train_model import PACKAGE_DIR, served_code_files
 from tests.conftest import PROJECT_ROOT
 
 STEP_MODULES = (*PIPELINE_STEPS, FORECAST_ENTRY_POINT, MONITOR_ENTRY_POINT)
+# The layers, bottom first: a module imports only from its own layer and those below it. Modules at the
+# top of flow_steps/ (the entry points) may import any layer.
+LAYERS = ("config", "data", "model", "runtime", "training", "registry", "orchestration")
+MAX_MODULE_LINES = 300
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the package by dotted name (flow_steps.data.sources -> its file)."""
+    return {
+        ".".join(("flow_steps", *path.relative_to(PACKAGE_DIR).with_suffix("").parts)): path
+        for path in sorted(PACKAGE_DIR.rglob("*.py"))
+        if "__pycache__" not in path.parts and path.name != "__init__.py"
+    }
+
+
+def imports_of(path: Path) -> set[str]:
+    """The modules of ours a file imports (`from flow_steps.x import y` counts as flow_steps.x)."""
+    tree = ast.parse(path.read_text())
+    found = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    found |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    return {name for name in found if name.split(".")[0] == "flow_steps" and name != "flow_steps"}
+
+
+def layer(module: str) -> int:
+    """A module's layer, counted from the bottom; entry points are above every layer."""
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 2 else len(LAYERS)
+
+
+def test_every_module_imports_only_its_own_layer_and_those_below():
+    upward = [
+        f"{module} -> {imported}"
+        for module, path in modules().items()
+        for imported in imports_of(path)
+        if layer(imported) > layer(module)
+    ]
+    assert upward == []
+
+
+def test_no_modules_import_each_other_in_a_loop():
+    graph = {module: imports_of(path) & set(modules()) for module, path in modules().items()}
+    done, on_path = set(), []
+
+    def visit(module: str) -> None:
+        assert module not in on_path, " -> ".join([*on_path[on_path.index(module) :], module])
+        if module in done:
+            return
+        on_path.append(module)
+        for imported in sorted(graph[module]):
+            visit(imported)
+        on_path.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)
+
+
+def test_no_module_is_longer_than_a_screenful_or_three():
+    long = {module: len(path.read_text().splitlines()) for module, path in modules().items()}
+    assert {module: lines for module, lines in long.items() if lines > MAX_MODULE_LINES} == {}
+
+
+def test_no_two_names_differ_only_by_a_suffix():
+    """`monitor` and `monitoring`, `forecast` and `forecaster` read as twins: one of them must go."""
+    names = {part for module in modules() for part in module.split(".")[1:]}
+    twins = [(a, b) for a in sorted(names) for b in sorted(names) if a != b and b.startswith(a)]
+    assert twins == []
+
+
+def test_data_never_imports_mlflow_and_the_model_only_in_its_pyfunc():
+    for module, path in modules().items():
+        tree = ast.parse(path.read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        uses_mlflow = any(name.split(".")[0] == "mlflow" for name in imported)
+        if module.startswith("flow_steps.data.") or (
+            module.startswith("flow_steps.model.") and module not in PYFUNC_MODULES
+        ):
+            assert not uses_mlflow, module
+
+
+PYFUNC_MODULES = {"flow_steps.model.pyfunc", "flow_steps.model.from_code"}
 
 
 def printed_json(script: str):

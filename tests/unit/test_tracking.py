@@ -9,7 +9,7 @@ import mlflow
 import pytest
 
 from flow_steps.config.errors import PipelineError
-from flow_steps.runtime.model_server import free_port
+from flow_steps.runtime.local_server import free_port
 from flow_steps.runtime.tracking import check_tracking_server
 
 
