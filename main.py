@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
 import click
 import mlflow
 
 from flow_steps.config.entry_points import options
-from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import DEFAULT_EXPERIMENT, MAIN_ENTRY_POINT
 from flow_steps.config.spec import SpecCommand
-from flow_steps.data.masking import one_line
 from flow_steps.data.sources import check_data_source
 from flow_steps.orchestration.driver import run_pipeline
-from flow_steps.runtime.interruption import exit_code, interruption_reason, raise_on_termination
-from flow_steps.runtime.lifecycle import check_option, configure_logging, refusals_explained
-from flow_steps.runtime.store import prepare_tracking_store
-from flow_steps.runtime.tracking import check_tracking_server, client_defaults, experiment_label
+from flow_steps.runtime.lifecycle import check_option, entry_point, refusals_explained
+from flow_steps.runtime.tracking import experiment_label
 
 logger = logging.getLogger("main")
 
@@ -73,23 +68,12 @@ def cli(
     universe_run_id: str | None,
     **params: str | int | float,
 ) -> None:
-    configure_logging()
-    raise_on_termination()
-    client_defaults()
     check_option(check_data_source, str(params["data_source"]), "--data-source")  # before anything is logged
-    try:
-        check_tracking_server()
-        prepare_tracking_store(mlflow.get_tracking_uri())
+    with entry_point("Pipeline", runs="runs"):
         with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
             use_experiment(experiment_name)
         values = {name: str(value) for name, value in params.items()}
         run_pipeline(values, reuse_training, register_model, run_name, universe_run_id)
-    except PipelineError as error:
-        logger.error("Pipeline failed: %s", one_line(error))
-        sys.exit(1)
-    except KeyboardInterrupt as error:
-        logger.error("Pipeline %s; its runs are marked KILLED", interruption_reason(error))
-        sys.exit(exit_code(error))
 
 
 if __name__ == "__main__":

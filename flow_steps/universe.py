@@ -28,7 +28,6 @@ from flow_steps.config.names import (
     UNIVERSE_ENTRY_POINT,
 )
 from flow_steps.config.spec import SpecCommand
-from flow_steps.data.masking import one_line
 from flow_steps.data.tickers import parse_tickers
 from flow_steps.orchestration.cluster import (
     check_cluster_answers,
@@ -37,12 +36,8 @@ from flow_steps.orchestration.cluster import (
     cluster_address,
 )
 from flow_steps.orchestration.fan_out import run_universe
-from flow_steps.runtime.interruption import exit_code, interruption_reason, raise_on_termination
-from flow_steps.runtime.lifecycle import check_option, configure_logging, end_run_killed, refusals_explained
-from flow_steps.runtime.store import prepare_tracking_store
+from flow_steps.runtime.lifecycle import check_option, entry_point, refusals_explained, tracked_run
 from flow_steps.runtime.tracking import (
-    check_tracking_server,
-    client_defaults,
     experiment_label,
     run_name_unless_chosen,
 )
@@ -60,9 +55,6 @@ EXPERIMENT_VARIABLES = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIM
 )
 @options(UNIVERSE_ENTRY_POINT)
 def cli(tickers: str, max_parallel: int, ray_address: str, **params: str | int | float | bool) -> None:
-    configure_logging()
-    raise_on_termination()
-    client_defaults()
     try:
         ticker_list = parse_tickers(tickers)
     except PipelineError as error:
@@ -73,32 +65,19 @@ def cli(tickers: str, max_parallel: int, ray_address: str, **params: str | int |
     spec = {param.name: param for param in PIPELINE_PARAMS}
     values = {name: spec[name].text(value) for name, value in params.items()}
     address = cluster_address(ray_address)
-    try:
-        check_reachable_store(address, mlflow.get_tracking_uri())
-        if address is not None:
-            check_cluster_answers(address)
-        check_tracking_server()
-        prepare_tracking_store(mlflow.get_tracking_uri())
+    cluster_checks = (
+        lambda: check_reachable_store(address, mlflow.get_tracking_uri()),
+        lambda: address is None or check_cluster_answers(address),
+    )
+    with entry_point("Universe", runs="runs", checks=cluster_checks):
         with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
             if not any(os.environ.get(name) for name in EXPERIMENT_VARIABLES):
                 mlflow.set_experiment(DEFAULT_EXPERIMENT)
-            parent = mlflow.start_run(run_name=run_name_unless_chosen(UNIVERSE_ENTRY_POINT))
-        with parent:
-            own = {**values, "tickers": tickers, "max_parallel": str(max_parallel)}
-            mlflow.log_params({key: value for key, value in own.items() if key not in parent.data.params})
-            mlflow.set_tag("ray_address", address or "local")
-            try:
-                summary = run_universe(ticker_list, values, max_parallel, address)
-            except KeyboardInterrupt as error:
-                end_run_killed(error)
-                raise
+        own = {**values, "tickers": tickers, "max_parallel": str(max_parallel)}
+        ray_tag = {"ray_address": address or "local"}
+        with tracked_run(run_name_unless_chosen(UNIVERSE_ENTRY_POINT), own, ray_tag):
+            summary = run_universe(ticker_list, values, max_parallel, address)
         click.echo(summary.drop(columns=["run_id"]).to_string(index=False))
-    except PipelineError as error:
-        logger.error("Universe failed: %s", one_line(error))
-        sys.exit(1)
-    except KeyboardInterrupt as error:
-        logger.error("Universe %s; its runs are marked KILLED", interruption_reason(error))
-        sys.exit(exit_code(error))
     failed = int((summary["status"] != "FINISHED").sum())
     if failed:
         logger.error(

@@ -22,7 +22,6 @@ from flow_steps.config.declarations import (
     TRANSFORM_PARAMS,
 )
 from flow_steps.config.entry_points import BY_ENTRY_POINT
-from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import (
     ALREADY_REGISTERED,
     CHAMPION_ALIAS,
@@ -33,8 +32,6 @@ from flow_steps.config.names import (
     REGISTER_STEP,
     ROWS_OUT_METRIC,
     TAG_CHAMPION_VERSION,
-    TAG_CODE_VERSION,
-    TAG_ERROR,
     TAG_MODEL_URI,
     TAG_MODEL_VERSION,
     TAG_PROMOTION,
@@ -48,13 +45,12 @@ from flow_steps.config.names import (
     registered_model_name,
 )
 from flow_steps.config.spec import Param
-from flow_steps.data.masking import one_line
 from flow_steps.data.tickers import normalize_ticker
 from flow_steps.model.features import check_enough_rows
 from flow_steps.orchestration.steps import StepRunner, download_reuse_tags
 from flow_steps.registry.versions import alias_version_number, versions_of_run
-from flow_steps.runtime.interruption import close_orphaned_runs, this_process
-from flow_steps.runtime.lifecycle import end_run_killed, mark_training_experiment, refusals_explained
+from flow_steps.runtime.interruption import close_orphaned_runs
+from flow_steps.runtime.lifecycle import refusals_explained, tracked_run
 from flow_steps.runtime.lineage import code_version
 from flow_steps.runtime.tracking import experiment_label, run_name_unless_chosen
 
@@ -102,43 +98,28 @@ def run_pipeline(
     parent run is named `run_name`, else after what differs from the defaults (`describe_run`); it is
     a child of `universe_run_id` when a universe runs it.
     """
-    version = code_version()
     own_params = {
         **params,
         "reuse_training": str(reuse_training).lower(),
         "register_model": str(register_model).lower(),
     }
-    with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
-        part_of = {MLFLOW_PARENT_RUN_ID: universe_run_id, TAG_UNIVERSE_RUN_ID: universe_run_id}
-        parent = mlflow.start_run(
-            run_name=parent_run_name(run_name, own_params), tags=part_of if universe_run_id else None
-        )
-    with parent:
+    part_of = {MLFLOW_PARENT_RUN_ID: universe_run_id, TAG_UNIVERSE_RUN_ID: universe_run_id}
+    with tracked_run(
+        parent_run_name(run_name, own_params), own_params, part_of if universe_run_id else None
+    ) as parent:
         started = time.perf_counter()
         ticker = normalize_ticker(params[COMPANY_ABBREVIATION.name])
-        steps = StepRunner(MlflowClient(), parent, version, ticker)
-        try:
-            with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
-                mark_training_experiment(parent.info.experiment_id)
-                mlflow.set_tags({TAG_CODE_VERSION: version, **this_process().tags()})
-                close_orphaned_runs(steps.client, parent.info.experiment_id)
-                mlflow.log_params(
-                    {key: value for key, value in own_params.items() if key not in parent.data.params}
-                )
-            train, stock_data = _run_steps(steps, params, reuse_training)
-            mlflow.log_metrics(
-                {name: train.data.metrics[name] for name in HEADLINE_METRICS if name in train.data.metrics}
-            )
-            mlflow.set_tag(TAG_MODEL_URI, f"runs:/{train.info.run_id}/{MODEL_NAME}")
-            logger.info("Model: runs:/%s/%s", train.info.run_id, MODEL_NAME)
-            if register_model:
-                _register(steps, train, stock_data, params)
-        except PipelineError as error:
-            mlflow.set_tag(TAG_ERROR, one_line(error))
-            raise
-        except KeyboardInterrupt as error:
-            end_run_killed(error)
-            raise
+        steps = StepRunner(MlflowClient(), parent, code_version(), ticker)
+        with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
+            close_orphaned_runs(steps.client, parent.info.experiment_id)
+        train, stock_data = _run_steps(steps, params, reuse_training)
+        mlflow.log_metrics(
+            {name: train.data.metrics[name] for name in HEADLINE_METRICS if name in train.data.metrics}
+        )
+        mlflow.set_tag(TAG_MODEL_URI, f"runs:/{train.info.run_id}/{MODEL_NAME}")
+        logger.info("Model: runs:/%s/%s", train.info.run_id, MODEL_NAME)
+        if register_model:
+            _register(steps, train, stock_data, params)
         mlflow.log_metric("pipeline_seconds", time.perf_counter() - started)
         return train
 

@@ -58,50 +58,82 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
 
 
+@contextmanager
+def entry_point(label: str, runs: str = "run", checks: tuple[Callable[[], None], ...] = ()) -> Iterator[None]:
+    """The life of an entry point's process, around everything it does after parsing its options.
+
+    Logging to stderr, SIGINT/SIGTERM raised as `Interrupted`, MLflow's client settings, the tracking
+    server checked (one line in seconds when it is down) and a fresh SQLite store created once; then a
+    `PipelineError` ends the process with one line and exit 1, and an interruption with one line and
+    exit 130 or 143. `runs` says what was marked KILLED ("run", or "runs" for a pipeline); `checks` run
+    before the tracking store is touched (a universe's cluster and store pairing, say).
+
+    Adding an entry point: a click command with `@options(<name>)` (its parameters declared in
+    config/entry_points.py), its body `with entry_point(<name>): with tracked_run(<name>, params):`
+    and one call into the layers; MLproject and docs/parameters.md come from `python -m
+    flow_steps.parameters`.
+    """
+    configure_logging()
+    raise_on_termination()
+    client_defaults()
+    marked = f"its {runs} {'is' if runs == 'run' else 'are'} marked KILLED"
+    try:
+        for check in checks:
+            check()
+        check_tracking_server()
+        prepare_tracking_store(mlflow.get_tracking_uri())
+        yield
+    except PipelineError as error:
+        logger.error("%s failed: %s", label, one_line(error))
+        sys.exit(1)
+    except KeyboardInterrupt as error:
+        logger.error("%s %s; %s", label, interruption_reason(error), marked)
+        sys.exit(exit_code(error))
+
+
+@contextmanager
+def tracked_run(
+    run_name: str | None, params: dict[str, object], tags: dict[str, str] | None = None
+) -> Iterator[mlflow.ActiveRun]:
+    """The MLflow run of the work inside the block: started (or resumed, under `mlflow run`), tagged with
+    the code version and the process that will close it, its parameters logged; a `PipelineError` is
+    stored in its `error` tag and ends it FAILED, an interruption ends it KILLED. `run_name` None keeps
+    the name the run has (`mlflow run` made it)."""
+    with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
+        run = mlflow.start_run(run_name=run_name, tags=tags)
+    with run:
+        try:
+            with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
+                mark_training_experiment(run.info.experiment_id)
+                mlflow.set_tags({TAG_CODE_VERSION: code_version(), **this_process().tags()})
+                logged = run.data.params
+                mlflow.log_params({key: value for key, value in params.items() if key not in logged})
+            yield run
+        except PipelineError as error:
+            mlflow.set_tag(TAG_ERROR, one_line(error))
+            raise
+        except KeyboardInterrupt as error:
+            end_run_killed(error)
+            raise
+
+
 def run_step(
     step_name: str,
     params: dict[str, object],
     work: Callable[[], None],
     output: Callable[[], str] | None = None,
 ) -> None:
-    """Run `work` inside the step's MLflow run and exit 1 with one line on a `PipelineError`.
-
-    Under `mlflow run` the run already exists (MLFLOW_RUN_ID) and is resumed; run alone, the step
-    starts its own. The run gets the code version tag and any parameter MLflow has not logged yet.
-    A `PipelineError` is stored as the run's `error` tag and the run ends FAILED; SIGINT or SIGTERM
-    end it KILLED. When it succeeds, `output` names what it made (an artifact URI), printed with the run id.
-    """
-    configure_logging()
-    raise_on_termination()
-    client_defaults()
-    try:
-        check_tracking_server()
-        prepare_tracking_store(mlflow.get_tracking_uri())
-        with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
-            # Under `mlflow run` the run exists and keeps the name the driver gave it (`MSFT train_model`).
-            run = mlflow.start_run(run_name=None if os.environ.get("MLFLOW_RUN_ID") else step_name)
-        with run:
-            try:
-                with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
-                    mark_training_experiment(run.info.experiment_id)
-                    mlflow.set_tags({TAG_CODE_VERSION: code_version(), **this_process().tags()})
-                    logged = run.data.params
-                    mlflow.log_params({key: value for key, value in params.items() if key not in logged})
-                work()
-                if output:
-                    click.echo(f"{step_name} run {run.info.run_id}: {output()}")
-            except PipelineError as error:
-                mlflow.set_tag(TAG_ERROR, one_line(error))
-                raise
-            except KeyboardInterrupt as error:
-                end_run_killed(error)
-                raise
-    except PipelineError as error:
-        logger.error("%s failed: %s", step_name, one_line(error))
-        sys.exit(1)
-    except KeyboardInterrupt as error:
-        logger.error("%s %s; its run is marked KILLED", step_name, interruption_reason(error))
-        sys.exit(exit_code(error))
+    """Run `work` as the step `step_name`: its process's life and its MLflow run (see `entry_point` and
+    `tracked_run`). Under `mlflow run` the run already exists (MLFLOW_RUN_ID) and keeps the name the driver
+    gave it (`MSFT train_model`); run alone, the step starts its own. When it succeeds, `output` names
+    what it made (an artifact URI), printed with the run id."""
+    with (
+        entry_point(step_name),
+        tracked_run(None if os.environ.get("MLFLOW_RUN_ID") else step_name, params) as run,
+    ):
+        work()
+        if output:
+            click.echo(f"{step_name} run {run.info.run_id}: {output()}")
 
 
 def end_run_killed(error: KeyboardInterrupt) -> None:
