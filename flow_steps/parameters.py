@@ -1,6 +1,6 @@
 """Write MLproject and docs/parameters.md from the parameter spec, or check that they match it.
 
-python -m flow_steps.parameters            # after changing a parameter in flow_steps/config/spec.py
+python -m flow_steps.parameters            # after changing flow_steps/config/declarations.py
 python -m flow_steps.parameters --check    # exit 1 when either file differs from the spec
 """
 
@@ -20,9 +20,7 @@ def cli(check: bool) -> None:
         text = render()
         if check:
             if path.read_text() != text:
-                click.echo(
-                    f"{path} differs from flow_steps/config/spec.py: run python -m flow_steps.parameters"
-                )
+                click.echo(f"{path} differs from flow_steps/config/: run python -m flow_steps.parameters")
                 sys.exit(1)
             continue
         path.write_text(text)

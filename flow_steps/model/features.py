@@ -17,7 +17,7 @@ MIN_TEST_ROWS = 5
 
 def holdout_size(n_rows: int, test_fraction: float) -> int:
     """Number of rows at the end of the series that form the test set (test_fraction as checked by
-    flow_steps.config.spec.TEST_FRACTION)."""
+    flow_steps.config.declarations.TEST_FRACTION)."""
     return max(1, round(n_rows * test_fraction))
 
 

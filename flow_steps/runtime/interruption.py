@@ -118,13 +118,28 @@ class ProcessIdentity:
         return tags
 
 
-def process_start_ticks(pid: int) -> str | None:
-    """Field 22 of /proc/<pid>/stat (start time since boot): tells a reused pid from the original."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (field 3 on), or None without /proc."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return stat.rsplit(")", 1)[1].split()
+
+
+def process_start_ticks(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat (start time since boot): tells a reused pid from the original."""
+    fields = _stat_fields(pid)
+    return fields[19] if fields else None
+
+
+def is_zombie(pid: int) -> bool:
+    """Whether `pid` has exited and only waits to be reaped (state Z or X): dead, as far as runs go.
+
+    A process killed with -9 whose parent died too is reaped by init, which on some machines does it
+    late; until then `kill(pid, 0)` still succeeds."""
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] in ("Z", "X")
 
 
 def this_process() -> ProcessIdentity:
@@ -139,6 +154,8 @@ def is_alive(pid: int, started: str | None) -> bool:
         return False
     except PermissionError:
         return True  # it exists, under another user
+    if is_zombie(pid):
+        return False
     return started is None or process_start_ticks(pid) in (None, started)
 
 

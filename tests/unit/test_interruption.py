@@ -16,6 +16,7 @@ from flow_steps.runtime.interruption import (
     Interrupted,
     interruptions_held,
     is_alive,
+    is_zombie,
     orphaned,
     process_start_ticks,
     raise_if_interrupted,
@@ -41,6 +42,21 @@ def test_this_process_is_alive_and_a_finished_one_is_not():
     me = this_process()
     assert me.pid == os.getpid() and is_alive(me.pid, me.started)
     assert not is_alive(a_dead_pid(), None)
+
+
+@pytest.mark.slow
+def test_a_process_that_exited_but_is_not_reaped_yet_is_dead():
+    """After kill -9, init may reap a process late; until then kill(pid, 0) still finds it."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while not is_zombie(child.pid):
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.05)
+        os.kill(child.pid, 0)  # still there, as a zombie
+        assert not is_alive(child.pid, process_start_ticks(child.pid))
+    finally:
+        child.wait()
 
 
 def test_a_reused_pid_is_told_apart_by_its_start_time():
