@@ -17,6 +17,14 @@ Runs `mlflow server` in the foreground with:
 - `--app-name basic-auth`, configured by an ini file written to a private temporary file (mode 0600)
   from the environment: the admin password never appears in the repository or in a command line.
 
+With `--tls-certfile FILE --tls-keyfile FILE` the server speaks HTTPS only (uvicorn's own TLS); clients
+trust it through the system's CAs (a real certificate) or MLFLOW_TRACKING_SERVER_CERT_PATH (a private CA
+or a self-signed certificate, for a trial: docs/team-server.md). A TLS proxy in front does the same.
+
+MLflow opens its SQLAlchemy engines (runs and users) with `pool_pre_ping=True`: a pooled connection
+that a PostgreSQL restart broke is tested and replaced before it is used, so the server rides out a
+database restart with no setting here (tests/integration/test_outages.py restarts it under a pipeline).
+
 The PostgreSQL driver is psycopg 3 (`postgresql+psycopg://`); the database passwords come from
 PGPASSWORD (or ~/.pgpass), which libpq reads itself, so they are never part of a URI either.
 `--upgrade` runs `mlflow db upgrade` on the database first (after an MLflow upgrade).
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -71,7 +80,20 @@ def server_command(arguments: argparse.Namespace) -> list[str]:
     command += ["--backend-store-uri", arguments.database_uri]
     command += ["--artifacts-destination", arguments.artifacts_destination, "--serve-artifacts"]
     command += ["--host", arguments.host, "--port", str(arguments.port), "--workers", str(arguments.workers)]
+    if arguments.tls_certfile:
+        files = (("--ssl-certfile", arguments.tls_certfile), ("--ssl-keyfile", arguments.tls_keyfile))
+        command += ["--uvicorn-opts", " ".join(f"{flag} {shlex.quote(path)}" for flag, path in files)]
     return command
+
+
+def tls_problem(certfile: str | None, keyfile: str | None) -> str | None:
+    """Why the TLS options cannot serve HTTPS (one line), or None when they can (or are both absent)."""
+    if bool(certfile) != bool(keyfile):
+        return "give --tls-certfile and --tls-keyfile together"
+    for flag, path in (("--tls-certfile", certfile), ("--tls-keyfile", keyfile)):
+        if path and not os.access(path, os.R_OK):
+            return f"{flag} {path} is not a readable file"
+    return None
 
 
 def main() -> None:
@@ -97,8 +119,12 @@ def main() -> None:
         default=60,
         help="how long a worker trusts a verified login before hashing the password again (0: never)",
     )
+    parser.add_argument("--tls-certfile", help="PEM certificate (chain): serve HTTPS only")
+    parser.add_argument("--tls-keyfile", help="PEM private key of --tls-certfile")
     parser.add_argument("--upgrade", action="store_true", help="run `mlflow db upgrade` first")
     arguments = parser.parse_args()
+    if problem := tls_problem(arguments.tls_certfile, arguments.tls_keyfile):
+        raise SystemExit(f"team_server: {problem}")
     missing = [name for name in REQUIRED_VARIABLES if not os.environ.get(name)]
     if missing:
         raise SystemExit(f"team_server: set {' and '.join(missing)} (see docs/team-server.md)")

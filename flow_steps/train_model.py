@@ -79,13 +79,20 @@ MODEL_REQUIREMENTS = ("mlflow", ("tensorflow-cpu", "tensorflow"), "keras", "nump
 
 
 class EpochMetricsLogger(keras.callbacks.Callback):
-    """Logs each epoch's training and validation loss to the active MLflow run (step = epoch)."""
+    """Logs each epoch's training and validation loss to the active MLflow run (step = epoch).
+
+    Asynchronously: training never waits on the tracking server; MLflow sends the queued metrics in the
+    background (riding out an outage) and before the run ends."""
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
-        for key, name in (("loss", METRIC_TRAIN_LOSS), ("val_loss", METRIC_VAL_LOSS)):
-            if key in logs:
-                mlflow.log_metric(name, float(logs[key]), step=epoch)
+        metrics = {
+            name: float(logs[key])
+            for key, name in (("loss", METRIC_TRAIN_LOSS), ("val_loss", METRIC_VAL_LOSS))
+            if key in logs
+        }
+        if metrics:
+            mlflow.log_metrics(metrics, step=epoch, synchronous=False)
 
 
 def installed_pin(names: str | tuple[str, ...]) -> str:

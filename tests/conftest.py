@@ -45,6 +45,7 @@ TINY_PARAMS = {
 # the team server file takes about 4 minutes on one worker, the universe tests about 3), then the
 # slower of the rest: the unit tests that train took the last 50 s on one worker while the other idled.
 LONGEST_FIRST = (
+    "test_outages.py",
     "test_universe.py",
     "test_team_server.py",
     "test_concurrency.py",
@@ -71,6 +72,7 @@ RESOURCE_MARKERS = ("postgres", "ray", "serve", "kernel")
 FIXTURE_MARKERS = {
     "team": "postgres",
     "access_team": "postgres",
+    "tls_team": "postgres",
     "price_server": "slow",
     "served_champion": "serve",
 }

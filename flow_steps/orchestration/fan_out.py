@@ -32,7 +32,10 @@ from flow_steps.config.names import (
 )
 from flow_steps.data.masking import one_line
 from flow_steps.data.tickers import normalize_ticker, ticker_source
+from flow_steps.runtime.outages import OUTAGE_VARIABLE, RETRY_VARIABLES
 from flow_steps.runtime.tracking import (
+    CERT_VARIABLE,
+    INSECURE_VARIABLE,
     PASSWORD_VARIABLE,
     TRACKING_URI_VARIABLE,
     USERNAME_VARIABLE,
@@ -48,7 +51,10 @@ FORWARDED_VARIABLES = (
     TRACKING_URI_VARIABLE,
     USERNAME_VARIABLE,
     PASSWORD_VARIABLE,
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    CERT_VARIABLE,
+    INSECURE_VARIABLE,
+    OUTAGE_VARIABLE,
+    *RETRY_VARIABLES,
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
     "MLFLOW_ENABLE_SGC_RUN_RESUMPTION_FOR_DATABRICKS_JOBS",
     "QUANDL_API_KEY",

@@ -29,6 +29,7 @@ from flow_steps.config.names import (
 from flow_steps.data.masking import one_line
 from flow_steps.runtime.interruption import KILLED
 from flow_steps.runtime.lineage import sha256_bytes
+from flow_steps.runtime.outages import CLOSING_SECONDS, retrying_for, tried_briefly
 
 logger = logging.getLogger(__name__)
 
@@ -98,13 +99,15 @@ class StepRunner:
                 env_manager="local",
             )
         except ExecutionException as error:
-            reason = self._failure_reason(entry_point, error)
+            # MLflow has marked the step's run FAILED unless the step did; its reason is read briefly:
+            # after an outage the step outlasted, the next call here is the one-line outage error.
+            with retrying_for(CLOSING_SECONDS):
+                reason = self._failure_reason(entry_point, error)
             raise PipelineError(f"step {entry_point} failed: {reason}") from error
         except KeyboardInterrupt:
             # MLflow has sent the step SIGTERM and waited for it; the step ends its run KILLED, and
             # MLflow marks it FAILED only if it died before it could: that is KILLED too.
-            if (step := self._latest_child(entry_point)) and step.info.status != KILLED:
-                self.client.set_terminated(step.info.run_id, KILLED)
+            tried_briefly(f"mark the {entry_point} run KILLED", lambda: self._end_killed(entry_point))
             raise
         child = self.client.get_run(submitted.run_id)
         self._record(entry_point, child, reused=False)
@@ -114,6 +117,10 @@ class StepRunner:
         self.reused[entry_point] = reused
         self.client.set_tag(self.parent.info.run_id, TAG_CHILD_RUN_PREFIX + entry_point, child.info.run_id)
         self.client.set_tag(self.parent.info.run_id, TAG_REUSED_PREFIX + entry_point, str(reused).lower())
+
+    def _end_killed(self, entry_point: str) -> None:
+        if (step := self._latest_child(entry_point)) and step.info.status != KILLED:
+            self.client.set_terminated(step.info.run_id, KILLED)
 
     def _latest_child(self, entry_point: str) -> Run | None:
         """The newest run of `entry_point` started under the parent run."""

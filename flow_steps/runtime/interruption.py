@@ -4,8 +4,10 @@ Entry points turn SIGTERM into KeyboardInterrupt (as Ctrl-C already is), so `wit
 driver cancels the step it waits on, and each run is ended KILLED by the process that owns it. While
 TensorFlow works, a signal is held and raised between batches (`interruptions_held`). Every
 run records its host and process (`process_host`, `process_id`, `process_started`); after a `kill -9`,
-the next pipeline on the same host marks the runs whose process is gone KILLED. Runs of live processes
-and of other hosts are never touched.
+the next pipeline on the same host marks the runs whose process is gone KILLED. A run is tagged with
+its process as it is created; a step's run, created by `mlflow run` before the step's process can tag it,
+carries its parent's id from its creation and goes with that parent (the driver) until then. Runs of
+live processes and of other hosts are never touched.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow.entities import Run, RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from flow_steps.config.names import TAG_ERROR, TAG_PROCESS_HOST, TAG_PROCESS_ID, TAG_PROCESS_STARTED
 
 logger = logging.getLogger(__name__)
 
 KILLED = RunStatus.to_string(RunStatus.KILLED)
+FAILED = RunStatus.to_string(RunStatus.FAILED)
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -160,33 +165,57 @@ def is_alive(pid: int, started: str | None) -> bool:
 
 
 def orphaned(
-    runs: Iterable[Run], host: str, alive: Callable[[int, str | None], bool] = is_alive
+    runs: Iterable[Run],
+    host: str,
+    alive: Callable[[int, str | None], bool] = is_alive,
+    parent_of: Callable[[str], Run | None] = lambda _run_id: None,
 ) -> list[Run]:
-    """The RUNNING runs recorded on `host` whose process is gone."""
-    found = []
+    """The RUNNING runs recorded on `host` whose process is gone.
+
+    A run without process tags (a step whose process had not tagged it yet when the driver died) is
+    judged by its parent run: it is orphaned when its parent, on `host`, is orphaned or already ended.
+    `parent_of` finds a parent that is not among `runs`.
+    """
+    runs = [run for run in runs if run.info.status == "RUNNING"]
+    found = {}
     for run in runs:
         tags = run.data.tags
-        if run.info.status != "RUNNING" or tags.get(TAG_PROCESS_HOST) != host:
+        if tags.get(TAG_PROCESS_HOST) != host or TAG_PROCESS_ID not in tags:
             continue
-        if TAG_PROCESS_ID in tags and not alive(int(tags[TAG_PROCESS_ID]), tags.get(TAG_PROCESS_STARTED)):
-            found.append(run)
-    return found
+        if not alive(int(tags[TAG_PROCESS_ID]), tags.get(TAG_PROCESS_STARTED)):
+            found[run.info.run_id] = run
+    by_id = {run.info.run_id: run for run in runs}
+    for run in runs:
+        parent_id = run.data.tags.get(MLFLOW_PARENT_RUN_ID)
+        if TAG_PROCESS_ID in run.data.tags or not parent_id:
+            continue
+        parent = by_id.get(parent_id) or parent_of(parent_id)
+        if parent is None or parent.data.tags.get(TAG_PROCESS_HOST) != host:
+            continue
+        if parent_id in found or parent.info.status != "RUNNING":
+            found[run.info.run_id] = run
+    return list(found.values())
 
 
 def close_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
-    """Mark KILLED the RUNNING runs of `experiment_id` whose process on this host is gone; their ids."""
+    """Mark KILLED the RUNNING runs of `experiment_id` whose process on this host is gone (`orphaned`);
+    their ids."""
     host = socket.gethostname()
-    running = client.search_runs(
-        [experiment_id],
-        f"attributes.status = 'RUNNING' and tags.{TAG_PROCESS_HOST} = '{host}'",
-        max_results=1000,
-    )
+    running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000)
     closed = []
-    for run in orphaned(running, host):
-        pid = run.data.tags[TAG_PROCESS_ID]
-        client.set_tag(run.info.run_id, TAG_ERROR, f"process {pid} on {host} ended without closing the run")
+    for run in orphaned(running, host, parent_of=lambda run_id: _run_or_none(client, run_id)):
+        pid = run.data.tags.get(TAG_PROCESS_ID)
+        process = f"process {pid}" if pid else "the process of its parent run"
+        client.set_tag(run.info.run_id, TAG_ERROR, f"{process} on {host} ended without closing the run")
         client.set_terminated(run.info.run_id, KILLED)
         closed.append(run.info.run_id)
     if closed:
         logger.warning("Marked %d run(s) KILLED whose process is gone: %s", len(closed), ", ".join(closed))
     return closed
+
+
+def _run_or_none(client: MlflowClient, run_id: str) -> Run | None:
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        return None

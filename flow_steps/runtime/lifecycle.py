@@ -32,6 +32,7 @@ from flow_steps.config.names import (
 from flow_steps.data.ingest import CleaningReport, suspect_move_message
 from flow_steps.data.masking import one_line
 from flow_steps.runtime.interruption import (
+    FAILED,
     KILLED,
     exit_code,
     interruption_reason,
@@ -39,6 +40,7 @@ from flow_steps.runtime.interruption import (
     this_process,
 )
 from flow_steps.runtime.lineage import code_version
+from flow_steps.runtime.outages import is_outage, outage_error, tried_briefly
 from flow_steps.runtime.store import prepare_tracking_store
 from flow_steps.runtime.tracking import (
     check_tracking_server,
@@ -75,9 +77,9 @@ def entry_point(label: str, runs: str = "run", checks: tuple[Callable[[], None],
     """
     configure_logging()
     raise_on_termination()
-    client_defaults()
     marked = f"its {runs} {'is' if runs == 'run' else 'are'} marked KILLED"
     try:
+        client_defaults()
         for check in checks:
             check()
         check_tracking_server()
@@ -85,6 +87,11 @@ def entry_point(label: str, runs: str = "run", checks: tuple[Callable[[], None],
         yield
     except PipelineError as error:
         logger.error("%s failed: %s", label, one_line(error))
+        sys.exit(1)
+    except MlflowException as error:  # the tracking server stayed away longer than the outage setting
+        if not is_outage(error):
+            raise
+        logger.error("%s failed: %s", label, one_line(outage_error(error)))
         sys.exit(1)
     except KeyboardInterrupt as error:
         logger.error("%s %s; %s", label, interruption_reason(error), marked)
@@ -95,23 +102,29 @@ def entry_point(label: str, runs: str = "run", checks: tuple[Callable[[], None],
 def tracked_run(
     run_name: str | None, params: dict[str, object], tags: dict[str, str] | None = None
 ) -> Iterator[mlflow.ActiveRun]:
-    """The MLflow run of the work inside the block: started (or resumed, under `mlflow run`), tagged with
-    the code version and the process that will close it, its parameters logged; a `PipelineError` is
-    stored in its `error` tag and ends it FAILED, an interruption ends it KILLED. `run_name` None keeps
-    the name the run has (`mlflow run` made it)."""
+    """The MLflow run of the work inside the block: started (or resumed, under `mlflow run`) tagged with
+    the process that will close it, then with the code version and its parameters; a `PipelineError` or
+    an outage longer than TRACKING_OUTAGE_SECONDS is stored in its `error` tag and ends it FAILED, an
+    interruption ends it KILLED (closing is tried briefly: the next pipeline closes what the server did
+    not take). `run_name` None keeps the name the run has (`mlflow run` made it)."""
     with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
-        run = mlflow.start_run(run_name=run_name, tags=tags)
+        run = mlflow.start_run(run_name=run_name, tags={**(tags or {}), **this_process().tags()})
     with run:
         try:
             with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
                 mark_training_experiment(run.info.experiment_id)
-                mlflow.set_tags({TAG_CODE_VERSION: code_version(), **this_process().tags()})
+                mlflow.set_tag(TAG_CODE_VERSION, code_version())
                 logged = run.data.params
                 mlflow.log_params({key: value for key, value in params.items() if key not in logged})
             yield run
         except PipelineError as error:
-            mlflow.set_tag(TAG_ERROR, one_line(error))
+            end_active_run(FAILED, one_line(error))
             raise
+        except MlflowException as error:
+            if not is_outage(error):
+                raise
+            end_active_run(FAILED, one_line(outage_error(error)))
+            raise outage_error(error) from error
         except KeyboardInterrupt as error:
             end_run_killed(error)
             raise
@@ -138,8 +151,18 @@ def run_step(
 
 def end_run_killed(error: KeyboardInterrupt) -> None:
     """End the active run KILLED, saying why in its `error` tag."""
-    mlflow.set_tag(TAG_ERROR, interruption_reason(error))
-    mlflow.end_run(KILLED)
+    end_active_run(KILLED, interruption_reason(error))
+
+
+def end_active_run(status: str, reason: str) -> None:
+    """End the active run `status` with `reason` in its `error` tag, trying briefly (`tried_briefly`);
+    it is no longer this process's active run either way."""
+    run_id = mlflow.active_run().info.run_id
+    tried_briefly(
+        f"mark run {run_id} {status}",
+        lambda: mlflow.set_tag(TAG_ERROR, reason),
+        lambda: mlflow.end_run(status),
+    )
 
 
 @contextmanager

@@ -1,28 +1,32 @@
-"""The tracking server as a team uses it: fail fast, in one line, when it is down or refuses a login.
+"""The tracking server as a team uses it: fail fast, in one line, when it is down, refuses a login or
+presents a certificate this machine does not trust.
 
-MLflow's own client retries a dead server for minutes and then raises a traceback; a pipeline step
-should say in a few seconds which variable to fix.
+Before anything starts, a step says in a few seconds which variable to fix; once runs exist, MLflow's
+client rides out an outage (runtime/outages.py).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 
 import mlflow
 import requests
 from mlflow.exceptions import MlflowException
 
 from flow_steps.config.errors import PipelineError
+from flow_steps.runtime.outages import outage_seconds, retries_for, retry_schedule, retry_settings
 
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 USERNAME_VARIABLE = "MLFLOW_TRACKING_USERNAME"
 PASSWORD_VARIABLE = "MLFLOW_TRACKING_PASSWORD"
+RUN_ID_VARIABLE = "MLFLOW_RUN_ID"  # set when the run this process continues exists already
+CERT_VARIABLE = "MLFLOW_TRACKING_SERVER_CERT_PATH"  # a private CA's or a self-signed certificate
+INSECURE_VARIABLE = "MLFLOW_TRACKING_INSECURE_TLS"
 CHECK_TIMEOUT_SECONDS = 10
 GENERATED_RUN_NAME = re.compile(r"^[a-z]+-[a-z]+-\d+$")  # the names MLflow makes up: adjective-noun-number
 CLIENT_DEFAULTS = {
-    # MLflow's client defaults retry a dead server for about four minutes; a step gives up sooner.
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
     # A Databricks-only feature whose check imports IPython (0.5 s) in every run-starting process.
     "MLFLOW_ENABLE_SGC_RUN_RESUMPTION_FOR_DATABRICKS_JOBS": "false",
@@ -30,30 +34,52 @@ CLIENT_DEFAULTS = {
 
 
 def client_defaults() -> None:
-    """MLflow client settings for the pipeline's processes, unless the environment sets its own."""
-    for name, value in CLIENT_DEFAULTS.items():
+    """MLflow client settings for the pipeline's processes, unless the environment sets its own: the
+    retries that ride out an outage of TRACKING_OUTAGE_SECONDS, the timeout, no Databricks checks."""
+    for name, value in {**CLIENT_DEFAULTS, **retry_settings(outage_seconds())}.items():
         os.environ.setdefault(name, value)
 
 
+def tls_verification() -> bool | str:
+    """What `requests` verifies the server's certificate against, as MLflow's client does: the file in
+    MLFLOW_TRACKING_SERVER_CERT_PATH, nothing with MLFLOW_TRACKING_INSECURE_TLS=true, else the system's."""
+    if os.environ.get(INSECURE_VARIABLE, "").lower() == "true":
+        return False
+    if path := os.environ.get(CERT_VARIABLE):
+        if not os.path.isfile(path):
+            raise PipelineError(f"{CERT_VARIABLE}={path} is not a file")
+        return path
+    return True
+
+
+class Unreachable(PipelineError):
+    """The tracking server did not answer (the connection failed or timed out)."""
+
+
 def check_tracking_server(timeout: float = CHECK_TIMEOUT_SECONDS) -> None:
-    """For an http(s) tracking URI, refuse in one line a server that does not answer or a refused login."""
+    """For an http(s) tracking URI, refuse in one line a server that does not answer or a refused login.
+
+    A process whose run already exists (a step the driver launched, `mlflow run`'s MLFLOW_RUN_ID) rides
+    out an outage first, as its MLflow calls would (TRACKING_OUTAGE_SECONDS); any other fails fast.
+    """
     uri = mlflow.get_tracking_uri()
     if not uri.startswith(("http://", "https://")):
         return
-    base = uri.rstrip("/")
-    try:
-        requests.get(f"{base}/health", timeout=timeout)
-        username, password = os.environ.get(USERNAME_VARIABLE), os.environ.get(PASSWORD_VARIABLE)
-        answer = requests.get(
-            f"{base}/api/2.0/mlflow/experiments/search",
-            params={"max_results": 1},
-            auth=(username, password) if username and password else None,
-            timeout=timeout,
-        )
-    except requests.Timeout as error:
-        raise PipelineError(f"{TRACKING_URI_VARIABLE}={uri} did not answer within {timeout:g} s") from error
-    except requests.ConnectionError as error:
-        raise PipelineError(f"{TRACKING_URI_VARIABLE}={uri}: {_connection_problem(error)}") from error
+    patient = bool(os.environ.get(RUN_ID_VARIABLE))
+    sleeps = retry_schedule(retries_for(outage_seconds()))[1:] if patient else []
+    while True:
+        try:
+            answer = _ask(uri, timeout)
+        except Unreachable:
+            if not sleeps:
+                raise
+            time.sleep(sleeps.pop(0))
+            continue
+        if answer.status_code >= 500 and sleeps:
+            time.sleep(sleeps.pop(0))
+            continue
+        break
+    username, password = os.environ.get(USERNAME_VARIABLE), os.environ.get(PASSWORD_VARIABLE)
     if answer.status_code == 401:
         given = "were refused" if username and password else "are not set"
         raise PipelineError(
@@ -64,8 +90,43 @@ def check_tracking_server(timeout: float = CHECK_TIMEOUT_SECONDS) -> None:
         raise PipelineError(f"the tracking server at {uri} answered {answer.status_code}: it is not healthy")
 
 
+def _ask(uri: str, timeout: float) -> requests.Response:
+    """The server's answer to a one-experiment search with this process's login; `Unreachable` when
+    it does not answer, another one-line PipelineError when TLS refuses it."""
+    base = uri.rstrip("/")
+    verify = tls_verification() if uri.startswith("https://") else True
+    username, password = os.environ.get(USERNAME_VARIABLE), os.environ.get(PASSWORD_VARIABLE)
+    try:
+        requests.get(f"{base}/health", timeout=timeout, verify=verify)
+        return requests.get(
+            f"{base}/api/2.0/mlflow/experiments/search",
+            params={"max_results": 1},
+            auth=(username, password) if username and password else None,
+            timeout=timeout,
+            verify=verify,
+        )
+    except requests.exceptions.SSLError as error:
+        raise PipelineError(_tls_problem(uri, error)) from error
+    except requests.Timeout as error:
+        raise Unreachable(f"{TRACKING_URI_VARIABLE}={uri} did not answer within {timeout:g} s") from error
+    except requests.ConnectionError as error:
+        raise Unreachable(f"{TRACKING_URI_VARIABLE}={uri}: {_connection_problem(error)}") from error
+
+
+def _tls_problem(uri: str, error: requests.exceptions.SSLError) -> str:
+    if "CERTIFICATE_VERIFY_FAILED" in str(error) or "certificate verify failed" in str(error):
+        trusted = f"the certificate in {CERT_VARIABLE}" if os.environ.get(CERT_VARIABLE) else "this machine"
+        return (
+            f"the tracking server at {uri} presented a certificate that {trusted} does not trust: set "
+            f"{CERT_VARIABLE} to the server's certificate or its CA's (see docs/team-server.md)"
+        )
+    return f"{TRACKING_URI_VARIABLE}={uri}: the TLS handshake failed (is it an https server?)"
+
+
 def _connection_problem(error: requests.ConnectionError) -> str:
     text = str(error)
+    if "RemoteDisconnected" in text or "Connection aborted" in text or "BadStatusLine" in text:
+        return "the server closed the connection without an answer (does it speak https only?)"
     if "Name or service not known" in text or "nodename nor servname" in text or "Errno -2" in text:
         return "unknown host"
     if "Connection refused" in text or "Errno 111" in text:
@@ -106,7 +167,7 @@ def experiment_label() -> str:
 def run_name_unless_chosen(default: str) -> str | None:
     """`default`, or None to keep the name of the run this process continues (`mlflow run` made it)
     when that name was chosen (`mlflow run --run-name`) rather than made up by MLflow."""
-    if run_id := os.environ.get("MLFLOW_RUN_ID"):
+    if run_id := os.environ.get(RUN_ID_VARIABLE):
         current = mlflow.MlflowClient().get_run(run_id).info.run_name
         if current and not GENERATED_RUN_NAME.match(current):
             return None

@@ -7,10 +7,12 @@ in its own process group and is stopped by signalling that group.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -142,18 +144,35 @@ class PostgresCluster:
         return f"postgresql+psycopg://{DB_USER}@{HOST}:{self.port}/{database}"
 
 
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made with openssl as docs/team-server.md shows."""
+    certificate, key = folder / "server.crt", folder / "server.key"
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+    command += ["-keyout", str(key), "-out", str(certificate), "-subj", f"/CN={HOST}"]
+    command += ["-addext", f"subjectAltName=IP:{HOST}"]
+    subprocess.run(command, capture_output=True, text=True, check=True)
+    return certificate, key
+
+
 @dataclass
 class TeamServer:
-    """deploy/team_server.py on a free port of 127.0.0.1, backed by `cluster`."""
+    """deploy/team_server.py on a free port of 127.0.0.1, backed by `cluster`; HTTPS only when given a
+    certificate and its key (`tls`)."""
 
     cluster: PostgresCluster
     artifacts: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
+    tls: tuple[Path, Path] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{HOST}:{self.port}"
+
+    @property
+    def verify(self) -> str | bool:
+        """What a client verifies the server's certificate with (`requests`' verify)."""
+        return str(self.tls[0]) if self.tls else True
 
     @property
     def private_tmp(self) -> Path:
@@ -183,6 +202,8 @@ class TeamServer:
             str(self.artifacts),
         ]
         command += ["--port", str(self.port), "--workers", "1", *options]
+        if self.tls:
+            command += ["--tls-certfile", str(self.tls[0]), "--tls-keyfile", str(self.tls[1])]
         log = (self.artifacts.parent / f"server-{self.port}.log").open("a")
         self.process = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -194,7 +215,7 @@ class TeamServer:
                     f"the tracking server exited with {self.process.returncode}: {self.log()[-3000:]}"
                 )
             try:
-                if requests.get(f"{self.url}/health", timeout=5).ok:
+                if requests.get(f"{self.url}/health", timeout=5, verify=self.verify).ok:
                     return self
             except requests.RequestException:  # not listening yet, or busy migrating its database
                 pass
@@ -210,11 +231,19 @@ class TeamServer:
             stop_process_group(self.process)
         self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL the server and its workers at once, as a crash or a node loss would; reaped on return."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.stop()
+
     def api(self, method: str, path: str, auth: tuple[str, str] = ADMIN, version: str = "2.0", **payload):
         """Call the server's REST API (as the admin by default)."""
         call = requests.get if method == "GET" else getattr(requests, method.lower())
         key = "params" if method == "GET" else "json"
-        return call(f"{self.url}/api/{version}/mlflow/{path}", auth=auth, timeout=30, **{key: payload})
+        url = f"{self.url}/api/{version}/mlflow/{path}"
+        return call(url, auth=auth, timeout=30, verify=self.verify, **{key: payload})
 
     def create_user(self, username: str, password: str) -> None:
         answer = self.api("POST", "users/create", username=username, password=password)

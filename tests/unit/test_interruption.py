@@ -108,3 +108,26 @@ def test_outside_a_held_block_a_signal_raises_at_once(signals_raise):
     with pytest.raises(Interrupted):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)
+
+
+def test_a_step_run_not_tagged_yet_goes_with_its_parent():
+    """The driver died between creating a step's run and tagging it: the run is judged by its parent's
+    process (a fake `alive`: pid 1 dead, pid 2 alive), never when that parent lives or is elsewhere."""
+    parent_id = "mlflow.parentRunId"
+
+    def alive(pid: int, _started: str | None) -> bool:
+        return pid == 2
+
+    ended_parent = a_run("ended parent", "KILLED", {TAG_PROCESS_HOST: "here", TAG_PROCESS_ID: "1"})
+    runs = [
+        a_run("dead parent", "RUNNING", {TAG_PROCESS_HOST: "here", TAG_PROCESS_ID: "1"}),
+        a_run("live parent", "RUNNING", {TAG_PROCESS_HOST: "here", TAG_PROCESS_ID: "2"}),
+        a_run("remote parent", "RUNNING", {TAG_PROCESS_HOST: "there", TAG_PROCESS_ID: "1"}),
+        a_run("child of dead", "RUNNING", {parent_id: "dead parent"}),
+        a_run("child of live", "RUNNING", {parent_id: "live parent"}),
+        a_run("child of remote", "RUNNING", {parent_id: "remote parent"}),
+        a_run("child of ended", "RUNNING", {parent_id: "ended parent"}),
+        a_run("child of unknown", "RUNNING", {parent_id: "gone"}),
+    ]
+    found = orphaned(runs, "here", alive, parent_of={"ended parent": ended_parent}.get)
+    assert [run.info.run_id for run in found] == ["dead parent", "child of dead", "child of ended"]
