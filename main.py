@@ -18,6 +18,7 @@ from flow_steps.config.names import DEFAULT_EXPERIMENT, MAIN_ENTRY_POINT
 from flow_steps.config.spec import SpecCommand
 from flow_steps.data.sources import check_data_source
 from flow_steps.orchestration.driver import run_pipeline
+from flow_steps.runtime.interruption import end_with_parent
 from flow_steps.runtime.lifecycle import check_option, entry_point, refusals_explained
 from flow_steps.runtime.tracking import experiment_label
 
@@ -69,6 +70,8 @@ def cli(
     **params: str | int | float,
 ) -> None:
     check_option(check_data_source, str(params["data_source"]), "--data-source")  # before anything is logged
+    if universe_run_id:  # a universe's ticker: stop with the Ray worker that runs it
+        end_with_parent()
     with entry_point("Pipeline", runs="runs"):
         with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
             use_experiment(experiment_name)

@@ -59,6 +59,7 @@ FORWARDED_VARIABLES = (
     "MLFLOW_ENABLE_SGC_RUN_RESUMPTION_FOR_DATABRICKS_JOBS",
     "QUANDL_API_KEY",
 )
+WORKER_DIED = -1  # a ticker's return code when its Ray worker died under it
 SHIPPED_EXCLUDES = ["mlruns/", "mlartifacts/", "mlflow.db*", ".git/", "outputs/", "**/__pycache__/", ".venv/"]
 
 
@@ -146,9 +147,11 @@ def summary_rows(client: MlflowClient, universe_run_id: str, outcomes: list[Tick
         metrics = run.data.metrics if run else {}
         tags = run.data.tags if run else {}
         status = run.info.status if run else "FAILED"
-        if status == "FINISHED" and outcome.returncode != 0:
+        if status in ("FINISHED", "RUNNING") and outcome.returncode != 0:  # RUNNING: still stopping
             status = "FAILED"
         reason = tags.get(TAG_ERROR, "") or (outcome.last_error if status != "FINISHED" else "")
+        if outcome.returncode == WORKER_DIED:  # its pipeline's runs say SIGTERM: the worker's death sent it
+            reason = outcome.last_error
         rows.append(
             {
                 "ticker": outcome.ticker,
@@ -209,6 +212,17 @@ def ratio_chart(summary: pd.DataFrame):
     return figure
 
 
+def _outcome(reference: object, ticker: str) -> TickerOutcome:
+    """The task's outcome; a task whose Ray worker died is a failed ticker (its pipeline stops with it)."""
+    import ray
+
+    try:
+        return ray.get(reference)
+    except ray.exceptions.RayError as error:
+        logger.error("%s: its Ray worker died (%s)", ticker, type(error).__name__)
+        return TickerOutcome(ticker, WORKER_DIED, 0.0, f"its Ray worker died ({type(error).__name__})")
+
+
 def run_universe(
     tickers: list[str], params: dict[str, str], max_parallel: int, address: str | None
 ) -> pd.DataFrame:
@@ -247,7 +261,7 @@ def run_universe(
                 pending[task.remote(ticker, arguments, env, project)] = ticker
             [done], _ = ray.wait(list(pending), num_returns=1)
             ticker = pending.pop(done)
-            outcome = ray.get(done)
+            outcome = _outcome(done, ticker)
             outcomes.append(outcome)
             failed = sum(item.returncode != 0 for item in outcomes)
             logger.info(

@@ -16,6 +16,8 @@ import logging
 import os
 import signal
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,6 +99,22 @@ def raise_if_interrupted() -> None:
     if _holding.pending is not None:
         error, _holding.pending = _holding.pending, None
         raise error
+
+
+def end_with_parent(poll_seconds: float = 1.0) -> threading.Thread:
+    """SIGTERM this process when the process that started it ends (a universe's Ray worker that died):
+    its runs then end KILLED as on any SIGTERM, instead of running on with no one to report to."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        logger.error("The process that started this one (%d) ended: stopping", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    watcher = threading.Thread(target=watch, name="end-with-parent", daemon=True)
+    watcher.start()
+    return watcher
 
 
 def interruption_reason(error: KeyboardInterrupt) -> str:

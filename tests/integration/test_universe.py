@@ -17,7 +17,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from flow_steps.config.names import DOWNLOAD_STEP, TAG_PROCESS_ID, UNIVERSE_ENTRY_POINT
+from flow_steps.config.names import DOWNLOAD_STEP, TAG_PROCESS_ID, TRAIN_STEP, UNIVERSE_ENTRY_POINT
 from flow_steps.data.sources import SAMPLE_FILE
 from flow_steps.model.features import minimum_rows
 from flow_steps.orchestration.fan_out import CHART_PATH, SUMMARY_PATH
@@ -200,3 +200,68 @@ def test_ctrl_c_cancels_the_running_ticker_and_never_starts_the_others(tracking,
     assert (
         price_server.paths_requested("/files/BBB.csv") == price_server.paths_requested("/files/CCC.csv") == 0
     )
+
+
+def test_a_ticker_whose_ray_worker_dies_fails_alone_and_leaves_nothing_running(tracking, tmp_path):
+    """SIGKILL to the Ray worker running AAA while AAA trains: AAA is reported failed, its pipeline
+    stops with the worker (its runs KILLED), BBB finishes."""
+    source = write_universe(tmp_path)
+    params = {**TINY_PARAMS, "data_source": source}
+    command = [sys.executable, "-m", "flow_steps.universe", "--tickers", "AAA,BBB", "--max-parallel", "2"]
+    process = subprocess.Popen(
+        [*command, *cli_options(params)],
+        cwd=PROJECT_ROOT,
+        env=tracking.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not [run for run in tracking.runs_of_name(f"AAA {TRAIN_STEP}") if run.info.status == "RUNNING"]:
+            assert time.monotonic() < deadline and process.poll() is None, "AAA never started training"
+            time.sleep(0.2)
+        [pipeline] = pipelines_of("AAA", tracking.uri)
+        worker = int(Path(f"/proc/{pipeline}/stat").read_text().rsplit(")", 1)[1].split()[2])
+        os.kill(worker, signal.SIGKILL)
+        _, stderr = process.communicate(timeout=600)
+        deadline = time.monotonic() + 120
+        while pipelines_of("AAA", tracking.uri):  # stopping, after its worker's death
+            assert time.monotonic() < deadline, "AAA's pipeline outlived its worker"
+            time.sleep(0.2)
+    finally:
+        if process.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 1, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].endswith("1 of 2 tickers failed: AAA")
+    [universe] = tracking.runs_of_name(UNIVERSE_ENTRY_POINT)
+    summary = pd.read_csv(mlflow.artifacts.download_artifacts(f"{universe.info.artifact_uri}/{SUMMARY_PATH}"))
+    rows = summary.set_index("ticker")
+    assert rows.loc["AAA", "status"] == "FAILED" and "its Ray worker died" in rows.loc["AAA", "reason"]
+    assert rows.loc["BBB", "status"] == "FINISHED"
+    assert not [run.info.run_name for run in tracking.runs() if run.info.status == "RUNNING"]
+    [aaa_training] = tracking.runs_of_name(f"AAA {TRAIN_STEP}")
+    assert (
+        tracking.client.get_run(rows.loc["AAA", "run_id"]).info.status == aaa_training.info.status == "KILLED"
+    )
+
+
+def pipelines_of(ticker: str, tracking_uri: str) -> list[int]:
+    """Pids of the `python main.py` processes for `ticker` that log to `tracking_uri`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with suppress(OSError):
+            if not entry.name.isdigit():
+                continue
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            environment = (entry / "environ").read_bytes().split(b"\0")
+            if (
+                b"main.py" in command
+                and ticker.encode() in command
+                and (f"MLFLOW_TRACKING_URI={tracking_uri}".encode() in environment)
+            ):
+                found.append(int(entry.name))
+    return found
