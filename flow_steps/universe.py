@@ -54,7 +54,9 @@ EXPERIMENT_VARIABLES = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIM
     "metrics. Exits 1 when any ticker failed.",
 )
 @options(UNIVERSE_ENTRY_POINT)
-def cli(tickers: str, max_parallel: int, ray_address: str, **params: str | int | float | bool) -> None:
+def cli(
+    tickers: str, max_parallel: int, executor: str, ray_address: str, **params: str | int | float | bool
+) -> None:
     try:
         ticker_list = parse_tickers(tickers)
     except PipelineError as error:
@@ -73,10 +75,10 @@ def cli(tickers: str, max_parallel: int, ray_address: str, **params: str | int |
         with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
             if not any(os.environ.get(name) for name in EXPERIMENT_VARIABLES):
                 mlflow.set_experiment(DEFAULT_EXPERIMENT)
-        own = {**values, "tickers": tickers, "max_parallel": str(max_parallel)}
+        own = {**values, "tickers": tickers, "max_parallel": str(max_parallel), "executor": executor}
         ray_tag = {"ray_address": address or "local"}
         with tracked_run(run_name_unless_chosen(UNIVERSE_ENTRY_POINT), own, ray_tag):
-            summary = run_universe(ticker_list, values, max_parallel, address)
+            summary = run_universe(ticker_list, values, max_parallel, address, executor)
         click.echo(summary.drop(columns=["run_id"]).to_string(index=False))
     failed = int((summary["status"] != "FINISHED").sum())
     if failed:

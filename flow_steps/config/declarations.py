@@ -214,6 +214,15 @@ MAX_PARALLEL = Param(
     "Tickers run at once, one Ray task (1 CPU) each; 0: the machine's cores, or the cluster's.",
     low=0,
 )
+EXECUTOR = Param(
+    "executor",
+    "string",
+    "in-worker",
+    "in-worker: each Ray worker imports TensorFlow and MLflow once and runs its tickers' steps in its own "
+    "process (mlflow.run with the in-process backend); process: every ticker is `python main.py` and "
+    "every step its own process (full isolation; each step pays its imports again).",
+    choices=("in-worker", "process"),
+)
 RAY_ADDRESS = Param(
     "ray_address",
     "string",

@@ -90,13 +90,15 @@ def run_pipeline(
     register_model: bool = True,
     run_name: str | None = None,
     universe_run_id: str | None = None,
+    backend: str = "local",
 ) -> Run:
     """Run (or reuse) the steps under one parent run; returns the train run.
 
     `params` holds every step parameter (names as in MLproject) as strings. With `register_model`,
     the trained model is registered and promoted to champion when it beats the current one. The
     parent run is named `run_name`, else after what differs from the defaults (`describe_run`); it is
-    a child of `universe_run_id` when a universe runs it.
+    a child of `universe_run_id` when a universe runs it. `backend` is the MLflow project backend of the
+    steps: `local` (a process each) or `in-process` (in this process: a universe's workers).
     """
     own_params = {
         **params,
@@ -109,7 +111,7 @@ def run_pipeline(
     ) as parent:
         started = time.perf_counter()
         ticker = normalize_ticker(params[COMPANY_ABBREVIATION.name])
-        steps = StepRunner(MlflowClient(), parent, code_version(), ticker)
+        steps = StepRunner(MlflowClient(), parent, code_version(), ticker, backend)
         with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
             close_orphaned_runs(steps.client, parent.info.experiment_id)
         train, stock_data = _run_steps(steps, params, reuse_training)

@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from dataclasses import dataclass
 
 import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from flow_steps.config.declarations import PIPELINE_PARAMS
 from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import (
     PROJECT_ROOT,
@@ -31,7 +25,9 @@ from flow_steps.config.names import (
     TAG_PROMOTION,
 )
 from flow_steps.data.masking import one_line
-from flow_steps.data.tickers import normalize_ticker, ticker_source
+from flow_steps.data.tickers import normalize_ticker
+from flow_steps.orchestration.workers import IN_WORKER, WORKER_DIED, TickerOutcome, TickerPool
+from flow_steps.runtime.interruption import close_orphaned_runs
 from flow_steps.runtime.outages import OUTAGE_VARIABLE, RETRY_VARIABLES
 from flow_steps.runtime.tracking import (
     CERT_VARIABLE,
@@ -59,79 +55,7 @@ FORWARDED_VARIABLES = (
     "MLFLOW_ENABLE_SGC_RUN_RESUMPTION_FOR_DATABRICKS_JOBS",
     "QUANDL_API_KEY",
 )
-WORKER_DIED = -1  # a ticker's return code when its Ray worker died under it
 SHIPPED_EXCLUDES = ["mlruns/", "mlartifacts/", "mlflow.db*", ".git/", "outputs/", "**/__pycache__/", ".venv/"]
-
-
-@dataclass
-class TickerOutcome:
-    """What the driver learns from one task: the pipeline's exit code, its last error line, its time."""
-
-    ticker: str
-    returncode: int
-    seconds: float
-    last_error: str
-
-
-def run_ticker(ticker: str, arguments: list[str], env: dict[str, str], project: str) -> TickerOutcome:
-    """One ticker's `python main.py`, in a Ray task; stopped by SIGTERM (runs end KILLED) if cancelled."""
-    cpus = _assigned_cpus()
-    threads = {
-        "OMP_NUM_THREADS": str(cpus),
-        "TF_NUM_INTRAOP_THREADS": str(cpus),
-        "TF_NUM_INTEROP_THREADS": "1",
-    }
-    started = time.monotonic()
-    with tempfile.TemporaryFile("w+") as errors:
-        process = subprocess.Popen(
-            [sys.executable, "main.py", *arguments],
-            cwd=project,
-            env={**os.environ, **env, **threads},
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-            text=True,
-            start_new_session=True,  # its own group: cancelling the task stops it and its steps
-        )
-        try:
-            returncode = _wait_interruptibly(process)
-        except BaseException:  # cancelled (KeyboardInterrupt / TaskCancelledError) or the worker exits
-            process.send_signal(signal.SIGTERM)
-            process.wait()
-            raise
-        errors.seek(0)
-        lines = [line.strip() for line in errors.read().splitlines() if line.strip()]
-    last_error = next((line for line in reversed(lines) if "ERROR" in line or "Error" in line), "")
-    return TickerOutcome(ticker, returncode, time.monotonic() - started, last_error)
-
-
-def _wait_interruptibly(process: subprocess.Popen, poll_seconds: float = 0.5) -> int:
-    """The process's exit code. Polled rather than a blocking wait: Ray cancels a task by raising
-    KeyboardInterrupt between Python bytecodes, which a wait inside the C call would delay until the
-    pipeline had finished on its own."""
-    while (returncode := process.poll()) is None:
-        time.sleep(poll_seconds)
-    return returncode
-
-
-def _assigned_cpus() -> int:
-    """The CPUs Ray gave this task (1 outside Ray)."""
-    try:
-        import ray
-
-        return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
-    except Exception:  # noqa: BLE001 - outside a Ray task
-        return 1
-
-
-def pipeline_arguments(ticker: str, params: dict[str, str], universe_run_id: str) -> list[str]:
-    """`python main.py` options for one ticker: every pipeline parameter, its data source, its parent."""
-    values = {
-        **params,
-        "company_abbreviation": ticker,
-        "data_source": ticker_source(params["data_source"], ticker),
-    }
-    arguments = [item for param in PIPELINE_PARAMS for item in (param.flag, values[param.name])]
-    return [*arguments, "--universe-run-id", universe_run_id]
 
 
 def summary_rows(client: MlflowClient, universe_run_id: str, outcomes: list[TickerOutcome]) -> pd.DataFrame:
@@ -147,8 +71,8 @@ def summary_rows(client: MlflowClient, universe_run_id: str, outcomes: list[Tick
         metrics = run.data.metrics if run else {}
         tags = run.data.tags if run else {}
         status = run.info.status if run else "FAILED"
-        if status in ("FINISHED", "RUNNING") and outcome.returncode != 0:  # RUNNING: still stopping
-            status = "FAILED"
+        if outcome.returncode == WORKER_DIED or (status in ("FINISHED", "RUNNING") and outcome.returncode):
+            status = "FAILED"  # RUNNING: still stopping; a dead worker's runs are KILLED, the ticker failed
         reason = tags.get(TAG_ERROR, "") or (outcome.last_error if status != "FINISHED" else "")
         if outcome.returncode == WORKER_DIED:  # its pipeline's runs say SIGTERM: the worker's death sent it
             reason = outcome.last_error
@@ -212,21 +136,15 @@ def ratio_chart(summary: pd.DataFrame):
     return figure
 
 
-def _outcome(reference: object, ticker: str) -> TickerOutcome:
-    """The task's outcome; a task whose Ray worker died is a failed ticker (its pipeline stops with it)."""
-    import ray
-
-    try:
-        return ray.get(reference)
-    except ray.exceptions.RayError as error:
-        logger.error("%s: its Ray worker died (%s)", ticker, type(error).__name__)
-        return TickerOutcome(ticker, WORKER_DIED, 0.0, f"its Ray worker died ({type(error).__name__})")
-
-
 def run_universe(
-    tickers: list[str], params: dict[str, str], max_parallel: int, address: str | None
+    tickers: list[str],
+    params: dict[str, str],
+    max_parallel: int,
+    address: str | None,
+    executor: str = IN_WORKER,
 ) -> pd.DataFrame:
-    """Run every ticker's pipeline on Ray under the active `universe` run; log and return the summary."""
+    """Run every ticker's pipeline on Ray under the active `universe` run, `executor` `in-worker` or
+    `process` (workers.py); log and return the summary."""
     import ray
 
     run = mlflow.active_run()
@@ -249,19 +167,26 @@ def run_universe(
             ) from error
         cpus = max_parallel or int(ray.cluster_resources().get("CPU", 1))
         project = "."
-    logger.info("Running %d tickers, %d at a time, on Ray (%s)", len(tickers), cpus, address or "local")
-    task = ray.remote(num_cpus=1, max_retries=0)(run_ticker)
+    logger.info(
+        "Running %d tickers, %d at a time, on Ray (%s), %s",
+        len(tickers),
+        cpus,
+        address or "local",
+        executor,
+    )
     started = time.monotonic()
     pending, waiting, outcomes = {}, list(tickers), []
+    pool = TickerPool(executor, min(cpus, len(tickers)), env, project)
     try:
         while waiting or pending:
             while waiting and len(pending) < cpus:
                 ticker = waiting.pop(0)
-                arguments = pipeline_arguments(ticker, params, run.info.run_id)
-                pending[task.remote(ticker, arguments, env, project)] = ticker
+                pending[pool.submit(ticker, params, run.info.run_id)] = ticker
             [done], _ = ray.wait(list(pending), num_returns=1)
             ticker = pending.pop(done)
-            outcome = _outcome(done, ticker)
+            outcome = pool.outcome(done, ticker)
+            if outcome.returncode == WORKER_DIED:  # its runs are RUNNING with the dead worker's process
+                close_orphaned_runs(MlflowClient(), run.info.experiment_id)
             outcomes.append(outcome)
             failed = sum(item.returncode != 0 for item in outcomes)
             logger.info(
@@ -276,8 +201,10 @@ def run_universe(
     except KeyboardInterrupt:
         logger.error("Interrupted: cancelling %d running tickers", len(pending))
         for reference in pending:
-            ray.cancel(reference)  # KeyboardInterrupt in the task: it SIGTERMs its pipeline
-        ray.wait(list(pending), num_returns=len(pending), timeout=60)
+            ray.cancel(reference)  # KeyboardInterrupt in the task or the worker: its runs end KILLED
+        ray.wait(list(pending), num_returns=len(pending), timeout=pool.grace_seconds)
+        pool.stop()  # a worker blocked in a call the cancel cannot reach is killed; its runs are closed:
+        close_orphaned_runs(MlflowClient(), run.info.experiment_id)
         raise
     finally:
         ray.shutdown()

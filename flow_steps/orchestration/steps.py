@@ -63,11 +63,12 @@ def download_reuse_tags(data_source: str) -> dict[str, str] | None:
 class StepRunner:
     """Runs pipeline steps as child runs of the active run, reusing finished ones."""
 
-    def __init__(self, client: MlflowClient, parent: Run, version: str, ticker: str):
+    def __init__(self, client: MlflowClient, parent: Run, version: str, ticker: str, backend: str = "local"):
         self.client = client
         self.parent = parent
         self.version = version
         self.ticker = ticker
+        self.backend = backend  # MLflow's project backend: "local" (a process per step) or "in-process"
         self.reused: dict[str, bool] = {}  # entry point -> whether its run was reused
 
     def find_finished(self, entry_point: str, params: dict[str, str], tags: dict[str, str]) -> Run | None:
@@ -97,6 +98,7 @@ class StepRunner:
                 experiment_id=self.parent.info.experiment_id,
                 run_name=f"{self.ticker} {entry_point}",
                 env_manager="local",
+                backend=self.backend,
             )
         except ExecutionException as error:
             # MLflow has marked the step's run FAILED unless the step did; its reason is read briefly:

@@ -8,12 +8,11 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import click
 import mlflow
-import pandas as pd
-from mlflow.data.dataset_source import DatasetSource
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -26,7 +25,6 @@ from flow_steps.config.names import (
     TAG_DATE_FORMAT,
     TAG_ERROR,
     TAG_SUSPECT_MOVES,
-    TAG_TICKER,
     TRAINING_EXPERIMENT_KIND,
 )
 from flow_steps.data.ingest import CleaningReport, suspect_move_message
@@ -100,15 +98,24 @@ def entry_point(label: str, runs: str = "run", checks: tuple[Callable[[], None],
 
 @contextmanager
 def tracked_run(
-    run_name: str | None, params: dict[str, object], tags: dict[str, str] | None = None
+    run_name: str | None,
+    params: dict[str, object],
+    tags: dict[str, str] | None = None,
+    run_id: str | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """The MLflow run of the work inside the block: started (or resumed, under `mlflow run`) tagged with
     the process that will close it, then with the code version and its parameters; a `PipelineError` or
     an outage longer than TRACKING_OUTAGE_SECONDS is stored in its `error` tag and ends it FAILED, an
     interruption ends it KILLED (closing is tried briefly: the next pipeline closes what the server did
-    not take). `run_name` None keeps the name the run has (`mlflow run` made it)."""
+    not take). `run_name` None keeps the name the run has (`mlflow run` made it); `run_id` continues that
+    run, nested under the active one (a step in a worker's process)."""
     with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
-        run = mlflow.start_run(run_name=run_name, tags={**(tags or {}), **this_process().tags()})
+        run = mlflow.start_run(
+            run_id=run_id,
+            run_name=run_name,
+            nested=run_id is not None,
+            tags={**(tags or {}), **this_process().tags()},
+        )
     with run:
         try:
             with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
@@ -140,6 +147,10 @@ def run_step(
     `tracked_run`). Under `mlflow run` the run already exists (MLFLOW_RUN_ID) and keeps the name the driver
     gave it (`MSFT train_model`); run alone, the step starts its own. When it succeeds, `output` names
     what it made (an artifact URI), printed with the run id."""
+    if run_id := _STEP_RUN.get():  # called in a worker's process by the in-process backend
+        with tracked_run(None, params, run_id=run_id):
+            work()
+        return
     with (
         entry_point(step_name),
         tracked_run(None if os.environ.get("MLFLOW_RUN_ID") else step_name, params) as run,
@@ -147,6 +158,22 @@ def run_step(
         work()
         if output:
             click.echo(f"{step_name} run {run.info.run_id}: {output()}")
+
+
+# The run a step called in this process continues (the in-process backend sets it); None in a step's own
+# process, which learns its run from MLFLOW_RUN_ID.
+_STEP_RUN: ContextVar[str | None] = ContextVar("step_run", default=None)
+
+
+@contextmanager
+def continuing_run(run_id: str) -> Iterator[None]:
+    """Inside the block, `run_step` runs the step's work in run `run_id`, nested under the active run,
+    without the process shell (`entry_point`): the caller's process is a worker that goes on."""
+    token = _STEP_RUN.set(run_id)
+    try:
+        yield
+    finally:
+        _STEP_RUN.reset(token)
 
 
 def end_run_killed(error: KeyboardInterrupt) -> None:
@@ -224,65 +251,3 @@ def mark_training_experiment(experiment_id: str) -> None:
     client = MlflowClient()
     if client.get_experiment(experiment_id).tags.get(EXPERIMENT_KIND_TAG) != TRAINING_EXPERIMENT_KIND:
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, TRAINING_EXPERIMENT_KIND)
-
-
-RUN_ARTIFACT_URI = re.compile(r"/(?P<run_id>[0-9a-f]{32})/artifacts/")
-
-
-def log_prices_input(prices: pd.DataFrame, parameter: str, local_path: str) -> None:
-    """Log the prices a step read as an MLflow dataset input: its source is the URI they came from.
-
-    Under `mlflow run` a path parameter is logged as the artifact URI and handed to the step as a
-    downloaded file; the dataset names that URI, and the ticker its transform run recorded.
-    """
-    run = mlflow.get_run(mlflow.active_run().info.run_id)
-    source = run.data.params.get(parameter, local_path)
-    ticker = Path(local_path).stem if parameter == "dataset_stock_csv" else _ticker_of(source)
-    dataset = mlflow.data.from_pandas(
-        prices, source=ArtifactSource(source), name=f"{ticker} prices" if ticker else "prices"
-    )
-    mlflow.log_input(dataset, context="training" if parameter == "stock_data" else "raw")
-
-
-class ArtifactSource(DatasetSource):
-    """A dataset's source: the artifact URI (or path) it was read from, `mlflow-artifacts:/` included.
-
-    MLflow resolves local and cloud URIs to sources of its own but not a tracking server's proxied
-    `mlflow-artifacts:/` URIs; this one names any of them and downloads it with MLflow.
-    """
-
-    def __init__(self, uri: str):
-        self.uri = uri
-
-    @staticmethod
-    def _get_source_type() -> str:
-        return "artifact"
-
-    def load(self, dst_path: str | None = None) -> str:
-        return mlflow.artifacts.download_artifacts(self.uri, dst_path=dst_path)
-
-    @staticmethod
-    def _can_resolve(raw_source: object) -> bool:
-        return False  # made explicitly, never guessed from a string
-
-    @classmethod
-    def _resolve(cls, raw_source: str) -> ArtifactSource:
-        return cls(raw_source)
-
-    def to_dict(self) -> dict[str, str]:
-        return {"uri": self.uri}
-
-    @classmethod
-    def from_dict(cls, source_dict: dict) -> ArtifactSource:
-        return cls(source_dict["uri"])
-
-
-def _ticker_of(source: str) -> str | None:
-    """The ticker tag of the run whose artifact `source` is, if any."""
-    match = RUN_ARTIFACT_URI.search(source)
-    if not match:
-        return None
-    try:
-        return MlflowClient().get_run(match["run_id"]).data.tags.get(TAG_TICKER)
-    except MlflowException:
-        return None

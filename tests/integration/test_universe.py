@@ -21,8 +21,9 @@ from flow_steps.config.names import DOWNLOAD_STEP, TAG_PROCESS_ID, TRAIN_STEP, U
 from flow_steps.data.sources import SAMPLE_FILE
 from flow_steps.model.features import minimum_rows
 from flow_steps.orchestration.fan_out import CHART_PATH, SUMMARY_PATH
+from flow_steps.orchestration.workers import KILL_HOOK_VARIABLE
 from flow_steps.runtime.interruption import EXIT_CODES
-from tests.conftest import FIXTURES, PROJECT_ROOT, TINY_PARAMS, cli_options, run_command
+from tests.conftest import FIXTURES, PROJECT_ROOT, TINY_PARAMS, cli_options, run_command, temporary_tracking
 from tests.support.helpers import mlflow_run
 from tests.support.price_server import HANG
 from tests.support.ray_cluster import RayHead
@@ -202,11 +203,11 @@ def test_ctrl_c_cancels_the_running_ticker_and_never_starts_the_others(tracking,
     )
 
 
-def test_a_ticker_whose_ray_worker_dies_fails_alone_and_leaves_nothing_running(tracking, tmp_path):
-    """SIGKILL to the Ray worker running AAA while AAA trains: AAA is reported failed, its pipeline
-    stops with the worker (its runs KILLED), BBB finishes."""
+def test_a_ticker_whose_ray_task_dies_fails_alone_and_its_pipeline_stops(tracking, tmp_path):
+    """executor=process: SIGKILL to the Ray worker whose task runs AAA's `python main.py` while AAA trains:
+    AAA is reported failed, its pipeline stops with the worker (its runs KILLED), BBB finishes."""
     source = write_universe(tmp_path)
-    params = {**TINY_PARAMS, "data_source": source}
+    params = {**TINY_PARAMS, "data_source": source, "executor": "process"}
     command = [sys.executable, "-m", "flow_steps.universe", "--tickers", "AAA,BBB", "--max-parallel", "2"]
     process = subprocess.Popen(
         [*command, *cli_options(params)],
@@ -223,7 +224,7 @@ def test_a_ticker_whose_ray_worker_dies_fails_alone_and_leaves_nothing_running(t
             assert time.monotonic() < deadline and process.poll() is None, "AAA never started training"
             time.sleep(0.2)
         [pipeline] = pipelines_of("AAA", tracking.uri)
-        worker = int(Path(f"/proc/{pipeline}/stat").read_text().rsplit(")", 1)[1].split()[2])
+        worker = int(Path(f"/proc/{pipeline}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its ppid
         os.kill(worker, signal.SIGKILL)
         _, stderr = process.communicate(timeout=600)
         deadline = time.monotonic() + 120
@@ -239,8 +240,9 @@ def test_a_ticker_whose_ray_worker_dies_fails_alone_and_leaves_nothing_running(t
     assert stderr.strip().splitlines()[-1].endswith("1 of 2 tickers failed: AAA")
     [universe] = tracking.runs_of_name(UNIVERSE_ENTRY_POINT)
     summary = pd.read_csv(mlflow.artifacts.download_artifacts(f"{universe.info.artifact_uri}/{SUMMARY_PATH}"))
-    rows = summary.set_index("ticker")
-    assert rows.loc["AAA", "status"] == "FAILED" and "its Ray worker died" in rows.loc["AAA", "reason"]
+    rows = summary.set_index("ticker").fillna("")
+    assert rows.loc["AAA", "status"] == "FAILED", summary
+    assert "its Ray worker died" in rows.loc["AAA", "reason"]
     assert rows.loc["BBB", "status"] == "FINISHED"
     assert not [run.info.run_name for run in tracking.runs() if run.info.status == "RUNNING"]
     [aaa_training] = tracking.runs_of_name(f"AAA {TRAIN_STEP}")
@@ -265,3 +267,75 @@ def pipelines_of(ticker: str, tracking_uri: str) -> list[int]:
             ):
                 found.append(int(entry.name))
     return found
+
+
+def test_a_worker_killed_mid_ticker_costs_that_ticker_only(tracking, tmp_path):
+    """executor=in-worker: the worker running AAA kills itself 4 s into it (the test hook); AAA is FAILED
+    with the reason, its runs are closed, the replaced worker and the other one finish the rest."""
+    source = write_universe(tmp_path)
+    params = {**TINY_PARAMS, "data_source": source}
+    command = [sys.executable, "-m", "flow_steps.universe", "--tickers", "AAA,BBB,CCC", "--max-parallel", "2"]
+    env = {**tracking.env, KILL_HOOK_VARIABLE: "AAA@4"}
+    result = run_command([*command, *cli_options(params)], env, timeout=600)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1].endswith("1 of 3 tickers failed: AAA")
+    [universe] = tracking.runs_of_name(UNIVERSE_ENTRY_POINT)
+    summary = pd.read_csv(mlflow.artifacts.download_artifacts(f"{universe.info.artifact_uri}/{SUMMARY_PATH}"))
+    rows = summary.set_index("ticker").fillna("")
+    assert rows.loc["AAA", "status"] == "FAILED" and "its Ray worker died" in rows.loc["AAA", "reason"]
+    assert list(rows.loc[["BBB", "CCC"], "status"]) == ["FINISHED", "FINISHED"]
+    assert not [run.info.run_name for run in tracking.runs() if run.info.status == "RUNNING"]
+    assert "KILLED" in {run.info.status for run in tracking.runs() if run.info.run_name.startswith("AAA")}
+
+
+def test_both_executors_make_the_same_runs_and_metrics(tmp_path):
+    """The same two tickers in-worker and as processes, each in its own store: the same run tree (names,
+    entry points, params, artifact paths) and the same metrics to 1e-9."""
+    source = write_universe(tmp_path)
+    trees = {}
+    for executor in ("in-worker", "process"):
+        folder = tmp_path / executor
+        folder.mkdir()
+        with temporary_tracking(folder) as store:
+            params = {**TINY_PARAMS, "data_source": source, "executor": executor, "register_model": "true"}
+            command = [sys.executable, "-m", "flow_steps.universe", "--tickers", "AAA,BBB"]
+            result = run_command([*command, *cli_options(params)], store.env, timeout=600)
+            assert result.returncode == 0, result.stderr[-3000:]
+            trees[executor] = run_tree(store)
+    same, other = trees["in-worker"], trees["process"]
+    assert same.keys() == other.keys() and len(same) == 1 + 2 * 5  # universe, 2 x (pipeline + 4 steps)
+    for name, run in same.items():
+        assert {key: value for key, value in run.items() if key != "metrics"} == {
+            key: value for key, value in other[name].items() if key != "metrics"
+        }, name
+        assert run["metrics"].keys() == other[name]["metrics"].keys(), name
+        for metric, value in run["metrics"].items():
+            if "seconds" not in metric and "per_hour" not in metric:
+                assert value == pytest.approx(other[name]["metrics"][metric], abs=1e-9), (name, metric)
+
+
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def run_tree(store) -> dict[str, dict]:
+    """Each run by name: its entry point, parent's name, params (but the executor), artifact paths."""
+    runs = store.runs()
+    names = {run.info.run_id: run.info.run_name for run in runs}
+    tree = {}
+    for run in runs:
+        artifacts, folders = [], [""]
+        while folders:
+            for item in store.client.list_artifacts(run.info.run_id, folders.pop() or None):
+                (folders if item.is_dir else artifacts).append(item.path)
+        tree[run.info.run_name] = {
+            "entry point": run.data.tags.get("mlflow.project.entryPoint"),
+            "parent": names.get(run.data.tags.get("mlflow.parentRunId")),
+            "params": {
+                key: RUN_ID.sub("<run id>", value.replace(str(store.folder), "<store>"))
+                for key, value in run.data.params.items()
+                if key != "executor"
+            },
+            "artifacts": sorted(artifacts),
+            "metrics": run.data.metrics,
+        }
+    return tree

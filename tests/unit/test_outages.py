@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import mlflow
 import pytest
 import requests
 from mlflow.exceptions import MlflowException
@@ -72,8 +73,18 @@ def mlflow_failure(cause: Exception) -> MlflowException:
         return raised
 
 
-def test_connection_errors_and_exhausted_5xx_retries_are_outages_other_answers_are_not(monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+@pytest.fixture
+def server_uri():
+    """This process's tracking URI set to a server's (another test may have set one before)."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri("http://127.0.0.1:9")
+    yield
+    mlflow.set_tracking_uri(previous)
+
+
+def test_connection_errors_and_exhausted_5xx_retries_are_outages_other_answers_are_not(
+    monkeypatch, server_uri
+):
     monkeypatch.setenv(OUTAGE_VARIABLE, "120")
     for name, value in retry_settings(120).items():
         monkeypatch.setenv(name, value)

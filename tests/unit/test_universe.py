@@ -18,7 +18,8 @@ from flow_steps.orchestration.cluster import (
     check_universe,
     probe_target,
 )
-from flow_steps.orchestration.fan_out import SHIPPED_EXCLUDES, pipeline_arguments, universe_metrics
+from flow_steps.orchestration.fan_out import SHIPPED_EXCLUDES, universe_metrics
+from flow_steps.orchestration.workers import pipeline_arguments
 from flow_steps.runtime.local_server import free_port
 from flow_steps.runtime.tracking import run_name_unless_chosen
 
