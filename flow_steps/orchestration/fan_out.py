@@ -86,6 +86,7 @@ def summary_rows(client: MlflowClient, universe_run_id: str, outcomes: list[Tick
                 "promotion": tags.get(TAG_PROMOTION, ""),
                 "champion_version": tags.get(TAG_CHAMPION_VERSION, ""),
                 "seconds": round(outcome.seconds, 1),
+                "worker_mib": round(outcome.worker_kib / 1024) if outcome.worker_kib else None,
                 "run_id": run.info.run_id if run else "",
             }
         )

@@ -58,6 +58,7 @@ class TickerOutcome:
     returncode: int
     seconds: float
     last_error: str
+    worker_kib: int = 0  # an in-worker worker's resident memory after the ticker (0: process executor)
 
 
 def ticker_values(ticker: str, params: dict[str, str]) -> dict[str, str]:
@@ -127,7 +128,7 @@ class TickerWorker:
             self._reset()
         if error:
             logger.error("%s failed: %s", ticker, error)
-        return TickerOutcome(ticker, returncode, time.monotonic() - started, error)
+        return TickerOutcome(ticker, returncode, time.monotonic() - started, error, resident_kib())
 
     def _reset(self) -> None:
         """No open run, no Keras graphs, the environment (MLFLOW_RUN_ID and the like) as at start."""

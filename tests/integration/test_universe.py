@@ -74,8 +74,10 @@ def test_a_universe_on_local_ray_summarises_every_ticker_and_fails_only_the_bad_
         "promotion",
         "champion_version",
         "seconds",
+        "worker_mib",
         "run_id",
     ]
+    assert (summary["worker_mib"] > 100).all()  # in-worker: each worker's memory after the ticker
     summary = summary.set_index("ticker")
     assert summary.index.tolist() == TICKERS
     assert summary["status"].tolist() == ["FINISHED", "FINISHED", "FINISHED", "FAILED"]
