@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import Run
+from mlflow.entities import Run, RunTag
 from mlflow.exceptions import ExecutionException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
@@ -117,8 +117,13 @@ class StepRunner:
 
     def _record(self, entry_point: str, child: Run, reused: bool) -> None:
         self.reused[entry_point] = reused
-        self.client.set_tag(self.parent.info.run_id, TAG_CHILD_RUN_PREFIX + entry_point, child.info.run_id)
-        self.client.set_tag(self.parent.info.run_id, TAG_REUSED_PREFIX + entry_point, str(reused).lower())
+        tags = {
+            TAG_CHILD_RUN_PREFIX + entry_point: child.info.run_id,
+            TAG_REUSED_PREFIX + entry_point: str(reused).lower(),
+        }
+        self.client.log_batch(
+            self.parent.info.run_id, tags=[RunTag(name, value) for name, value in tags.items()]
+        )
 
     def _end_killed(self, entry_point: str) -> None:
         if (step := self._latest_child(entry_point)) and step.info.status != KILLED:

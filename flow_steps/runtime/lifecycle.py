@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import click
 import mlflow
+from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -114,13 +116,12 @@ def tracked_run(
             run_id=run_id,
             run_name=run_name,
             nested=run_id is not None,
-            tags={**(tags or {}), **this_process().tags()},
+            tags={**(tags or {}), **this_process().tags(), TAG_CODE_VERSION: code_version()},
         )
     with run:
         try:
             with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
                 mark_training_experiment(run.info.experiment_id)
-                mlflow.set_tag(TAG_CODE_VERSION, code_version())
                 logged = run.data.params
                 mlflow.log_params({key: value for key, value in params.items() if key not in logged})
             yield run
@@ -231,12 +232,15 @@ def check_option(check: Callable[[str], None], value: str, flag: str) -> None:
 
 def record_price_checks(report: CleaningReport) -> None:
     """Log what the price checks found on the active run; warn in one line about suspect moves."""
-    mlflow.set_tag(TAG_DATE_FORMAT, report.date_format)
-    mlflow.log_metrics(
-        {
-            METRIC_LARGEST_GAP_DAYS: report.largest_gap_days,
-            METRIC_LARGEST_DAILY_MOVE: report.largest_daily_move,
-        }
+    metrics = {
+        METRIC_LARGEST_GAP_DAYS: report.largest_gap_days,
+        METRIC_LARGEST_DAILY_MOVE: report.largest_daily_move,
+    }
+    now = int(time.time() * 1000)
+    MlflowClient().log_batch(
+        mlflow.active_run().info.run_id,
+        metrics=[Metric(name, float(value), now, 0) for name, value in metrics.items()],
+        tags=[RunTag(TAG_DATE_FORMAT, report.date_format)],
     )
     if report.suspect_moves:
         mlflow.set_tag(TAG_SUSPECT_MOVES, "; ".join(move.describe() for move in report.suspect_moves)[:4000])
@@ -247,7 +251,15 @@ def record_price_checks(report: CleaningReport) -> None:
 
 
 def mark_training_experiment(experiment_id: str) -> None:
-    """Tag the experiment so that MLflow 3's UI opens it on its training runs (not the GenAI view)."""
+    """Tag the experiment so that MLflow 3's UI opens it on its training runs (not the GenAI view); once
+    per experiment and process (a universe's worker runs many)."""
+    key = (mlflow.get_tracking_uri(), experiment_id)
+    if key in _MARKED:
+        return
     client = MlflowClient()
     if client.get_experiment(experiment_id).tags.get(EXPERIMENT_KIND_TAG) != TRAINING_EXPERIMENT_KIND:
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, TRAINING_EXPERIMENT_KIND)
+    _MARKED.add(key)
+
+
+_MARKED: set[tuple[str, str]] = set()  # (tracking URI, experiment id) already marked by this process

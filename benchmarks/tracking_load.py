@@ -1,0 +1,223 @@
+"""The tracking requests one ticker costs, and whether the team server holds the rate of many tickers an hour.
+
+    python benchmarks/tracking_load.py                                 # about 5 minutes on 2 cores
+    python benchmarks/tracking_load.py --tickers-per-hour 500 --seconds 120 --server-workers 2
+
+1. Starts a throwaway PostgreSQL cluster and the team server (deploy/team_server.py: basic-auth,
+   proxied artifacts, `--workers` as given) on 127.0.0.1, as the tests do (tests/support/team_server.py).
+2. Runs two tickers' pipelines in this process with the steps in-process, as a universe's worker does,
+   and records every HTTP request MLflow sends for the second ticker: the count by endpoint, and the
+   time the server took to answer them (the sum of response times) against the ticker's wall.
+3. Replays that mix of requests (the same methods, paths and bodies, artifacts included) at the rate
+   `--tickers-per-hour` tickers send, from a pool of threads, for `--seconds`, and reports p50/p95
+   latency, server errors and failed connections. Replayed creations that already exist answer 4xx;
+   they are counted apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import logging
+import os
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))
+
+from tests.support.team_server import ADMIN, PostgresCluster, TeamServer  # noqa: E402
+
+logger = logging.getLogger("benchmarks.tracking_load")
+EXPERIMENT = "tracking-load"
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class Recorder:
+    """Records what `requests` sends (MLflow's client uses it for every call) while `recording`."""
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.calls: list[dict] = []
+        self._send = requests.Session.send
+        recorder = self
+
+        def send(session, request, **kwargs):
+            body = request.body
+            if hasattr(body, "read"):  # an artifact upload: keep its bytes for the replay
+                position = body.tell()
+                content = body.read()
+                body.seek(position)
+                body = content
+            response = recorder._send(session, request, **kwargs)
+            if recorder.recording:
+                recorder.calls.append(
+                    {
+                        "method": request.method,
+                        "url": request.url,
+                        "headers": dict(request.headers),
+                        "body": body,
+                        "seconds": response.elapsed.total_seconds(),
+                    }
+                )
+            return response
+
+        requests.Session.send = send
+
+
+def endpoint(call: dict) -> str:
+    path = call["url"].split("?", 1)[0].split("://", 1)[1].split("/", 1)[1]
+    return f"{call['method']} /{RUN_ID.sub('<id>', path)}"
+
+
+def one_ticker(server: TeamServer, folder: Path, recorder: Recorder, epochs: int) -> tuple[float, list[dict]]:
+    """Two tickers in this process (the first warms it up); the wall and the requests of the second."""
+    import mlflow
+    import pandas as pd
+
+    from flow_steps.config.declarations import PIPELINE_PARAMS
+    from flow_steps.data.sources import SAMPLE_FILE
+    from flow_steps.orchestration.driver import run_pipeline
+    from flow_steps.orchestration.in_process import BACKEND
+    from flow_steps.runtime.lifecycle import configure_logging
+    from flow_steps.runtime.tracking import client_defaults
+
+    os.environ.update(
+        {
+            "MLFLOW_TRACKING_URI": server.url,
+            "MLFLOW_TRACKING_USERNAME": ADMIN[0],
+            "MLFLOW_TRACKING_PASSWORD": ADMIN[1],
+            "OMP_NUM_THREADS": "1",
+            "TF_NUM_INTRAOP_THREADS": "1",
+            "TF_NUM_INTEROP_THREADS": "1",
+        }
+    )
+    configure_logging()
+    client_defaults()
+    mlflow.set_tracking_uri(server.url)
+    mlflow.set_experiment(EXPERIMENT)
+    sample = pd.read_csv(SAMPLE_FILE)
+    values = {param.name: param.text(param.default) for param in PIPELINE_PARAMS if param.default is not None}
+    values = {
+        name: value for name, value in values.items() if name not in ("reuse_training", "register_model")
+    }
+    values.update({"epochs": str(epochs), "max_row_limit": "1500"})
+    wall = 0.0
+    for index, ticker in enumerate(("WARM", "LOAD")):
+        path = folder / f"{ticker}.csv"
+        sample.iloc[index * 300 : index * 300 + 1700].to_csv(path, index=False)
+        recorder.recording, recorder.calls = index == 1, []
+        started = time.perf_counter()
+        run_pipeline({**values, "company_abbreviation": ticker, "data_source": str(path)}, backend=BACKEND)
+        wall = time.perf_counter() - started
+    recorder.recording = False
+    return wall, recorder.calls
+
+
+def replay(calls: list[dict], rate: float, seconds: float, threads: int) -> dict[str, object]:
+    """Send `calls` round-robin at `rate` per second for `seconds`; latencies and outcomes."""
+    latencies: list[float] = []
+    outcomes: collections.Counter = collections.Counter()
+    lock = threading.Lock()
+    local = threading.local()
+
+    def send(call: dict) -> None:
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        started = time.perf_counter()
+        try:
+            answer = session.request(
+                call["method"],
+                call["url"],
+                headers=call["headers"],
+                data=call["body"],
+                timeout=60,
+                verify=False,
+            )
+            kind = "2xx" if answer.ok else f"{answer.status_code // 100}xx"
+        except requests.RequestException as error:
+            kind = f"failed ({type(error).__name__})"
+        with lock:
+            latencies.append(time.perf_counter() - started)
+            outcomes[kind] += 1
+
+    interval = 1 / rate
+    with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+        started = time.perf_counter()
+        sent = 0
+        while (elapsed := time.perf_counter() - started) < seconds:
+            pool.submit(send, calls[sent % len(calls)])
+            sent += 1
+            time.sleep(max(0.0, sent * interval - (time.perf_counter() - started)))
+        logger.info("sent %d requests in %.0f s; waiting for the last answers", sent, elapsed)
+    latencies.sort()
+    return {
+        "sent": sent,
+        "per second": sent / seconds,
+        "p50 ms": 1000 * statistics.median(latencies),
+        "p95 ms": 1000 * latencies[int(0.95 * (len(latencies) - 1))],
+        "outcomes": dict(outcomes),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tickers-per-hour", type=float, default=500)
+    parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument("--server-workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=5)
+    arguments = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    recorder = Recorder()
+    with tempfile.TemporaryDirectory(prefix="tracking-load-") as name:
+        folder = Path(name)
+        (folder / "artifacts").mkdir()
+        cluster = PostgresCluster()
+        server = TeamServer(cluster, folder / "artifacts")
+        try:
+            cluster.init().start()
+            cluster.create_database("mlflow")
+            cluster.create_database("mlflow_auth")
+            server.start("--workers", str(arguments.server_workers))
+            wall, calls = one_ticker(server, folder, recorder, arguments.epochs)
+            rate = len(calls) * arguments.tickers_per_hour / 3600
+            logger.info(
+                "replaying %d requests at %.1f per second for %.0f s", len(calls), rate, arguments.seconds
+            )
+            load = replay(calls, rate, arguments.seconds, arguments.threads)
+        finally:
+            server.stop()
+            cluster.remove()
+    by_endpoint = collections.Counter(endpoint(call) for call in calls)
+    server_seconds = sum(call["seconds"] for call in calls)
+    print(
+        f"\nOne ticker ({arguments.epochs} epochs, 1,500 days, registration included): {len(calls)} requests"
+    )
+    for name, count in by_endpoint.most_common():
+        print(f"  {count:4d}  {name}")
+    print(
+        f"server time {server_seconds:.2f} s of the ticker's {wall:.1f} s wall: {server_seconds / wall:.1%}"
+    )
+    print(
+        f"\nLoad: {arguments.tickers_per_hour:g} tickers an hour = {rate:.1f} requests/s, for "
+        f"{arguments.seconds:g} s, team server with {arguments.server_workers} worker(s):"
+    )
+    print(
+        f"  sent {load['sent']} ({load['per second']:.1f}/s); p50 {load['p50 ms']:.0f} ms, "
+        f"p95 {load['p95 ms']:.0f} ms; outcomes {load['outcomes']}"
+    )
+
+
+if __name__ == "__main__":
+    main()
