@@ -335,8 +335,13 @@ def test_a_universe_of_two_tickers_rides_out_a_server_restart(tls_team, first_pi
     sample.iloc[:1500].to_csv(tmp_path / "WIKI-BBB.csv", index=False)
     params = {**PARAMS, "data_source": str(tmp_path / "WIKI-{ticker}.csv")}
 
-    def restart() -> None:
-        wait_for_step(tls_team)
+    def restart() -> None:  # in-worker: the steps run inside Ray's workers, so their runs are watched
+        experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+        training = f"attributes.status = 'RUNNING' and tags.`mlflow.project.entryPoint` = '{TRAIN_STEP}'"
+        deadline = time.monotonic() + 300
+        while not client.search_runs([experiment_id], training):
+            assert time.monotonic() < deadline, "no train_model run started within 300 s"
+            time.sleep(0.2)
         time.sleep(2)
         tls_team.kill()
         time.sleep(DOWN_SECONDS)
