@@ -45,6 +45,7 @@ IN_WORKER, PROCESS = "in-worker", "process"
 WORKER_DIED = -1  # a ticker's return code when its Ray worker died under it
 THREADS = {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 PIPELINE_FLAGS = ("reuse_training", "register_model")  # main.py's own flags, not step parameters
+MLFLOW_CODE_MODEL_MODULES = "code_model_"  # the modules MLflow loads models-from-code as
 # Tests only: "TICKER@SECONDS" makes an in-worker worker kill itself (SIGKILL) that long into TICKER, as
 # an out-of-memory kill or a crash in native code would.
 KILL_HOOK_VARIABLE = "FLOW_STEPS_TEST_KILL_WORKER"
@@ -131,9 +132,16 @@ class TickerWorker:
         return TickerOutcome(ticker, returncode, time.monotonic() - started, error, resident_kib())
 
     def _reset(self) -> None:
-        """No open run, no Keras graphs, the environment (MLFLOW_RUN_ID and the like) as at start."""
+        """No open run, no model left loaded, no Keras graphs, the environment (MLFLOW_RUN_ID and the
+        like) as at start."""
         while mlflow.active_run():
             mlflow.end_run(FAILED)
+        # MLflow loads a model logged as code as a new module per load (log_model's check of the input
+        # example, register_model's scoring), kept in sys.modules, and the last model it made in
+        # `mlflow.models.model.__mlflow_model__`: together about 20 MiB a ticker, measured.
+        for name in [name for name in sys.modules if name.startswith(MLFLOW_CODE_MODEL_MODULES)]:
+            del sys.modules[name]
+        mlflow.models.model.__mlflow_model__ = None
         import keras
 
         keras.backend.clear_session()
