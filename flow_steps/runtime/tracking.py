@@ -30,12 +30,16 @@ CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
     # A Databricks-only feature whose check imports IPython (0.5 s) in every run-starting process.
     "MLFLOW_ENABLE_SGC_RUN_RESUMPTION_FOR_DATABRICKS_JOBS": "false",
+    # Asynchronous metrics (the per-epoch losses) go in one request per 5 s, not one per call; and a run's
+    # end no longer waits out the logging thread's 1 s poll (about 0.9 s a train_model run, measured).
+    "MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS": "5",
 }
 
 
 def client_defaults() -> None:
     """MLflow client settings for the pipeline's processes, unless the environment sets its own: the
-    retries that ride out an outage of TRACKING_OUTAGE_SECONDS, the timeout, no Databricks checks."""
+    retries that ride out an outage of TRACKING_OUTAGE_SECONDS, the timeout, batched asynchronous
+    metrics, no Databricks checks."""
     for name, value in {**CLIENT_DEFAULTS, **retry_settings(outage_seconds())}.items():
         os.environ.setdefault(name, value)
 

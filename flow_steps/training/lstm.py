@@ -37,6 +37,7 @@ from flow_steps.training.evaluation import (
     metrics_by_name,
     statistical_peer_forecasts,
 )
+from flow_steps.training.network import free_when_gone, seeded_model
 
 logger = logging.getLogger(__name__)
 
@@ -54,21 +55,6 @@ def limit_threads_from_environment() -> None:
         tf.config.threading.set_inter_op_parallelism_threads(int(inter))
 
 
-def build_lstm(window: int, units: int, learning_rate: float = 1e-3) -> keras.Model:
-    """Two stacked LSTM layers of `units` and a Dense output: one scaled log return per window."""
-    model = keras.Sequential(
-        [
-            keras.Input(shape=(window, 1)),
-            keras.layers.LSTM(units, return_sequences=True),
-            keras.layers.LSTM(units),
-            keras.layers.Dense(1),
-        ],
-        name="stock_lstm",
-    )
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
-    return model
-
-
 # Fits of little work run eagerly: tracing the LSTM's graph costs about 2.5 CPU-seconds, more than a few
 # dozen eager steps over short windows (300 days, window 10, one epoch: 4.1 s traced, 1.7 s eager), while
 # an eager step grows with the window (the LSTM steps through it in Python). The work is counted as
@@ -84,7 +70,10 @@ def training_steps(n_samples: int, batch_size: int, epochs: int) -> int:
 
 @dataclass
 class FittedLstm:
-    """A trained LSTM with the preprocessing it was trained with and how training went."""
+    """A trained LSTM with the preprocessing it was trained with and how training went.
+
+    It owns `keras_model`: once it is gone, the process may train that model again (`seeded_model`), so
+    keep the FittedLstm, not only its model, for as long as the model is used."""
 
     keras_model: keras.Model
     scaler: ReturnScaler
@@ -154,13 +143,12 @@ def fit_lstm(
     validation_windows, validation_targets = windows[-n_validation:], targets[-n_validation:]
     scaler = ReturnScaler.fit(next_log_returns(fit_windows, fit_targets))
 
-    keras.utils.set_random_seed(seed)
     if tf.config.list_physical_devices("GPU"):
         # GPU kernels (cuDNN) need op determinism for repeatable results. On the CPU the ops used here
         # are deterministic already (same seed, same metrics: tests/unit/test_training.py), and op
         # determinism would only make tf.data log a spurious error about `use_unbounded_threadpool`.
         tf.config.experimental.enable_op_determinism()
-    model = build_lstm(window, units)
+    model = seeded_model(window, units, seed)
     # Keras traces a graph for training: seconds that pay off over many steps, not over a handful.
     model.run_eagerly = training_steps(len(fit_windows), batch_size, epochs) * window <= EAGER_MAX_WORK
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
@@ -187,6 +175,8 @@ def fit_lstm(
         n_validation_samples=n_validation,
         train_seconds=time.perf_counter() - started,
     )
+    if not model.run_eagerly:
+        free_when_gone(fitted, fitted.keras_model, window, units)
     logger.info(
         "Trained %d epochs in %.1f s; kept the best, epoch %d (validation loss %.4f)",
         len(fitted.history["loss"]),

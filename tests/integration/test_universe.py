@@ -292,14 +292,17 @@ def test_a_worker_killed_mid_ticker_costs_that_ticker_only(tracking, tmp_path):
 
 def test_both_executors_make_the_same_runs_and_metrics(tmp_path):
     """The same two tickers in-worker and as processes, each in its own store: the same run tree (names,
-    entry points, params, artifact paths) and the same metrics to 1e-9."""
+    entry points, params, artifact paths) and the same metrics to 1e-9. In-worker, one worker runs both:
+    BBB trains the model AAA traced (fits large enough to be traced, not eager)."""
     source = write_universe(tmp_path)
+    traced = {**TINY_PARAMS, "window": "60", "epochs": "2"}  # 300 days: 6 batches x 2 epochs x 60 days
     trees = {}
-    for executor in ("in-worker", "process"):
+    for executor, workers in (("in-worker", "1"), ("process", "2")):
         folder = tmp_path / executor
         folder.mkdir()
         with temporary_tracking(folder) as store:
-            params = {**TINY_PARAMS, "data_source": source, "executor": executor, "register_model": "true"}
+            params = {**traced, "data_source": source, "executor": executor, "register_model": "true"}
+            params["max_parallel"] = workers
             command = [sys.executable, "-m", "flow_steps.universe", "--tickers", "AAA,BBB"]
             result = run_command([*command, *cli_options(params)], store.env, timeout=600)
             assert result.returncode == 0, result.stderr[-3000:]
@@ -320,7 +323,8 @@ RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def run_tree(store) -> dict[str, dict]:
-    """Each run by name: its entry point, parent's name, params (but the executor), artifact paths."""
+    """Each run by name: its entry point, parent's name, params (but how it ran: the executor and the
+    number of workers), artifact paths."""
     runs = store.runs()
     names = {run.info.run_id: run.info.run_name for run in runs}
     tree = {}
@@ -335,7 +339,7 @@ def run_tree(store) -> dict[str, dict]:
             "params": {
                 key: RUN_ID.sub("<run id>", value.replace(str(store.folder), "<store>"))
                 for key, value in run.data.params.items()
-                if key != "executor"
+                if key not in ("executor", "max_parallel")
             },
             "artifacts": sorted(artifacts),
             "metrics": run.data.metrics,

@@ -23,7 +23,8 @@ from flow_steps.registry.scoring import holdout_days
 from flow_steps.runtime.inputs import read_prepared
 from flow_steps.runtime.lineage import code_version, sha256_bytes
 from flow_steps.training.evaluation import rmse
-from flow_steps.training.lstm import FittedLstm, build_lstm
+from flow_steps.training.lstm import FittedLstm
+from flow_steps.training.network import build_lstm
 
 WINDOW = 10
 RETURN_SCALE = 0.02

@@ -10,7 +10,7 @@ from flow_steps.config.names import DAYS_AHEAD_COLUMN, FORECAST_COLUMN, MAX_HORI
 from flow_steps.model.features import ReturnScaler
 from flow_steps.model.intervals import INTERVAL_COLUMNS, latest_volatility
 from flow_steps.model.pyfunc import LstmPriceForecaster, predict_next_closes
-from flow_steps.training.lstm import build_lstm
+from flow_steps.training.network import build_lstm
 
 
 @pytest.fixture(scope="module")

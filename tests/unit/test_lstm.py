@@ -1,5 +1,6 @@
 """Training and backtests, with tiny LSTMs and no tracking store."""
 
+import gc
 import os
 import signal
 
@@ -69,6 +70,28 @@ def test_same_seed_same_forecasts():
     prices = random_walk(120)
     first, second = evaluate_split(prices, 20, TINY), evaluate_split(prices, 20, TINY)
     np.testing.assert_array_equal(first.forecasts[LSTM], second.forecasts[LSTM])
+
+
+@pytest.mark.slow
+def test_a_traced_model_fitted_again_trains_as_a_fresh_one_and_never_while_its_fit_lives():
+    """A universe worker reuses a traced model (its graphs) for the next fit of the same shape: the
+    result equals a fresh model's to the bit, and a model is reused only once its fit is gone."""
+    fit = dict(window=40, units=4, epochs=2, batch_size=16, validation_fraction=0.1, patience=2, seed=7)
+    assert training_steps(171, 16, 2) * 40 > EAGER_MAX_WORK  # 250 days: traced, not eager
+    first_closes, second_closes = (random_walk(250, seed)["Close"].to_numpy() for seed in (1, 2))
+    first = fit_lstm(first_closes, **fit)
+    first_weights = first.keras_model.get_weights()
+    fresh = fit_lstm(second_closes, **fit)  # `first` still lives: a model of its own
+    assert fresh.keras_model is not first.keras_model
+    np.testing.assert_array_equal(first.keras_model.get_weights()[0], first_weights[0])
+    traced_model = first.keras_model
+    del first
+    gc.collect()
+    again = fit_lstm(second_closes, **fit)
+    assert again.keras_model is traced_model  # reused, its graphs traced by the first fit
+    assert again.history == fresh.history
+    for reused, new in zip(again.keras_model.get_weights(), fresh.keras_model.get_weights(), strict=True):
+        np.testing.assert_array_equal(reused, new)
 
 
 @pytest.mark.slow
