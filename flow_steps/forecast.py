@@ -1,10 +1,11 @@
-"""Forecast the next business days' closes with a logged or registered model, as a table.
+"""Forecast the next trading days' closes with a logged or registered model, as a table.
 
     python -m flow_steps.forecast --model models:/stock-MSFT-lstm@champion --data-source sample --horizon 5
 
 Prices come from the same sources as download_raw_data and are cleaned the same way as for training
 (adjusted close when the source has one); the model forecasts recursively from the latest closes.
-Dates are the business days (Monday to Friday) after the last price; exchange holidays are not skipped.
+Dates are the next sessions of `calendar` (XNYS by default) after the last price: weekends and the
+exchange's holidays are skipped; `calendar=none` dates them Monday to Friday.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from flow_steps.config.names import (
 from flow_steps.config.values import PriceChecks
 from flow_steps.data.ingest import load_prices
 from flow_steps.data.masking import one_line
+from flow_steps.data.sessions import next_sessions
 from flow_steps.data.sources import fetch_raw_prices, refuse_embedded_secrets
 from flow_steps.data.tickers import TICKER_PLACEHOLDER, normalize_ticker, parse_tickers, ticker_source
 from flow_steps.model.intervals import INTERVAL_COLUMNS, LEVELS, lower_column, upper_column
@@ -57,12 +59,12 @@ ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
 VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 
 
-def forecast_table(prices: pd.DataFrame, answer: pd.DataFrame) -> pd.DataFrame:
-    """Dates (the business days after the last price), forecast closes, % change from the last close,
-    the prediction intervals the model gave, and the last close they start from (what monitoring
+def forecast_table(prices: pd.DataFrame, answer: pd.DataFrame, calendar: str) -> pd.DataFrame:
+    """Dates (the calendar's sessions after the last price), forecast closes, % change from the last
+    close, the prediction intervals the model gave, and the last close they start from (what monitoring
     compares the naive forecast with)."""
     last_date, last_close = prices[DATE_COLUMN].iloc[-1], float(prices[PRICE_COLUMN].iloc[-1])
-    dates = pd.bdate_range(last_date + pd.offsets.BDay(1), periods=len(answer))
+    dates = next_sessions(calendar, last_date, len(answer))
     values = answer[FORECAST_COLUMN].to_numpy(dtype=float)
     bounds = {column: answer[column].to_numpy(dtype=float) for column in INTERVAL_COLUMNS if column in answer}
     return pd.DataFrame(
@@ -115,7 +117,7 @@ def forecast(
     horizon: int,
     checks: PriceChecks,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The cleaned prices and the forecast table for the next `horizon` business days."""
+    """The cleaned prices and the forecast table for the next `horizon` sessions."""
     ticker = normalize_ticker(company_abbreviation)
     raw = fetch_raw_prices(data_source, ticker, quandl_database)
     prices = load_prices(raw.content, raw.resolved_source, checks=checks).prices
@@ -127,7 +129,7 @@ def forecast(
             raise PipelineError(
                 f"model '{model_uri}' refused the prices of {raw.resolved_source}: {error.message}"
             ) from error
-    return prices, forecast_table(prices, answer)
+    return prices, forecast_table(prices, answer, checks.calendar)
 
 
 def _intervals(row: pd.Series) -> str:
@@ -217,7 +219,7 @@ def write_csv(table: pd.DataFrame, output: Path) -> None:
 
 
 @click.command(
-    help="Forecast the next HORIZON business days' closes with a logged or registered model and print "
+    help="Forecast the next HORIZON trading days' closes with a logged or registered model and print "
     "them as a table (dates, forecast close, change from the last close); --output also writes a CSV. "
     "The table is logged to an MLflow run named 'forecast' as forecast/forecast.csv. Several tickers "
     "(--company-abbreviation MSFT,AAPL, with {ticker} in --data-source) give one table of each one's "

@@ -106,7 +106,7 @@ def installed_pin(names: str | tuple[str, ...]) -> str:
 
 
 def model_signature() -> ModelSignature:
-    """Chronological closes in; one row per business day ahead out (forecast and interval bounds);
+    """Chronological closes in; one row per trading day ahead out (forecast and interval bounds);
     `horizon` (default 1) as a parameter."""
     outputs = [ColSpec("long", DAYS_AHEAD_COLUMN), ColSpec("double", FORECAST_COLUMN)]
     return ModelSignature(

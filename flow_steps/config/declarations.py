@@ -6,6 +6,7 @@ Entry points take them in the groups at the end (config/entry_points.py); the va
 
 from __future__ import annotations
 
+from flow_steps.config.calendars import DEFAULT_CALENDAR, NO_CALENDAR, check_calendar
 from flow_steps.config.names import (
     DEFAULT_QUANDL_DATABASE,
     MAX_HORIZON,
@@ -45,11 +46,29 @@ DATE_FORMAT = Param(
     "How the file writes its dates: 'auto' (ISO 8601, else the one common format that reads every row; "
     "refused when two do) or a strptime format such as %d/%m/%Y.",
 )
+CALENDAR = Param(
+    "calendar",
+    "string",
+    DEFAULT_CALENDAR,
+    "Exchange whose trading sessions the prices follow (an exchange-calendars code: XNYS New York, XLON "
+    "London, XTKS Tokyo, ...): forecasts are dated with its next sessions, and gaps are counted in its "
+    f"missing sessions; '{NO_CALENDAR}': weekdays, and gaps in calendar days (max_gap_days).",
+    validate=check_calendar,
+)
+MAX_GAP_SESSIONS = Param(
+    "max_gap_sessions",
+    "int",
+    10,
+    "Longest run of the calendar's sessions without a price that a file may have; a shorter one is named "
+    f"(a warning and a tag). Holidays and weekends never count. Not used with calendar={NO_CALENDAR}.",
+    low=0,
+)
 MAX_GAP_DAYS = Param(
     "max_gap_days",
     "int",
     10,
-    "Longest gap, in calendar days, allowed between consecutive prices (weekends and holidays fit).",
+    f"With calendar={NO_CALENDAR}: longest gap, in calendar days, allowed between consecutive prices "
+    "(weekends and holidays fit).",
     low=1,
 )
 MAX_DAILY_MOVE = Param(
@@ -68,7 +87,7 @@ ON_SUSPECT_MOVE = Param(
     "What a suspect move does: 'warn' (a warning, tags and metrics) or 'fail' (refuse the file).",
     choices=(WARN_ON_SUSPECT_MOVE, FAIL_ON_SUSPECT_MOVE),
 )
-PRICE_CHECK_PARAMS = (DATE_FORMAT, MAX_GAP_DAYS, MAX_DAILY_MOVE, ON_SUSPECT_MOVE)
+PRICE_CHECK_PARAMS = (DATE_FORMAT, CALENDAR, MAX_GAP_SESSIONS, MAX_GAP_DAYS, MAX_DAILY_MOVE, ON_SUSPECT_MOVE)
 # Transform.
 DATASET_STOCK_CSV = Param(
     "dataset_stock_csv",

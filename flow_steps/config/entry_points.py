@@ -107,6 +107,7 @@ def options(entry_point: str) -> Callable:
                 default=param.default,
                 show_default=not param.required and param.default != "",
                 help=param.help,
+                callback=param.click_callback if param.validate else None,
             )(command)
         return command
 

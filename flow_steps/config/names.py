@@ -78,6 +78,9 @@ TAG_TICKER = "ticker"  # on the transform run: names the datasets of the runs th
 TAG_SOURCE_NEWEST_FIRST = "source_newest_first"
 TAG_DATE_FORMAT = "date_format_resolved"  # on the download and transform runs: how the dates were read
 TAG_SUSPECT_MOVES = "suspect_moves"  # on the download, transform, train and parent runs, when there are any
+TAG_SESSION_HOLES = "session_holes"  # the same runs: the calendar's sessions without a price, when any
+TAG_NON_SESSION_DATES = "non_session_dates"  # the same runs: prices dated on days the exchange was closed
+DATA_FINDING_TAGS = (TAG_SUSPECT_MOVES, TAG_SESSION_HOLES, TAG_NON_SESSION_DATES)  # what training learnt from
 # On registered versions: lineage back to the training run, its data and its test days.
 TAG_TRAIN_RUN_ID = "train_run_id"
 TAG_TRAINED_THROUGH = "trained_through"
@@ -92,6 +95,9 @@ METRIC_VAL_LOSS = "val_loss"
 METRIC_CHALLENGER_TEST_RMSE = "challenger_test_rmse"  # register_model's scores on the same test days
 METRIC_CHAMPION_TEST_RMSE = "champion_test_rmse"
 METRIC_LARGEST_GAP_DAYS = "largest_gap_days"  # download and transform: the checks' findings
+METRIC_LARGEST_GAP_SESSIONS = "largest_gap_sessions"
+METRIC_MISSING_SESSIONS = "missing_sessions"
+METRIC_NON_SESSION_PRICES = "non_session_prices"
 METRIC_LARGEST_DAILY_MOVE = "largest_daily_move"
 HEADLINE_METRICS = (
     METRIC_TEST_RMSE,
@@ -105,7 +111,7 @@ HEADLINE_METRICS = (
 )
 
 # The served model's interface: request column PRICE_COLUMN, request parameter HORIZON_PARAM, and one
-# answer row per business day ahead.
+# answer row per trading day ahead.
 DAYS_AHEAD_COLUMN = "days_ahead"
 FORECAST_COLUMN = "forecast_close"
 ROWS_OUT_METRIC = "rows_out"  # transform_data: rows of prepared prices
@@ -116,7 +122,7 @@ MODEL_VERSION_COLUMN = "model_version"
 # On forecast runs: the tickers forecast, as ",MSFT,AAPL," (monitor finds a ticker's with LIKE '%,MSFT,%').
 TAG_FORECAST_TICKERS = "forecast_tickers"
 HORIZON_PARAM = "horizon"
-MAX_HORIZON = 260  # about a year of business days; recursive forecasts beyond that are noise
+MAX_HORIZON = 260  # about a year of trading days; recursive forecasts beyond that are noise
 
 # Price sources (see flow_steps.data.sources).
 SAMPLE_SOURCE = "sample"

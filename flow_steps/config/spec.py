@@ -6,7 +6,7 @@ with it; the click options, the range checks, MLproject and docs/parameters.md a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import click
@@ -21,6 +21,7 @@ class Param:
     """One parameter. `kind` is an MLproject type (string, path, int, float) or bool.
 
     `default=None` makes it required. `low`/`high` bound numbers; `low_open`/`high_open` exclude the bound.
+    `validate` refuses other bad values with a PipelineError (a calendar code, say).
     """
 
     name: str
@@ -32,6 +33,7 @@ class Param:
     low_open: bool = False
     high_open: bool = False
     choices: tuple[str, ...] = ()
+    validate: Callable[[object], None] | None = None
 
     @property
     def flag(self) -> str:
@@ -70,6 +72,17 @@ class Param:
             raise PipelineError(f"{self.name} must be {self.range_text()}, got {value}")
         if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
             raise PipelineError(f"{self.name} must be {self.range_text()}, got {value}")
+        if self.validate is not None:
+            self.validate(value)
+
+    def click_callback(self, context: click.Context, option: click.Parameter, value: object) -> object:
+        """`check` as click's callback: a bad value is a usage error (exit 2) before anything starts."""
+        if value is not None:
+            try:
+                self.check(value)
+            except PipelineError as error:
+                raise click.BadParameter(str(error), context, option) from error
+        return value
 
     def range_text(self) -> str:
         if self.high is None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from flow_steps.config.declarations import (
     BACKTEST_FOLDS,
     BATCH_SIZE,
+    CALENDAR,
     DATE_FORMAT,
     EPOCHS,
     KNN_NEIGHBORS,
@@ -19,6 +20,7 @@ from flow_steps.config.declarations import (
     MA_WINDOW,
     MAX_DAILY_MOVE,
     MAX_GAP_DAYS,
+    MAX_GAP_SESSIONS,
     ON_SUSPECT_MOVE,
     PATIENCE,
     SEED,
@@ -53,6 +55,8 @@ class PriceChecks:
     """How raw prices are checked, defaults included."""
 
     date_format: str = DATE_FORMAT.default
+    calendar: str = CALENDAR.default
+    max_gap_sessions: int = MAX_GAP_SESSIONS.default
     max_gap_days: int = MAX_GAP_DAYS.default
     max_daily_move: float = MAX_DAILY_MOVE.default
     on_suspect_move: str = ON_SUSPECT_MOVE.default

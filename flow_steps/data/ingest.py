@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from flow_steps.config.calendars import NO_CALENDAR
 from flow_steps.config.declarations import FAIL_ON_SUSPECT_MOVE, MAX_ROW_LIMIT
 from flow_steps.config.errors import DataValidationError
 from flow_steps.config.names import DATE_COLUMN, PRICE_COLUMN
@@ -27,6 +28,7 @@ from flow_steps.data.reading import (
     read_price_table,
     resolve_date_format,
 )
+from flow_steps.data.sessions import Hole, SessionCheck, check_sessions
 
 MAX_MISSING_SHARE = 0.05
 
@@ -63,6 +65,13 @@ class CleaningReport:
     largest_gap_days: int
     largest_daily_move: float
     suspect_moves: tuple[SuspectMove, ...]
+    calendar: str = NO_CALENDAR
+    session_holes: tuple[Hole, ...] = ()  # largest first; none with calendar=none
+    non_session_dates: tuple[str, ...] = ()  # prices dated on days the exchange was closed
+
+    @property
+    def largest_gap_sessions(self) -> int:
+        return self.session_holes[0].sessions if self.session_holes else 0
 
     def as_dict(self) -> dict[str, int | str | bool]:
         return asdict(self)
@@ -75,8 +84,10 @@ def clean_prices(
 
     Reads every date with one format (`checks.date_format`), uses the adjusted close when there is
     one, drops rows with a missing date or price (refusing more than 5%), drops exact duplicate
-    dates, refuses conflicting duplicates, non-positive prices and gaps longer than
-    `checks.max_gap_days`, finds suspect moves, and keeps the most recent `max_row_limit` rows.
+    dates, refuses conflicting duplicates, non-positive prices and holes of more than
+    `checks.max_gap_sessions` sessions of `checks.calendar` (with no calendar, gaps of more than
+    `checks.max_gap_days` days), finds shorter holes, prices on non-sessions and suspect moves, and keeps
+    the most recent `max_row_limit` rows.
     """
     if max_row_limit is not None:
         MAX_ROW_LIMIT.check(max_row_limit)
@@ -120,7 +131,8 @@ def clean_prices(
             f"{', '.join(f'{price:g}' for price in prices)}"
         )
 
-    largest_gap = _check_gaps(frame[DATE_COLUMN], checks.max_gap_days)
+    largest_gap = _largest_gap_days(frame[DATE_COLUMN], checks)
+    sessions = _check_session_holes(frame[DATE_COLUMN], checks)
     adjusted = prices_name not in CLOSE_NAMES
     largest_move, suspects = daily_moves(frame, checks.max_daily_move)
     if suspects and not adjusted and checks.on_suspect_move == FAIL_ON_SUSPECT_MOVE:
@@ -143,23 +155,43 @@ def clean_prices(
         largest_gap_days=largest_gap,
         largest_daily_move=largest_move,
         suspect_moves=() if adjusted else suspects,
+        calendar=checks.calendar,
+        session_holes=sessions.holes,
+        non_session_dates=sessions.non_sessions,
     )
     return frame, report
 
 
-def _check_gaps(dates: pd.Series, max_gap_days: int) -> int:
-    """The longest gap in calendar days between consecutive (sorted) dates; refuse one over the limit."""
+def _largest_gap_days(dates: pd.Series, checks: PriceChecks) -> int:
+    """The longest gap in calendar days between consecutive (sorted) dates; with no calendar, refuse one
+    over `max_gap_days`."""
     if len(dates) < 2:
         return 0
     gaps = dates.diff().dt.days.to_numpy()[1:]
     at = int(np.argmax(gaps))
-    if gaps[at] > max_gap_days:
+    if checks.calendar == NO_CALENDAR and gaps[at] > checks.max_gap_days:
         raise DataValidationError(
             f"no prices between {dates.iloc[at].date()} and {dates.iloc[at + 1].date()} "
-            f"({int(gaps[at])} days, more than max_gap_days={max_gap_days}): windows would straddle it as "
-            "if it were one day; use a complete series, or raise max_gap_days if the market was closed"
+            f"({int(gaps[at])} days, more than max_gap_days={checks.max_gap_days}): windows would straddle "
+            "it as if it were one day; use a complete series, or raise max_gap_days if the market was closed"
         )
     return int(gaps[at])
+
+
+def _check_session_holes(dates: pd.Series, checks: PriceChecks) -> SessionCheck:
+    """Holes in the calendar's sessions and prices on its non-sessions; refuse a hole over the limit."""
+    if checks.calendar == NO_CALENDAR:
+        return SessionCheck((), ())
+    found = check_sessions(dates, checks.calendar)
+    if found.largest_hole > checks.max_gap_sessions:
+        hole = found.holes[0]
+        raise DataValidationError(
+            f"no prices for {hole.sessions} sessions of {checks.calendar} between {hole.before} and "
+            f"{hole.after} (more than max_gap_sessions={checks.max_gap_sessions}): windows would straddle "
+            f"it as if it were one day; use a complete series, or check that calendar={checks.calendar} is "
+            "the exchange of these prices"
+        )
+    return found
 
 
 def daily_moves(prices: pd.DataFrame, limit: float) -> tuple[float, tuple[SuspectMove, ...]]:

@@ -66,7 +66,7 @@ def recursive_forecast(
 class LstmPriceForecaster(mlflow.pyfunc.PythonModel):
     """Pyfunc model: a DataFrame of chronological closes (column `Close`) -> the next closes.
 
-    The answer has one row per business day ahead (`days_ahead`, `forecast_close`, and the 80% and
+    The answer has one row per trading day ahead (`days_ahead`, `forecast_close`, and the 80% and
     95% prediction intervals `lower_80`, `upper_80`, `lower_95`, `upper_95`): one row by default,
     `horizon` rows when the request's params ask for more, forecast recursively. The intervals scale
     the calibrated multipliers by the volatility of the request's closes (flow_steps/model/intervals.py).

@@ -11,7 +11,7 @@ import logging
 import time
 
 import mlflow
-from mlflow.entities import Run
+from mlflow.entities import Run, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -25,6 +25,7 @@ from flow_steps.config.entry_points import BY_ENTRY_POINT
 from flow_steps.config.names import (
     ALREADY_REGISTERED,
     CHAMPION_ALIAS,
+    DATA_FINDING_TAGS,
     DOWNLOAD_STEP,
     HEADLINE_METRICS,
     MAIN_ENTRY_POINT,
@@ -36,7 +37,6 @@ from flow_steps.config.names import (
     TAG_MODEL_VERSION,
     TAG_PROMOTION,
     TAG_REGISTERED_MODEL,
-    TAG_SUSPECT_MOVES,
     TAG_UNIVERSE_RUN_ID,
     TRAIN_STEP,
     TRANSFORM_STEP,
@@ -191,9 +191,12 @@ def _run_steps(steps: StepRunner, params: dict[str, str], reuse_training: bool) 
         {"stock_data": stock_data, **_values(TRAIN_PARAMS, params)},
         {} if reuse_training else None,
     )
-    if TAG_SUSPECT_MOVES in download.data.tags:  # the model learnt from them: say so where it is looked at
+    findings = [
+        RunTag(name, download.data.tags[name]) for name in DATA_FINDING_TAGS if name in download.data.tags
+    ]
+    if findings:  # the model learnt from such prices: say so where it is looked at
         for run_id in (train.info.run_id, steps.parent.info.run_id):
-            steps.client.set_tag(run_id, TAG_SUSPECT_MOVES, download.data.tags[TAG_SUSPECT_MOVES])
+            steps.client.log_batch(run_id, tags=findings)
     return train, stock_data
 
 

@@ -3,7 +3,7 @@
 A forecast row (one ticker, one date, from one forecast run) is scored once its date has a real close:
 its error, the naive forecast's error over the same day (the last close known when the forecast was
 made, for every day ahead), and whether the close fell inside its 80% and 95% intervals. Rows whose
-date has no close (an exchange holiday, a future day) are left out.
+date has no close (a future day, a holiday of a forecast dated without a calendar) are left out.
 """
 
 from __future__ import annotations

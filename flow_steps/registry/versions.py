@@ -71,10 +71,10 @@ def versions_of_run(client: MlflowClient, model_name: str, run_id: str) -> list[
 def model_description(model_name: str) -> str:
     """What the registered model is, for its registry page."""
     return (
-        f"{model_name}: forecasts the next business days' closing prices of one stock with a two-layer LSTM. "
+        f"{model_name}: forecasts the next trading days' closing prices of one stock with a two-layer LSTM. "
         "Input: a DataFrame with a 'Close' column of chronological closes (at least the model's window, "
         f"{WINDOW.default} by default), in any price units; optional request param 'horizon' "
-        f"(1-{MAX_HORIZON} business days). Output: "
+        f"(1-{MAX_HORIZON} trading days). Output: "
         "one row per day ahead, 'days_ahead' and 'forecast_close'. Every version is scored on its test days "
         "next to the naive forecast (tomorrow = today); the alias 'challenger' marks the newest version, "
         "and 'champion' moves to a new version only when its RMSE on those days is strictly lower than "

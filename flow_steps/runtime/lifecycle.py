@@ -23,14 +23,20 @@ from flow_steps.config.names import (
     EXPERIMENT_KIND_TAG,
     METRIC_LARGEST_DAILY_MOVE,
     METRIC_LARGEST_GAP_DAYS,
+    METRIC_LARGEST_GAP_SESSIONS,
+    METRIC_MISSING_SESSIONS,
+    METRIC_NON_SESSION_PRICES,
     TAG_CODE_VERSION,
     TAG_DATE_FORMAT,
     TAG_ERROR,
+    TAG_NON_SESSION_DATES,
+    TAG_SESSION_HOLES,
     TAG_SUSPECT_MOVES,
     TRAINING_EXPERIMENT_KIND,
 )
 from flow_steps.data.ingest import CleaningReport, suspect_move_message
 from flow_steps.data.masking import one_line
+from flow_steps.data.sessions import describe_non_sessions
 from flow_steps.runtime.interruption import (
     FAILED,
     KILLED,
@@ -231,23 +237,42 @@ def check_option(check: Callable[[str], None], value: str, flag: str) -> None:
 
 
 def record_price_checks(report: CleaningReport) -> None:
-    """Log what the price checks found on the active run; warn in one line about suspect moves."""
+    """Log what the price checks found on the active run; warn in one line about each kind of finding:
+    suspect moves, holes in the calendar's sessions, prices on days the exchange was closed."""
     metrics = {
         METRIC_LARGEST_GAP_DAYS: report.largest_gap_days,
         METRIC_LARGEST_DAILY_MOVE: report.largest_daily_move,
+        METRIC_LARGEST_GAP_SESSIONS: report.largest_gap_sessions,
+        METRIC_MISSING_SESSIONS: sum(hole.sessions for hole in report.session_holes),
+        METRIC_NON_SESSION_PRICES: len(report.non_session_dates),
     }
-    now = int(time.time() * 1000)
-    MlflowClient().log_batch(
-        mlflow.active_run().info.run_id,
-        metrics=[Metric(name, float(value), now, 0) for name, value in metrics.items()],
-        tags=[RunTag(TAG_DATE_FORMAT, report.date_format)],
-    )
+    tags = {TAG_DATE_FORMAT: report.date_format}
     if report.suspect_moves:
-        mlflow.set_tag(TAG_SUSPECT_MOVES, "; ".join(move.describe() for move in report.suspect_moves)[:4000])
+        tags[TAG_SUSPECT_MOVES] = "; ".join(move.describe() for move in report.suspect_moves)
         logger.warning(
             "%s; on_suspect_move=fail refuses such a file",
             suspect_move_message(report.suspect_moves, report.price_column),
         )
+    if report.session_holes:
+        tags[TAG_SESSION_HOLES] = "; ".join(hole.describe() for hole in report.session_holes)
+        logger.warning(
+            "No prices for %s of %s%s; training windows straddle them as if they were one day",
+            report.session_holes[0].describe(),
+            report.calendar,
+            f" and {len(report.session_holes) - 1} more holes" if len(report.session_holes) > 1 else "",
+        )
+    if report.non_session_dates:
+        tags[TAG_NON_SESSION_DATES] = describe_non_sessions(report.non_session_dates, report.calendar, 20)
+        logger.warning(
+            "%s: a wrong file or a wrong calendar? (they are kept)",
+            describe_non_sessions(report.non_session_dates, report.calendar),
+        )
+    now = int(time.time() * 1000)
+    MlflowClient().log_batch(
+        mlflow.active_run().info.run_id,
+        metrics=[Metric(name, float(value), now, 0) for name, value in metrics.items()],
+        tags=[RunTag(name, value[:4000]) for name, value in tags.items()],
+    )
 
 
 def mark_training_experiment(experiment_id: str) -> None:

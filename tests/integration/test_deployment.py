@@ -304,7 +304,7 @@ def sample_prices() -> pd.DataFrame:
     return load_prices(fetch_raw_prices("sample", "MSFT").content, "sample").prices
 
 
-def test_forecast_entry_point_prints_and_writes_business_day_forecasts(registry, tmp_path):
+def test_forecast_entry_point_prints_and_writes_trading_day_forecasts(registry, tmp_path):
     tracking, _ = registry
     output = tmp_path / "out" / "forecast.csv"
     params = {"horizon": "5", "output": str(output)}

@@ -101,7 +101,7 @@ def hand_scores(tracking, ticker: str, later_source: str) -> dict[str, float]:
         )
         for row in table.itertuples():
             if row.Date not in closes.index:
-                continue  # no close that day (Presidents' Day, 2013-02-18)
+                continue  # no close that day yet
             actual = closes[row.Date]
             errors.append(actual - row.forecast_close)
             naive_errors.append(actual - row.last_close)
@@ -129,6 +129,9 @@ def test_realized_metrics_match_a_hand_computation_and_a_sound_champion_is_not_f
     assert found.data.tags["degraded"] == "false" and found.data.tags["champion_version"] == "1"
     expected = hand_scores(tracking, "MSFT", prices_at(0))
     assert found.data.metrics["days_scored"] == expected.pop("realized_days")
+    # Dated with the NYSE's sessions, every day of both forecasts has a close by T+10 (on weekdays, the
+    # forecast from T-5 would hold Presidents' Day, 2013-02-18, and miss the session a row later).
+    assert found.data.metrics["days_scored"] == 2 * 10
     assert found.data.metrics["forecasts_scored"] == 2
     for name, value in expected.items():
         assert found.data.metrics[name] == pytest.approx(value, rel=1e-9), name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import exchange_calendars
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -104,7 +105,8 @@ def test_dates_that_read_two_ways_are_refused_then_read_with_date_format(trackin
     options = ["--data-source", str(path), *cli_options(TINY_PARAMS)]
     assert_refused(tracking, in_process.invoke(main_cli, options), "has dates that read two ways")
 
-    download_and_transform(tracking, in_process, path, "--date-format", "%d/%m/%Y", "--max-gap-days", "25")
+    options = ["--date-format", "%d/%m/%Y", "--max-gap-sessions", "20"]  # days 13 to 31 of each month
+    download_and_transform(tracking, in_process, path, *options)
     truth = pd.to_datetime(early_days["Date"]).dt.strftime("%Y-%m-%d").tail(int(TINY_PARAMS["max_row_limit"]))
     assert prepared_prices(tracking)["Date"].tolist() == truth.tolist()
 
@@ -114,9 +116,10 @@ def test_two_missing_years_are_refused_naming_both_dates(tracking, in_process, s
     path = tracking.folder / "gap.csv"
     sample[(years < 2005) | (years > 2006)].to_csv(path, index=False)
     result = in_process.invoke(main_cli, ["--data-source", str(path), *cli_options(TINY_PARAMS)])
-    assert_refused(
-        tracking, result, "no prices between 2004-12-31 and 2007-01-03 (733 days, more than max_gap_days=10)"
-    )
+    nyse = exchange_calendars.get_calendar("XNYS", start="2005-01-01", end="2007-01-02")
+    missing = len(nyse.sessions_in_range("2005-01-01", "2007-01-02"))
+    message = f"no prices for {missing} sessions of XNYS between 2004-12-31 and 2007-01-03 (more than "
+    assert_refused(tracking, result, message + "max_gap_sessions=10)")
 
 
 def test_semicolon_file_with_decimal_commas_is_read(tracking, in_process, sample):

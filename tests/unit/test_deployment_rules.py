@@ -41,7 +41,7 @@ def test_only_runs_uris_of_a_training_run_are_registered():
         train_run_id("models:/stock-MSFT-lstm/1")
 
 
-def test_forecast_dates_are_the_business_days_after_the_last_price():
+def test_forecast_dates_are_the_sessions_after_the_last_price():
     prices = pd.DataFrame({"Date": pd.to_datetime(["2024-05-30", "2024-05-31"]), "Close": [100.0, 110.0]})
     answer = pd.DataFrame(
         {
@@ -53,7 +53,7 @@ def test_forecast_dates_are_the_business_days_after_the_last_price():
             "upper_95": [130.5, 113.0, 127.0],
         }
     )
-    table = forecast_table(prices, answer)
+    table = forecast_table(prices, answer, "XNYS")
     # Friday 31 May -> Monday 3, Tuesday 4, Wednesday 5 June.
     assert table["Date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-06-03", "2024-06-04", "2024-06-05"]
     np.testing.assert_allclose(table["change_pct"], [10.0, -10.0, 0.0])

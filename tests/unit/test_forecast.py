@@ -29,7 +29,7 @@ def test_forecast_runs_the_price_checks_before_loading_any_model(tracking, monke
     assert result.exit_code == 1
     [run] = tracking.runs_of_name(FORECAST_ENTRY_POINT)
     assert run.info.status == "FAILED"
-    assert "no prices between 2004-12-31 and 2007-01-03" in run.data.tags[TAG_ERROR]
+    assert "sessions of XNYS between 2004-12-31 and 2007-01-03" in run.data.tags[TAG_ERROR]
     assert "no-such-model" not in run.data.tags[TAG_ERROR]
 
 

@@ -163,6 +163,7 @@ RUNTIME_PACKAGES = {
     "numpy",
     "scikit-learn",
     "statsforecast",
+    "exchange-calendars",
     "quandl",
     "click",
     "matplotlib",

@@ -110,11 +110,11 @@ def test_another_separator_is_refused_by_name():
         read_price_table("Date|Close\n2000-03-01|1.5\n", "prices.csv")
 
 
-def test_a_gap_longer_than_max_gap_days_is_refused_naming_both_dates():
-    dates = ["2000-03-01", "2000-03-02", "2002-03-04", "2002-03-05"]
+def test_without_a_calendar_a_gap_longer_than_max_gap_days_is_refused_naming_both_dates():
+    dates, weekdays = ["2000-03-01", "2000-03-02", "2002-03-04", "2002-03-05"], PriceChecks(calendar="none")
     with pytest.raises(DataValidationError, match=r"no prices between 2000-03-02 and 2002-03-04 \(732 days"):
-        load_prices(csv(dates), "prices.csv")
-    loaded = load_prices(csv(TRUE_DATES), "prices.csv")
+        load_prices(csv(dates), "prices.csv", checks=weekdays)
+    loaded = load_prices(csv(TRUE_DATES), "prices.csv", checks=weekdays)
     assert loaded.report.largest_gap_days == 7  # 2000-03-06 -> 2000-03-13
 
 
