@@ -255,11 +255,15 @@ def record_price_checks(report: CleaningReport) -> None:
         )
     if report.session_holes:
         tags[TAG_SESSION_HOLES] = "; ".join(hole.describe() for hole in report.session_holes)
+        largest, others = report.session_holes[0], len(report.session_holes) - 1
         logger.warning(
-            "No prices for %s of %s%s; training windows straddle them as if they were one day",
-            report.session_holes[0].describe(),
+            "No prices for %d sessions of %s between %s and %s%s; training windows straddle them as if "
+            "they were one day (max_gap_sessions refuses longer holes)",
+            largest.sessions,
             report.calendar,
-            f" and {len(report.session_holes) - 1} more holes" if len(report.session_holes) > 1 else "",
+            largest.before,
+            largest.after,
+            f", and {others} more hole{'s' if others > 1 else ''}" if others else "",
         )
     if report.non_session_dates:
         tags[TAG_NON_SESSION_DATES] = describe_non_sessions(report.non_session_dates, report.calendar, 20)

@@ -157,6 +157,8 @@ def test_the_train_step_alone_refuses_too_few_rows_the_same_way(tracking, in_pro
         (["--test-fraction", "0"], "Invalid value for '--test-fraction'"),
         (["--data-source", "nasdaq"], "is not 'sample', 'quandl', a URL or an existing CSV file"),
         (["--data-source", "https://x.test/a.csv?api_key=s3cr3tvalue"], "contains a key"),
+        (["--calendar", "NYSEE"], "'--calendar': calendar='NYSEE' is not an exchange calendar (XNYS New"),
+        (["--calendar", "NYSEE"], 'list the codes with: python -c "import exchange_calendars'),
     ],
 )
 def test_invalid_parameters_are_refused_before_anything_runs(tracking, in_process, options, message):

@@ -160,3 +160,33 @@ def test_an_unadjusted_split_is_warned_about_and_tagged(tracking, unadjusted):
 def test_an_unadjusted_split_is_refused_with_on_suspect_move_fail(tracking, in_process, unadjusted):
     options = ["--data-source", str(unadjusted), "--on-suspect-move", "fail", *cli_options(TINY_PARAMS)]
     assert_refused(tracking, in_process.invoke(main_cli, options), "moved -48.3% in one day on 2003-02-18")
+
+
+def test_a_missing_week_and_a_saturday_price_are_named_on_every_run_that_used_them(tracking, sample):
+    """Session checks (calendar XNYS, the default): a week without prices and a price dated on a
+    Saturday, both inside the 300 days the tiny pipeline trains on, are warned about and tagged."""
+    dates = pd.to_datetime(sample["Date"])
+    week = (dates >= "2012-10-08") & (dates <= "2012-10-12")
+    saturday = sample[dates == "2012-11-09"].assign(Date="2012-11-10")
+    path = tracking.folder / "holes.csv"
+    pd.concat([sample[~week], saturday]).to_csv(path, index=False)
+    result = python_main(tracking, "--data-source", str(path), *cli_options(TINY_PARAMS))
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    holes = [
+        line for line in warnings if "No prices for 5 sessions between 2012-10-05 and 2012-10-15" in line
+    ]
+    closed = [line for line in warnings if "1 price dated on days XNYS was closed: 2012-11-10" in line]
+    assert len(holes) == 2 and len(closed) == 2, result.stderr[-3000:]  # download and transform each
+    [parent] = tracking.parents()
+    [download], [transform] = tracking.runs_of(DOWNLOAD_STEP), tracking.runs_of(TRANSFORM_STEP)
+    [train] = tracking.runs_of(TRAIN_STEP)
+    for run in (download, transform, train, parent):
+        assert run.data.tags["session_holes"] == "5 sessions between 2012-10-05 and 2012-10-15", run.info
+        assert run.data.tags["non_session_dates"] == "1 price dated on days XNYS was closed: 2012-11-10"
+    assert (
+        transform.data.metrics["largest_gap_sessions"] == 5
+        and transform.data.metrics["missing_sessions"] == 5
+    )
+    assert transform.data.metrics["non_session_prices"] == 1
+    assert "2012-11-10" in prepared_prices(tracking)["Date"].tolist()  # named, kept
