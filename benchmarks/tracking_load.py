@@ -200,12 +200,15 @@ def main() -> None:
             server.stop()
             cluster.remove()
     by_endpoint = collections.Counter(endpoint(call) for call in calls)
+    seconds_by_endpoint = collections.Counter()
+    for call in calls:
+        seconds_by_endpoint[endpoint(call)] += call["seconds"]
     server_seconds = sum(call["seconds"] for call in calls)
     print(
         f"\nOne ticker ({arguments.epochs} epochs, 1,500 days, registration included): {len(calls)} requests"
     )
     for name, count in by_endpoint.most_common():
-        print(f"  {count:4d}  {name}")
+        print(f"  {count:4d}  {seconds_by_endpoint[name]:6.3f} s  {name}")
     print(
         f"server time {server_seconds:.2f} s of the ticker's {wall:.1f} s wall: {server_seconds / wall:.1%}"
     )
