@@ -146,7 +146,9 @@ def _register_and_promote(
 ) -> None:
     """The registry's part of `register`: a version, its tags and description, the aliases."""
     run_id = train.info.run_id
-    version, is_new = register_version(client, model_name, model_uri, run_id)
+    version, is_new = register_version(
+        client, model_name, model_uri, run_id, lineage_tags(client, train, days)
+    )
     champion = alias_version(client, model_name, CHAMPION_ALIAS)
     race_hold()  # tests only: the window in which another registration would read the same champion
     challenger_rmse, source = model_score(f"models:/{model_name}/{version.version}", train, days)
@@ -155,9 +157,9 @@ def _register_and_promote(
     mlflow.set_tag(TAG_CHALLENGER_SCORE_SOURCE, source)
     if is_new:
         promotion = _compare_with_champion(client, model_name, champion, challenger_rmse, days)
-        version_tags = {**lineage_tags(client, train, days), TAG_PROMOTION: promotion.decision}
-        for key, value in version_tags.items():
-            client.set_model_version_tag(model_name, version.version, key, value)
+        # The lineage tags came with the version; each call on a version costs two requests (MLflow
+        # first checks that the model is not a prompt).
+        client.set_model_version_tag(model_name, version.version, TAG_PROMOTION, promotion.decision)
         client.update_model_version(
             model_name,
             version.version,

@@ -26,9 +26,10 @@ MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def register_version(
-    client: MlflowClient, model_name: str, model_uri: str, run_id: str
+    client: MlflowClient, model_name: str, model_uri: str, run_id: str, tags: dict[str, str]
 ) -> tuple[ModelVersion, bool]:
-    """The version registered from this run, registering it first if there is none."""
+    """The version registered from this run, registering it first (with `tags`, in the same request)
+    if there is none."""
     existing = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
     if existing:
         return min(existing, key=lambda found: int(found.version)), False
@@ -37,7 +38,7 @@ def register_version(
         output_format="list",
     )
     try:
-        version = mlflow.register_model(logged[0].model_uri if logged else model_uri, model_name)
+        version = mlflow.register_model(logged[0].model_uri if logged else model_uri, model_name, tags=tags)
         client.update_registered_model(model_name, model_description(model_name))
         return version, True
     except MlflowException as error:
