@@ -59,11 +59,15 @@ class Recorder:
                 body = content
             response = recorder._send(session, request, **kwargs)
             if recorder.recording:
+                # An empty file went out chunked (requests cannot size a stream of length 0); its bytes
+                # are replayed as a plain body, sized by Content-Length: the chunked header would make
+                # the server wait for chunks that never come.
+                headers = {k: v for k, v in request.headers.items() if k.lower() != "transfer-encoding"}
                 recorder.calls.append(
                     {
                         "method": request.method,
                         "url": request.url,
-                        "headers": dict(request.headers),
+                        "headers": headers,
                         "body": body,
                         "seconds": response.elapsed.total_seconds(),
                     }
@@ -126,6 +130,7 @@ def replay(calls: list[dict], rate: float, seconds: float, threads: int) -> dict
     """Send `calls` round-robin at `rate` per second for `seconds`; latencies and outcomes."""
     latencies: list[float] = []
     outcomes: collections.Counter = collections.Counter()
+    unanswered: collections.Counter = collections.Counter()  # endpoint -> requests not answered 2xx
     lock = threading.Lock()
     local = threading.local()
 
@@ -148,6 +153,8 @@ def replay(calls: list[dict], rate: float, seconds: float, threads: int) -> dict
         with lock:
             latencies.append(time.perf_counter() - started)
             outcomes[kind] += 1
+            if kind != "2xx":
+                unanswered[f"{kind} {endpoint(call)}"] += 1
 
     interval = 1 / rate
     with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
@@ -165,6 +172,7 @@ def replay(calls: list[dict], rate: float, seconds: float, threads: int) -> dict
         "p50 ms": 1000 * statistics.median(latencies),
         "p95 ms": 1000 * latencies[int(0.95 * (len(latencies) - 1))],
         "outcomes": dict(outcomes),
+        "not 2xx": dict(unanswered.most_common()),
     }
 
 
@@ -220,6 +228,8 @@ def main() -> None:
         f"  sent {load['sent']} ({load['per second']:.1f}/s); p50 {load['p50 ms']:.0f} ms, "
         f"p95 {load['p95 ms']:.0f} ms; outcomes {load['outcomes']}"
     )
+    for name, count in load["not 2xx"].items():
+        print(f"  {count:4d}  {name}")
 
 
 if __name__ == "__main__":
