@@ -160,7 +160,7 @@ def test_a_biased_champion_is_flagged_degraded(champions, prices_at):
     assert "max_rmse_vs_naive 1.1" in found.data.tags["degradation"]
     by_version = pd.read_csv(tracking.client.download_artifacts(found.info.run_id, monitor.BY_VERSION_PATH))
     assert by_version["model_version"].astype(str).tolist() == ["1"]
-    assert by_version["days"].tolist() == [9]
+    assert by_version["days"].tolist() == [10]  # the 10 sessions after T, all traded by T+10
 
 
 def test_nothing_to_score_yet_is_not_a_failure(champions, prices_at):

@@ -198,7 +198,7 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     assert version.description.startswith(f"Test RMSE {metrics['test_rmse']:.4g} = ")
     assert "first_version: no champion yet" in version.description and "\n" not in version.description
     assert f"80%/95% intervals covered {metrics['test_coverage_80']:.1%}/" in version.description
-    assert "forecasts the next business days' closing prices" in (
+    assert "forecasts the next trading days' closing prices" in (
         tracking.client.get_registered_model("stock-MSFT-lstm").description
     )
     logged = mlflow.get_logged_model(version.source.removeprefix("models:/"))
