@@ -6,8 +6,9 @@
 1. Starts a throwaway PostgreSQL cluster and the team server (deploy/team_server.py: basic-auth,
    proxied artifacts, `--workers` as given) on 127.0.0.1, as the tests do (tests/support/team_server.py).
 2. Runs two tickers' pipelines in this process with the steps in-process, as a universe's worker does,
-   and records every HTTP request MLflow sends for the second ticker: the count by endpoint, and the
-   time the server took to answer them (the sum of response times) against the ticker's wall.
+   and records every HTTP request MLflow sends for the second ticker: the count by endpoint, the time
+   the ticker waited for the answers (each request until its body is read) and the CPU time the server
+   and its database spent meanwhile, against the ticker's wall.
 3. Replays that mix of requests (the same methods, paths and bodies, artifacts included) at the rate
    `--tickers-per-hour` tickers send, from a pool of threads, for `--seconds`, and reports p50/p95
    latency, server errors and failed connections. Replayed creations that already exist answer 4xx;
@@ -57,7 +58,8 @@ class Recorder:
                 content = body.read()
                 body.seek(position)
                 body = content
-            response = recorder._send(session, request, **kwargs)
+            started = time.perf_counter()
+            response = recorder._send(session, request, **kwargs)  # its body read too (not streamed)
             if recorder.recording:
                 # An empty file went out chunked (requests cannot size a stream of length 0); its bytes
                 # are replayed as a plain body, sized by Content-Length: the chunked header would make
@@ -69,7 +71,9 @@ class Recorder:
                         "url": request.url,
                         "headers": headers,
                         "body": body,
-                        "seconds": response.elapsed.total_seconds(),
+                        # Until the body is in: `response.elapsed` stops at the headers, and so misses
+                        # a body held back after them (docs/performance.md: 40 ms a request, once).
+                        "seconds": time.perf_counter() - started,
                     }
                 )
             return response
@@ -82,8 +86,40 @@ def endpoint(call: dict) -> str:
     return f"{call['method']} /{RUN_ID.sub('<id>', path)}"
 
 
-def one_ticker(server: TeamServer, folder: Path, recorder: Recorder, epochs: int) -> tuple[float, list[dict]]:
-    """Two tickers in this process (the first warms it up); the wall and the requests of the second."""
+def cpu_seconds(process_ids: list[int]) -> float:
+    """The CPU time (user and system) the processes `process_ids` have used so far."""
+    total = 0
+    for pid in process_ids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_processes(server: TeamServer, cluster: PostgresCluster) -> list[int]:
+    """The team server's processes (its process group) and the database's (the postmaster's children)."""
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    group = os.getpgid(server.process.pid)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group or int(fields[1]) == postmaster or int(entry.name) == postmaster:
+            found.append(int(entry.name))
+    return found
+
+
+def one_ticker(
+    server: TeamServer, cluster: PostgresCluster, folder: Path, recorder: Recorder, epochs: int
+) -> tuple[float, float, list[dict]]:
+    """Two tickers in this process (the first warms it up); the second's wall, the CPU seconds the
+    server and its database spent on it, and its requests."""
     import mlflow
     import pandas as pd
 
@@ -91,6 +127,7 @@ def one_ticker(server: TeamServer, folder: Path, recorder: Recorder, epochs: int
     from flow_steps.data.sources import SAMPLE_FILE
     from flow_steps.orchestration.driver import run_pipeline
     from flow_steps.orchestration.in_process import BACKEND
+    from flow_steps.orchestration.workers import WORKER_SETTINGS
     from flow_steps.runtime.lifecycle import configure_logging
     from flow_steps.runtime.tracking import client_defaults
 
@@ -99,9 +136,7 @@ def one_ticker(server: TeamServer, folder: Path, recorder: Recorder, epochs: int
             "MLFLOW_TRACKING_URI": server.url,
             "MLFLOW_TRACKING_USERNAME": ADMIN[0],
             "MLFLOW_TRACKING_PASSWORD": ADMIN[1],
-            "OMP_NUM_THREADS": "1",
-            "TF_NUM_INTRAOP_THREADS": "1",
-            "TF_NUM_INTEROP_THREADS": "1",
+            **WORKER_SETTINGS,  # as in a universe's worker
         }
     )
     configure_logging()
@@ -119,11 +154,13 @@ def one_ticker(server: TeamServer, folder: Path, recorder: Recorder, epochs: int
         path = folder / f"{ticker}.csv"
         sample.iloc[index * 300 : index * 300 + 1700].to_csv(path, index=False)
         recorder.recording, recorder.calls = index == 1, []
-        started = time.perf_counter()
+        processes = server_processes(server, cluster)
+        cpu_before, started = cpu_seconds(processes), time.perf_counter()
         run_pipeline({**values, "company_abbreviation": ticker, "data_source": str(path)}, backend=BACKEND)
         wall = time.perf_counter() - started
+        server_cpu = cpu_seconds(server_processes(server, cluster)) - cpu_before
     recorder.recording = False
-    return wall, recorder.calls
+    return wall, server_cpu, recorder.calls
 
 
 def replay(calls: list[dict], rate: float, seconds: float, threads: int) -> dict[str, object]:
@@ -198,7 +235,7 @@ def main() -> None:
             cluster.create_database("mlflow")
             cluster.create_database("mlflow_auth")
             server.start("--workers", str(arguments.server_workers))
-            wall, calls = one_ticker(server, folder, recorder, arguments.epochs)
+            wall, server_cpu, calls = one_ticker(server, cluster, folder, recorder, arguments.epochs)
             rate = len(calls) * arguments.tickers_per_hour / 3600
             logger.info(
                 "replaying %d requests at %.1f per second for %.0f s", len(calls), rate, arguments.seconds
@@ -218,7 +255,9 @@ def main() -> None:
     for name, count in by_endpoint.most_common():
         print(f"  {count:4d}  {seconds_by_endpoint[name]:6.3f} s  {name}")
     print(
-        f"server time {server_seconds:.2f} s of the ticker's {wall:.1f} s wall: {server_seconds / wall:.1%}"
+        f"of the ticker's {wall:.1f} s wall: waiting for the server {server_seconds:.2f} s "
+        f"({server_seconds / wall:.1%}; the requests' round trips), the server's and its database's "
+        f"CPU {server_cpu:.2f} s ({server_cpu / wall:.1%})"
     )
     print(
         f"\nLoad: {arguments.tickers_per_hour:g} tickers an hour = {rate:.1f} requests/s, for "

@@ -85,7 +85,8 @@ def universe(tickers: list[str], options: list[str], executor: str, workers: int
 
 ONE_PROCESS = """
 import os, sys, time
-os.environ.update({"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"})
+from flow_steps.orchestration.workers import WORKER_SETTINGS
+os.environ.update(WORKER_SETTINGS)   # as in a universe's worker
 from flow_steps.orchestration.driver import run_pipeline
 from flow_steps.runtime.lifecycle import configure_logging
 from flow_steps.runtime.tracking import client_defaults

@@ -4,7 +4,9 @@
 pyproject.toml) creates the step's run exactly as the local backend does (MLflow's own
 `get_or_create_run`: the same tags and logged params, path parameters downloaded the same way), builds the
 same command line from MLproject, and hands it to the step's own click command in this process, which
-runs the step's work in that run, nested under the active one (`lifecycle.run_step`). A universe's
+runs the step's work in that run, nested under the active one (`lifecycle.run_step`); the step has
+ended its run when `run` returns (a step refused before its work began is ended FAILED here), so
+`mlflow.run` need not wait (`synchronous=False`, orchestration/steps.py). A universe's
 long-lived workers use it: TensorFlow, MLflow and the store are imported once per worker instead of five
 times per ticker. The steps' code is the same in both backends.
 """
@@ -27,6 +29,7 @@ from mlflow.projects.utils import (
     get_or_create_run,
     load_project,
 )
+from mlflow.tracking import MlflowClient
 
 from flow_steps.config.errors import PipelineError
 from flow_steps.data.masking import one_line
@@ -79,8 +82,8 @@ def run_here(module: str, arguments: list[str], run_id: str) -> bool:
     except PipelineError as error:
         logger.error("%s failed: %s", label, one_line(error))
         return False
-    except click.ClickException as error:
-        logger.error("%s failed: %s", label, one_line(error))
+    except click.ClickException as error:  # format_message names the option, as click's own line does
+        logger.error("%s failed: %s", label, one_line(error.format_message()))
         return False
     return True
 
@@ -105,4 +108,15 @@ class InProcessBackend(AbstractBackend):
         with tempfile.TemporaryDirectory(dir=backend_config.get(PROJECT_STORAGE_DIR)) as downloads:
             [command] = get_entry_point_command(project, entry_point, params, downloads)
             module, arguments = step_arguments(command)
-            return DoneRun(run.info.run_id, run_here(module, arguments, run.info.run_id))
+            succeeded = run_here(module, arguments, run.info.run_id)
+        if not succeeded:
+            end_failed_unless_ended(run.info.run_id)
+        return DoneRun(run.info.run_id, succeeded)
+
+
+def end_failed_unless_ended(run_id: str) -> None:
+    """End run `run_id` FAILED if the step did not end it (refused before its work began: a bad option),
+    as MLflow's wait for a step's process does; `mlflow.run` does not wait for this backend's runs."""
+    client = MlflowClient()
+    if client.get_run(run_id).info.status == RunStatus.to_string(RunStatus.RUNNING):
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))

@@ -27,6 +27,7 @@ from flow_steps.config.names import (
     TAG_REUSED_PREFIX,
 )
 from flow_steps.data.masking import one_line
+from flow_steps.orchestration.in_process import BACKEND as IN_PROCESS_BACKEND
 from flow_steps.runtime.interruption import KILLED
 from flow_steps.runtime.lineage import sha256_bytes
 from flow_steps.runtime.outages import CLOSING_SECONDS, retrying_for, tried_briefly
@@ -99,7 +100,13 @@ class StepRunner:
                 run_name=f"{self.ticker} {entry_point}",
                 env_manager="local",
                 backend=self.backend,
+                # The in-process backend returns once the step has ended its run. MLflow's wait would
+                # read the run twice more and, comparing its status text with status numbers, end it
+                # a second time (4 requests a step).
+                synchronous=self.backend != IN_PROCESS_BACKEND,
             )
+            if not submitted.wait():
+                raise ExecutionException(f"Run (ID '{submitted.run_id}') failed")
         except ExecutionException as error:
             # MLflow has marked the step's run FAILED unless the step did; its reason is read briefly:
             # after an outage the step outlasted, the next call here is the one-line outage error.

@@ -43,7 +43,14 @@ logger = logging.getLogger("universe")
 
 IN_WORKER, PROCESS = "in-worker", "process"
 WORKER_DIED = -1  # a ticker's return code when its Ray worker died under it
-THREADS = {"OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+# A ticker's process or worker: one thread per CPU it was given, and no "View run at" lines (MLflow reads
+# the run again to print each; nobody reads a worker's stdout).
+WORKER_SETTINGS = {
+    "OMP_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
 PIPELINE_FLAGS = ("reuse_training", "register_model")  # main.py's own flags, not step parameters
 MLFLOW_CODE_MODEL_MODULES = "code_model_"  # the modules MLflow loads models-from-code as
 # Tests only: "TICKER@SECONDS" makes an in-worker worker kill itself (SIGKILL) that long into TICKER, as
@@ -91,7 +98,7 @@ class TickerWorker:
     """One in-worker process (a Ray actor with 1 CPU): `run` one ticker's pipeline at a time."""
 
     def __init__(self, env: dict[str, str]):
-        os.environ.update({**env, **THREADS})
+        os.environ.update({**env, **WORKER_SETTINGS})
         configure_logging()
         client_defaults()
         self.environment = dict(os.environ)
@@ -173,7 +180,7 @@ def run_ticker(ticker: str, arguments: list[str], env: dict[str, str], project: 
         process = subprocess.Popen(
             [sys.executable, "main.py", *arguments],
             cwd=project,
-            env={**os.environ, **env, **THREADS},
+            env={**os.environ, **env, **WORKER_SETTINGS},
             stdout=subprocess.DEVNULL,
             stderr=errors,
             text=True,

@@ -234,3 +234,30 @@ def test_refused_connection_fails_the_download_step(tracking, in_process, earlie
     [failed] = [run for run in tracking.runs() if run.info.run_id != earlier_run.info.run_id]
     assert failed.info.status == "FAILED"
     assert_untouched(tracking, earlier_run)
+
+
+@pytest.mark.timeout(300)
+def test_a_step_refused_before_its_work_ends_failed_in_a_workers_process(tracking, in_process, caplog):
+    """The in-process backend (a universe's worker): click refuses the option before the step's run is
+    resumed; `mlflow.run` does not wait for this backend, so the backend ends the run FAILED itself."""
+    import mlflow
+
+    from flow_steps.data.sources import SAMPLE_FILE
+    from flow_steps.orchestration.in_process import BACKEND
+    from tests.conftest import PROJECT_ROOT
+
+    with mlflow.start_run(run_name="worker's ticker") as parent:
+        submitted = mlflow.run(
+            str(PROJECT_ROOT),
+            entry_point=TRAIN_STEP,
+            parameters={"stock_data": str(SAMPLE_FILE), "epochs": "many"},
+            experiment_id=parent.info.experiment_id,
+            env_manager="local",
+            backend=BACKEND,
+            synchronous=False,
+        )
+    assert submitted.wait() is False
+    step = tracking.client.get_run(submitted.run_id)
+    assert step.info.status == "FAILED"
+    assert step.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert "train_model failed: Invalid value for '--epochs': 'many' is not a valid integer range" in caplog.text
