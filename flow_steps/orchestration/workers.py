@@ -221,16 +221,18 @@ class TickerPool:
         self.grace_seconds = 60 if executor == PROCESS else 10
         if executor == IN_WORKER:
             self.worker_class = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(TickerWorker)
-            self.idle = [self._start_worker() for _ in range(slots)]
+            self.idle = self._start_workers(slots)
         else:
             self.task = ray.remote(num_cpus=1, max_retries=0)(run_ticker)
 
-    def _start_worker(self) -> object:
+    def _start_workers(self, count: int) -> list[object]:
+        """`count` new workers, started side by side (each imports MLflow and the store in its own
+        process), once all of them are up."""
         import ray
 
-        worker = self.worker_class.remote(self.env)
-        self.pids[worker] = ray.get(worker.pid.remote())
-        return worker
+        workers = [self.worker_class.remote(self.env) for _ in range(count)]
+        self.pids.update(zip(workers, ray.get([worker.pid.remote() for worker in workers]), strict=True))
+        return workers
 
     def stop(self) -> None:
         """Kill the in-worker workers and wait until their processes are gone (their runs can then be
@@ -266,7 +268,7 @@ class TickerPool:
             if worker is not None:
                 ray.kill(worker)
                 self.pids.pop(worker, None)
-                worker = self._start_worker()
+                [worker] = self._start_workers(1)
         if worker is not None:
             self.idle.append(worker)
         return outcome

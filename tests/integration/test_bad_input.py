@@ -260,4 +260,5 @@ def test_a_step_refused_before_its_work_ends_failed_in_a_workers_process(trackin
     step = tracking.client.get_run(submitted.run_id)
     assert step.info.status == "FAILED"
     assert step.data.tags["mlflow.parentRunId"] == parent.info.run_id
-    assert "train_model failed: Invalid value for '--epochs': 'many' is not a valid integer range" in caplog.text
+    refusal = "train_model failed: Invalid value for '--epochs': 'many' is not a valid integer range"
+    assert refusal in caplog.text
