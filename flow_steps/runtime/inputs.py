@@ -40,8 +40,7 @@ def log_prices_input(prices: pd.DataFrame, parameter: str, local_path: str) -> N
     Under `mlflow run` a path parameter is logged as the artifact URI and handed to the step as a
     downloaded file; the dataset names that URI, and the ticker its transform run recorded.
     """
-    run = mlflow.get_run(mlflow.active_run().info.run_id)
-    source = run.data.params.get(parameter, local_path)
+    source = mlflow.active_run().data.params.get(parameter, local_path)  # as read when the run started
     ticker = Path(local_path).stem if parameter == "dataset_stock_csv" else _ticker_of(source)
     dataset = mlflow.data.from_pandas(
         prices, source=ArtifactSource(source), name=f"{ticker} prices" if ticker else "prices"

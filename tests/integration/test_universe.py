@@ -3,6 +3,7 @@ alone), and one on a separately started Ray cluster."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,7 +18,13 @@ import mlflow
 import pandas as pd
 import pytest
 
-from flow_steps.config.names import DOWNLOAD_STEP, TAG_PROCESS_ID, TRAIN_STEP, UNIVERSE_ENTRY_POINT
+from flow_steps.config.names import (
+    DOWNLOAD_STEP,
+    TAG_PROCESS_ID,
+    TRAIN_STEP,
+    TRANSFORM_STEP,
+    UNIVERSE_ENTRY_POINT,
+)
 from flow_steps.data.sources import SAMPLE_FILE
 from flow_steps.model.features import minimum_rows
 from flow_steps.orchestration.fan_out import CHART_PATH, SUMMARY_PATH
@@ -292,8 +299,8 @@ def test_a_worker_killed_mid_ticker_costs_that_ticker_only(tracking, tmp_path):
 
 def test_both_executors_make_the_same_runs_and_metrics(tmp_path):
     """The same two tickers in-worker and as processes, each in its own store: the same run tree (names,
-    entry points, params, artifact paths) and the same metrics to 1e-9. In-worker, one worker runs both:
-    BBB trains the model AAA traced (fits large enough to be traced, not eager)."""
+    entry points, params, artifact paths, dataset inputs) and the same metrics to 1e-9. In-worker, one
+    worker runs both: BBB trains the model AAA traced (fits large enough to be traced, not eager)."""
     source = write_universe(tmp_path)
     traced = {**TINY_PARAMS, "window": "60", "epochs": "2"}  # 300 days: 6 batches x 2 epochs x 60 days
     trees = {}
@@ -309,6 +316,10 @@ def test_both_executors_make_the_same_runs_and_metrics(tmp_path):
             trees[executor] = run_tree(store)
     same, other = trees["in-worker"], trees["process"]
     assert same.keys() == other.keys() and len(same) == 1 + 2 * 5  # universe, 2 x (pipeline + 4 steps)
+    read_prices = [name for name, run in same.items() if run["dataset inputs"]]
+    assert sorted(read_prices) == [
+        f"{t} {step}" for t in ("AAA", "BBB") for step in (TRAIN_STEP, TRANSFORM_STEP)
+    ]
     for name, run in same.items():
         assert {key: value for key, value in run.items() if key != "metrics"} == {
             key: value for key, value in other[name].items() if key != "metrics"
@@ -324,7 +335,7 @@ RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 def run_tree(store) -> dict[str, dict]:
     """Each run by name: its entry point, parent's name, params (but how it ran: the executor and the
-    number of workers), artifact paths."""
+    number of workers), artifact paths, dataset inputs (name, source, digest, context)."""
     runs = store.runs()
     names = {run.info.run_id: run.info.run_name for run in runs}
     tree = {}
@@ -342,6 +353,18 @@ def run_tree(store) -> dict[str, dict]:
                 if key not in ("executor", "max_parallel")
             },
             "artifacts": sorted(artifacts),
+            "dataset inputs": sorted(
+                (
+                    item.dataset.name,
+                    RUN_ID.sub(
+                        "<run id>",
+                        json.loads(item.dataset.source)["uri"].replace(str(store.folder), "<store>"),
+                    ),
+                    item.dataset.digest,
+                    sorted((tag.key, tag.value) for tag in item.tags),
+                )
+                for item in run.inputs.dataset_inputs
+            ),
             "metrics": run.data.metrics,
         }
     return tree
