@@ -37,7 +37,7 @@ from flow_steps.config.values import PriceChecks
 from flow_steps.data.ingest import load_prices
 from flow_steps.data.sources import fetch_raw_prices, refuse_embedded_secrets
 from flow_steps.data.tickers import normalize_ticker
-from flow_steps.registry.degradation import (
+from flow_steps.deployment.degradation import (
     RUN_COLUMN,
     Thresholds,
     by_version,
@@ -45,7 +45,7 @@ from flow_steps.registry.degradation import (
     realized_metrics,
     scored_days,
 )
-from flow_steps.registry.versions import alias_version_number
+from flow_steps.deployment.versions import alias_version_number
 from flow_steps.runtime.lifecycle import check_option, run_step
 
 logger = logging.getLogger(__name__)

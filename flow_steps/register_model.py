@@ -21,7 +21,7 @@ from flow_steps.config.names import (
     TAG_MODEL_VERSION,
     TAG_REGISTERED_MODEL,
 )
-from flow_steps.registry.promotion import register
+from flow_steps.deployment.promotion import register
 from flow_steps.runtime.lifecycle import local_input, run_step
 
 logger = logging.getLogger(__name__)

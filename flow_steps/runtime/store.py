@@ -2,7 +2,7 @@
 
 Every process that opens a fresh SQLite store runs MLflow's migrations, and two doing so at once crash
 (`duplicate column name`). `prepare_tracking_store` opens it under an exclusive file lock first. Tests
-force the races this module and registry/lock.py guard against with `race_point` and `race_hold`.
+force the races this module and deployment/lock.py guard against with `race_point` and `race_hold`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from mlflow.entities import Param, Run, RunStatus
 from mlflow.tracking import MlflowClient
 
 from flow_steps.config.names import DOWNLOAD_STEP, REGISTER_STEP, TRAIN_STEP, TRANSFORM_STEP
-from flow_steps.registry.lock import lock_name
+from flow_steps.deployment.lock import lock_name
 from flow_steps.runtime.store import RACE_VARIABLE
 from tests.conftest import EXPERIMENT, PROJECT_ROOT, TINY_PARAMS, cli_options, run_command
 from tests.support.helpers import clean_env, local_copy, prepared_prices

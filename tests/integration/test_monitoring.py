@@ -30,7 +30,7 @@ from flow_steps.config.names import (
 )
 from flow_steps.data.ingest import load_prices
 from flow_steps.data.sources import SAMPLE_FILE
-from flow_steps.registry.degradation import RUN_COLUMN, Thresholds, degradation, realized_metrics
+from flow_steps.deployment.degradation import RUN_COLUMN, Thresholds, degradation, realized_metrics
 from tests.conftest import EXPERIMENT, run_command
 from tests.support.helpers import local_copy, mlflow_run, newest, prepared_prices
 from tests.support.known_models import BETTER, WORSE, register

@@ -1,4 +1,4 @@
-"""registry/degradation.py, the pure rules of `monitor`: which forecast rows are scored, the realized
+"""deployment/degradation.py, the pure rules of `monitor`: which forecast rows are scored, the realized
 metrics, one row per model version, and when a champion counts as degraded (the spec's defaults)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from flow_steps.config.names import (
     MONITOR_ENTRY_POINT,
     PRICE_COLUMN,
 )
-from flow_steps.registry.degradation import (
+from flow_steps.deployment.degradation import (
     ACTUAL_COLUMN,
     RUN_COLUMN,
     Thresholds,

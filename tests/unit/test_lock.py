@@ -9,7 +9,7 @@ import pytest
 
 from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import TAG_PROCESS_HOST, TAG_PROCESS_ID, TAG_PROCESS_STARTED
-from flow_steps.registry.lock import TAG_LOCKED_AT, is_stale, lock_name, promotion_lock
+from flow_steps.deployment.lock import TAG_LOCKED_AT, is_stale, lock_name, promotion_lock
 from flow_steps.runtime.interruption import this_process
 
 NOW = 1_000_000.0

@@ -17,7 +17,7 @@ import pytest
 from flow_steps import forecast
 from flow_steps.config.values import PriceChecks
 from flow_steps.data.sources import SAMPLE_FILE
-from flow_steps.registry.scoring import holdout_days, score
+from flow_steps.deployment.scoring import holdout_days, score
 from flow_steps.runtime import interruption
 from flow_steps.runtime.interruption import Interrupted
 from tests.support.known_models import BETTER, log_known_model
