@@ -22,11 +22,10 @@ from flow_steps.config.names import (
 )
 from flow_steps.config.values import PriceChecks
 from flow_steps.data.ingest import load_prices
-from flow_steps.data.reading import summarize_raw
+from flow_steps.data.reading import sha256_bytes, summarize_raw
 from flow_steps.data.sources import fetch_raw_prices, refuse_embedded_secrets
 from flow_steps.data.tickers import normalize_ticker
 from flow_steps.runtime.lifecycle import check_option, record_price_checks, run_step
-from flow_steps.runtime.lineage import sha256_bytes
 
 logger = logging.getLogger(__name__)
 

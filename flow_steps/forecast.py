@@ -46,8 +46,8 @@ from flow_steps.data.masking import one_line
 from flow_steps.data.sessions import next_sessions
 from flow_steps.data.sources import fetch_raw_prices, refuse_embedded_secrets
 from flow_steps.data.tickers import TICKER_PLACEHOLDER, normalize_ticker, parse_tickers, ticker_source
-from flow_steps.model.intervals import INTERVAL_COLUMNS, LEVELS, lower_column, upper_column
 from flow_steps.deployment.versions import alias_version_number
+from flow_steps.model.intervals import INTERVAL_COLUMNS, LEVELS, lower_column, upper_column
 from flow_steps.runtime.interruption import interruptions_held
 from flow_steps.runtime.lifecycle import check_option, run_step
 

@@ -37,13 +37,13 @@ from flow_steps.config.names import (
     TRAIN_STEP,
 )
 from flow_steps.config.values import TrainParams, check_train_params
+from flow_steps.data.reading import sha256_bytes
 from flow_steps.model.features import check_enough_rows, holdout_size
 from flow_steps.model.intervals import INTERVAL_COLUMNS, lower_column, upper_column
 from flow_steps.model.pyfunc import KERAS_ARTIFACT, RETURN_SCALE_CONFIG, WINDOW_CONFIG, multiplier_config
 from flow_steps.runtime.inputs import log_prices_input, read_prepared
 from flow_steps.runtime.interruption import interruptions_held
 from flow_steps.runtime.lifecycle import local_input, run_step
-from flow_steps.runtime.lineage import sha256_bytes
 from flow_steps.training.evaluation import LSTM, NAIVE, backtest_ranges, backtest_summary
 from flow_steps.training.lstm import (
     FittedLstm,

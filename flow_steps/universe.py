@@ -61,12 +61,14 @@ def cli(
         ticker_list = parse_tickers(tickers)
     except PipelineError as error:
         raise click.BadParameter(str(error), param_hint="'--tickers'") from error
+    address = cluster_address(ray_address)
     check_option(
-        lambda source: check_universe(ticker_list, source), str(params["data_source"]), "--data-source"
+        lambda source: check_universe(ticker_list, source, address),
+        str(params["data_source"]),
+        "--data-source",
     )
     spec = {param.name: param for param in PIPELINE_PARAMS}
     values = {name: spec[name].text(value) for name, value in params.items()}
-    address = cluster_address(ray_address)
     cluster_checks = (
         lambda: check_reachable_store(address, mlflow.get_tracking_uri()),
         lambda: address is None or check_cluster_answers(address),

@@ -43,12 +43,12 @@ from flow_steps.config.names import (
     TAG_TRAINED_THROUGH,
     TRANSFORM_STEP,
 )
+from flow_steps.data.reading import sha256_bytes
 from flow_steps.deployment.lock import promotion_lock
 from flow_steps.deployment.scoring import HoldoutDays, day_text, holdout_days, model_score
 from flow_steps.deployment.versions import MODEL_NAME_PATTERN, RUNS_URI, alias_version, register_version
 from flow_steps.runtime.inputs import input_file, read_prepared
 from flow_steps.runtime.lifecycle import refusals_explained
-from flow_steps.runtime.lineage import sha256_bytes
 from flow_steps.runtime.store import race_hold
 from flow_steps.training.evaluation import naive_forecast, rmse
 

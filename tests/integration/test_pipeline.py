@@ -35,8 +35,8 @@ from flow_steps.config.names import (
     TRANSFORMED_DATA_PATH,
 )
 from flow_steps.data.sources import SAMPLE_FILE
-from flow_steps.model.intervals import INTERVAL_COLUMNS
 from flow_steps.deployment.scoring import holdout_days, score
+from flow_steps.model.intervals import INTERVAL_COLUMNS
 from flow_steps.runtime.inputs import read_prepared
 from flow_steps.runtime.lineage import PROJECT_ROOT, RUNNING_CODE
 from flow_steps.training.evaluation import BASELINES, STATISTICAL_PEERS

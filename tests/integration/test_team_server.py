@@ -25,8 +25,8 @@ from mlflow.tracking import MlflowClient
 
 from flow_steps.config.names import DOWNLOAD_STEP, REGISTER_STEP, TRAIN_STEP, TRANSFORM_STEP
 from flow_steps.data.ingest import load_prices
+from flow_steps.data.reading import sha256_bytes
 from flow_steps.data.sources import fetch_raw_prices
-from flow_steps.runtime.lineage import sha256_bytes
 from flow_steps.runtime.local_server import free_port, invocation_payload, served_model
 from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options, run_command
 from tests.support.helpers import assert_one_line_failure, clean_env, local_copy, mlflow_run, prepared_prices
