@@ -21,7 +21,7 @@ import click
 import mlflow
 
 from flow_steps.config.declarations import PIPELINE_PARAMS
-from flow_steps.config.entry_points import options
+from flow_steps.config.entry_points import check_option, options
 from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import (
     DEFAULT_EXPERIMENT,
@@ -36,7 +36,7 @@ from flow_steps.orchestration.cluster import (
     cluster_address,
 )
 from flow_steps.orchestration.fan_out import run_universe
-from flow_steps.runtime.lifecycle import check_option, entry_point, refusals_explained, tracked_run
+from flow_steps.runtime.lifecycle import entry_point, refusals_explained, tracked_run
 from flow_steps.runtime.tracking import (
     experiment_label,
     run_name_unless_chosen,

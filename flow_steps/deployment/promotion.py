@@ -13,7 +13,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from flow_steps.config.declarations import TEST_FRACTION
 from flow_steps.config.errors import DataValidationError, PipelineError
 from flow_steps.config.names import (
     ALREADY_REGISTERED,
@@ -43,6 +42,7 @@ from flow_steps.config.names import (
     TAG_TRAINED_THROUGH,
     TRANSFORM_STEP,
 )
+from flow_steps.config.values import Registration
 from flow_steps.data.reading import sha256_bytes
 from flow_steps.deployment.lock import promotion_lock
 from flow_steps.deployment.scoring import HoldoutDays, day_text, holdout_days, model_score
@@ -121,11 +121,11 @@ def lineage_tags(client: MlflowClient, train: Run, days: HoldoutDays) -> dict[st
     return tags
 
 
-def register(model_uri: str, stock_data: str, test_fraction: float, model_name: str) -> None:
-    """Register `model_uri` as a new version of `model_name`, tag it, and move the aliases."""
+def register(model_uri: str, stock_data: str, registration: Registration) -> None:
+    """Register `model_uri` as a new version of the registered model, tag it, and move the aliases."""
+    model_name, test_fraction = registration.model_name, registration.test_fraction
     if not MODEL_NAME_PATTERN.match(model_name):
         raise PipelineError(f"model_name '{model_name}' must be letters, digits, '.', '_' or '-'")
-    TEST_FRACTION.check(test_fraction)
     run_id = train_run_id(model_uri)
     prices_sha256 = sha256_bytes(input_file(stock_data, "stock_data").read_bytes())
     days = holdout_days(read_prepared(stock_data, "stock_data"), test_fraction, prices_sha256)

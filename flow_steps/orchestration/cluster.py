@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import socket
 
-from flow_steps.config.errors import PipelineError
-from flow_steps.data.masking import mask_secrets, one_line
+from flow_steps.config.errors import PipelineError, one_line
+from flow_steps.config.secrets import mask_secrets
 from flow_steps.data.sources import refuse_embedded_secrets, source_for
 from flow_steps.runtime.store import sqlite_path
 from flow_steps.runtime.tracking import (

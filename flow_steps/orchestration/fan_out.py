@@ -17,14 +17,13 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from flow_steps.config.errors import PipelineError
+from flow_steps.config.errors import PipelineError, one_line
 from flow_steps.config.names import (
     PROJECT_ROOT,
     TAG_CHAMPION_VERSION,
     TAG_ERROR,
     TAG_PROMOTION,
 )
-from flow_steps.data.masking import one_line
 from flow_steps.data.tickers import normalize_ticker
 from flow_steps.orchestration.workers import IN_WORKER, WORKER_DIED, TickerOutcome, TickerPool
 from flow_steps.runtime.interruption import close_orphaned_runs

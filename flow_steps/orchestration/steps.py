@@ -15,7 +15,7 @@ from mlflow.exceptions import ExecutionException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
 
-from flow_steps.config.errors import PipelineError, SourceError
+from flow_steps.config.errors import PipelineError, SourceError, one_line
 from flow_steps.config.names import (
     PROJECT_ROOT,
     TAG_CHILD_RUN_PREFIX,
@@ -23,7 +23,6 @@ from flow_steps.config.names import (
     TAG_ERROR,
     TAG_REUSED_PREFIX,
 )
-from flow_steps.data.masking import one_line
 from flow_steps.data.sources import source_for
 from flow_steps.orchestration.in_process import BACKEND as IN_PROCESS_BACKEND
 from flow_steps.runtime.interruption import KILLED

@@ -29,8 +29,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from flow_steps.config.declarations import PIPELINE_PARAMS
-from flow_steps.config.errors import PipelineError
-from flow_steps.data.masking import one_line
+from flow_steps.config.errors import PipelineError, one_line
 from flow_steps.data.sources import check_data_source
 from flow_steps.data.tickers import ticker_source
 from flow_steps.orchestration.in_process import BACKEND

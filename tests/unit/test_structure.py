@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flow_steps.config.names import FORECAST_ENTRY_POINT, MONITOR_ENTRY_POINT, PIPELINE_STEPS
-from flow_steps.train_model import PACKAGE_DIR, served_code_files
+from flow_steps.deployment.packaging import PACKAGE_DIR, served_code_files
 from tests.conftest import PROJECT_ROOT
 
 STEP_MODULES = (*PIPELINE_STEPS, FORECAST_ENTRY_POINT, MONITOR_ENTRY_POINT)

@@ -8,7 +8,7 @@ every message, and the lineage a source records names the dataset or URL, never 
 from __future__ import annotations
 
 from flow_steps.config.errors import SourceError
-from flow_steps.data.masking import mask_secrets
+from flow_steps.config.secrets import mask_secrets
 from flow_steps.data.sources.base import PriceSource, RawPrices, SourceOptions, described
 from flow_steps.data.sources.file import FileSource
 from flow_steps.data.sources.quandl import QuandlSource

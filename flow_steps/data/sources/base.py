@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from flow_steps.config.errors import PipelineError
-from flow_steps.data.masking import mask_secrets
+from flow_steps.config.secrets import mask_secrets
 from flow_steps.data.tickers import TICKER_PLACEHOLDER
 
 

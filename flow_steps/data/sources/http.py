@@ -9,7 +9,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from flow_steps.config.errors import SourceError
-from flow_steps.data.masking import mask_secrets
+from flow_steps.config.secrets import mask_secrets
 
 TIMEOUT_VARIABLE = "PRICE_SOURCE_TIMEOUT"
 DEFAULT_TIMEOUT_SECONDS = 30.0

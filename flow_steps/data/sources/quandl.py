@@ -15,7 +15,7 @@ from requests.adapters import HTTPAdapter
 
 from flow_steps.config.errors import SourceError
 from flow_steps.config.names import QUANDL_SOURCE
-from flow_steps.data.masking import API_KEY_VARIABLES, mask_secrets
+from flow_steps.config.secrets import API_KEY_VARIABLES, mask_secrets
 from flow_steps.data.sources.base import PriceSource, RawPrices, SourceOptions
 from flow_steps.data.sources.http import (
     BACKOFF_FACTOR,

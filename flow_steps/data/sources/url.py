@@ -8,7 +8,7 @@ import os
 import requests
 
 from flow_steps.config.errors import SourceError
-from flow_steps.data.masking import API_KEY_VARIABLES, SECRET_QUERY, is_placeholder, mask_secrets
+from flow_steps.config.secrets import API_KEY_VARIABLES, SECRET_QUERY, is_placeholder, mask_secrets
 from flow_steps.data.sources.base import PriceSource, RawPrices, SourceOptions, check_template
 from flow_steps.data.sources.http import http_failure, network_failure, retrying_session, timeout_seconds
 
