@@ -127,6 +127,7 @@ ROWS_OUT_METRIC = "rows_out"  # transform_data: rows of prepared prices
 # forecast) and, in a batch table, the registry version that answered for each ticker.
 LAST_CLOSE_COLUMN = "last_close"
 MODEL_VERSION_COLUMN = "model_version"
+TICKER_COLUMN = "ticker"  # in a batch forecast table and a universe's summary
 # On forecast runs: the tickers forecast, as ",MSFT,AAPL," (monitor finds a ticker's with LIKE '%,MSFT,%').
 TAG_FORECAST_TICKERS = "forecast_tickers"
 HORIZON_PARAM = "horizon"

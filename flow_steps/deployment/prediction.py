@@ -30,6 +30,7 @@ from flow_steps.config.names import (
     MODEL_VERSION_COLUMN,
     PRICE_COLUMN,
     TAG_MODEL_VERSION,
+    TICKER_COLUMN,
     registered_model_name,
 )
 from flow_steps.config.values import PriceChecks
@@ -151,7 +152,6 @@ def render(prices: pd.DataFrame, table: pd.DataFrame, model_uri: str) -> str:
     return "\n".join(lines)
 
 
-TICKER_COLUMN = "ticker"
 VERSION_COLUMN = MODEL_VERSION_COLUMN
 
 

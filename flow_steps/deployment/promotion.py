@@ -24,6 +24,8 @@ from flow_steps.config.names import (
     METRIC_CHALLENGER_TEST_RMSE,
     METRIC_CHAMPION_TEST_RMSE,
     METRIC_NAIVE_TEST_RMSE,
+    METRIC_TEST_COVERAGE_80,
+    METRIC_TEST_COVERAGE_95,
     PROMOTED,
     TAG_CHALLENGER_SCORE_SOURCE,
     TAG_CHAMPION_SAW_TEST_DAYS,
@@ -205,9 +207,10 @@ def version_description(
     ratio = challenger_rmse / naive_rmse
     metrics = training_metrics or {}
     coverage = ""
-    if "test_coverage_80" in metrics and "test_coverage_95" in metrics:
+    if METRIC_TEST_COVERAGE_80 in metrics and METRIC_TEST_COVERAGE_95 in metrics:
         coverage = (
-            f"; 80%/95% intervals covered {metrics['test_coverage_80']:.1%}/{metrics['test_coverage_95']:.1%}"
+            f"; 80%/95% intervals covered {metrics[METRIC_TEST_COVERAGE_80]:.1%}"
+            f"/{metrics[METRIC_TEST_COVERAGE_95]:.1%}"
         )
     return (
         f"Test RMSE {challenger_rmse:.4g} = {ratio:.3f} x naive over {days.n_test} days "

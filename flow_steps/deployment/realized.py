@@ -28,6 +28,7 @@ from flow_steps.config.names import (
     TAG_FORECAST_TICKERS,
     TAG_MODEL_URI,
     TAG_MODEL_VERSION,
+    TICKER_COLUMN,
     registered_model_name,
 )
 from flow_steps.config.values import PriceChecks
@@ -63,8 +64,8 @@ def logged_forecasts(run, ticker: str) -> pd.DataFrame:
     table = pd.read_csv(
         mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=FORECAST_TABLE_PATH)
     )
-    if "ticker" in table:
-        table = table[table["ticker"] == ticker]
+    if TICKER_COLUMN in table:
+        table = table[table[TICKER_COLUMN] == ticker]
     version = run.data.tags.get(TAG_MODEL_VERSION) or run.data.tags.get(TAG_MODEL_URI, "unknown")
     if MODEL_VERSION_COLUMN in table:
         table[MODEL_VERSION_COLUMN] = table[MODEL_VERSION_COLUMN].fillna(version).astype(str)

@@ -38,7 +38,7 @@ from flow_steps.runtime.lifecycle import configure_logging
 from flow_steps.runtime.outages import is_outage, outage_error
 from flow_steps.runtime.tracking import client_defaults
 
-logger = logging.getLogger("universe")
+logger = logging.getLogger(__name__)
 
 IN_WORKER, PROCESS = "in-worker", "process"
 WORKER_DIED = -1  # a ticker's return code when its Ray worker died under it

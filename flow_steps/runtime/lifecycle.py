@@ -37,6 +37,7 @@ from flow_steps.runtime.lineage import code_version
 from flow_steps.runtime.outages import is_outage, outage_error, tried_briefly
 from flow_steps.runtime.store import prepare_tracking_store
 from flow_steps.runtime.tracking import (
+    RUN_ID_VARIABLE,
     check_tracking_server,
     client_defaults,
     experiment_label,
@@ -148,7 +149,7 @@ def run_step(
         return
     with (
         entry_point(step_name),
-        tracked_run(None if os.environ.get("MLFLOW_RUN_ID") else step_name, params) as run,
+        tracked_run(None if os.environ.get(RUN_ID_VARIABLE) else step_name, params) as run,
     ):
         work()
         if output:

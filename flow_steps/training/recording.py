@@ -14,6 +14,7 @@ from flow_steps.config.names import (
     BACKTEST_PATH,
     DATE_COLUMN,
     FORECAST_PLOT_PATH,
+    METRIC_N_TEST_DAYS,
     METRIC_TEST_RMSE_VS_NAIVE,
     METRIC_TRAIN_LOSS,
     METRIC_VAL_LOSS,
@@ -28,6 +29,8 @@ from flow_steps.model.intervals import lower_column, upper_column
 from flow_steps.runtime.inputs import log_prices_input, read_prepared
 from flow_steps.training.evaluation import LSTM, NAIVE, backtest_ranges, backtest_summary
 from flow_steps.training.lstm import (
+    KERAS_LOSS,
+    KERAS_VAL_LOSS,
     SplitEvaluation,
     evaluate_split,
     limit_threads_from_environment,
@@ -48,7 +51,7 @@ class EpochMetricsLogger(keras.callbacks.Callback):
         logs = logs or {}
         metrics = {
             name: float(logs[key])
-            for key, name in (("loss", METRIC_TRAIN_LOSS), ("val_loss", METRIC_VAL_LOSS))
+            for key, name in ((KERAS_LOSS, METRIC_TRAIN_LOSS), (KERAS_VAL_LOSS, METRIC_VAL_LOSS))
             if key in logs
         }
         if metrics:
@@ -73,10 +76,10 @@ def fit_and_record(stock_data: str, params: TrainParams) -> tuple[pd.DataFrame, 
     mlflow.log_metrics(
         {
             "best_epoch": split.lstm.best_epoch,
-            "epochs_trained": len(split.lstm.history["loss"]),
+            "epochs_trained": len(split.lstm.history[KERAS_LOSS]),
             "n_fit_samples": split.lstm.n_fit_samples,
             "n_validation_samples": split.lstm.n_validation_samples,
-            "n_test_days": len(split.actual),
+            METRIC_N_TEST_DAYS: len(split.actual),
             "train_seconds": split.lstm.train_seconds,
         }
     )
