@@ -51,7 +51,6 @@ from flow_steps.deployment.scoring import HoldoutDays, day_text, holdout_days, m
 from flow_steps.deployment.versions import MODEL_NAME_PATTERN, RUNS_URI, alias_version, register_version
 from flow_steps.runtime.inputs import input_file, read_prepared
 from flow_steps.runtime.lifecycle import refusals_explained
-from flow_steps.runtime.store import race_hold
 from flow_steps.training.evaluation import naive_forecast, rmse
 
 logger = logging.getLogger(__name__)
@@ -152,7 +151,6 @@ def _register_and_promote(
         client, model_name, model_uri, run_id, lineage_tags(client, train, days)
     )
     champion = alias_version(client, model_name, CHAMPION_ALIAS)
-    race_hold()  # tests only: the window in which another registration would read the same champion
     challenger_rmse, source = model_score(f"models:/{model_name}/{version.version}", train, days)
     naive_rmse = rmse(days.actual, naive_forecast(days.closes, days.n_test))
     mlflow.log_metrics({METRIC_CHALLENGER_TEST_RMSE: challenger_rmse, METRIC_NAIVE_TEST_RMSE: naive_rmse})

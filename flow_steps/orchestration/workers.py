@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 
@@ -52,9 +51,6 @@ WORKER_SETTINGS = {
 }
 PIPELINE_FLAGS = ("reuse_training", "register_model")  # main.py's own flags, not step parameters
 MLFLOW_CODE_MODEL_MODULES = "code_model_"  # the modules MLflow loads models-from-code as
-# Tests only: "TICKER@SECONDS" makes an in-worker worker kill itself (SIGKILL) that long into TICKER, as
-# an out-of-memory kill or a crash in native code would.
-KILL_HOOK_VARIABLE = "FLOW_STEPS_TEST_KILL_WORKER"
 
 
 @dataclass
@@ -115,7 +111,6 @@ class TickerWorker:
 
         started = time.monotonic()
         values = ticker_values(ticker, params)
-        _kill_hook(ticker)
         try:
             check_data_source(values["data_source"])
             run_pipeline(
@@ -162,14 +157,6 @@ class TickerWorker:
         if not self.frozen:
             gc.freeze()
             self.frozen = True
-
-
-def _kill_hook(ticker: str) -> None:
-    name, _, seconds = os.environ.get(KILL_HOOK_VARIABLE, "").partition("@")
-    if name and name == ticker:
-        timer = threading.Timer(float(seconds or 0), os.kill, (os.getpid(), signal.SIGKILL))
-        timer.daemon = True
-        timer.start()
 
 
 def run_ticker(ticker: str, arguments: list[str], env: dict[str, str], project: str) -> TickerOutcome:
