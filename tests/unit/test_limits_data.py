@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from flow_steps.config.errors import DataValidationError, PipelineError
+from flow_steps.config.declarations import MAX_ROW_LIMIT
+from flow_steps.config.errors import DataValidationError, PipelineError, one_line
+from flow_steps.config.secrets import mask_secrets
 from flow_steps.config.values import PriceChecks
 from flow_steps.data.ingest import clean_prices, daily_moves, suspect_move_message, validate_prepared
-from flow_steps.data.masking import mask_secrets, one_line
 from flow_steps.data.reading import detect_separator, read_price_table
 from flow_steps.data.sessions import Hole, check_sessions, describe_non_sessions, next_sessions
 from flow_steps.data.tickers import normalize_ticker, parse_tickers
@@ -133,8 +134,15 @@ def test_max_row_limit_keeps_the_newest_rows_and_counts_the_rest():
     assert (len(prepared), report.limit_dropped) == (5, 0)
     prepared, report = clean_prices(frame, max_row_limit=4, checks=NO_CALENDAR_CHECKS)
     assert (prepared["Date"].iloc[0].strftime("%Y-%m-%d"), report.limit_dropped) == ("2020-01-02", 1)
+    prepared, report = clean_prices(frame, max_row_limit=1, checks=NO_CALENDAR_CHECKS)
+    assert (len(prepared), report.limit_dropped) == (1, 4)
+
+
+def test_max_row_limit_is_refused_below_one_where_it_is_declared():
+    """The range is the declaration's (click and the driver check it); clean_prices takes a checked int."""
+    MAX_ROW_LIMIT.check(1)
     with pytest.raises(PipelineError, match="max_row_limit must be at least 1, got 0"):
-        clean_prices(frame, max_row_limit=0, checks=NO_CALENDAR_CHECKS)
+        MAX_ROW_LIMIT.check(0)
 
 
 # The first line of a refused page is shown whole up to its limit (80 for HTML), else cut to 77 + "...".
