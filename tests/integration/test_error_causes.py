@@ -1,6 +1,7 @@
 """A library's cause survives the one line: a universe sent to a token-protected Ray cluster without its
 token (or with a wrong one) fails before any run exists, in one line that keeps Ray's words and names
-RAY_AUTH_TOKEN; with the token, the same check lets the client in."""
+RAY_AUTH_TOKEN (with the token, the same check lets the client in); the team server names the login or
+database PostgreSQL refuses, in one line, instead of retrying the same traceback for minutes."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from pathlib import Path
 import pytest
 
 from flow_steps.config.errors import PipelineError
-from flow_steps.runtime.local_server import stop_process_group
+from flow_steps.runtime.local_server import free_port, stop_process_group
 from tests.conftest import PROJECT_ROOT, TINY_PARAMS, Tracking, cli_options
-from tests.support.helpers import assert_one_line_failure
+from tests.support.helpers import assert_one_line_failure, clean_env
 from tests.support.ray_cluster import RayHead
+from tests.support.team_server import ADMIN, DB_PASSWORD, PostgresCluster
 
 # One worker for the whole file: its module-scoped Ray head is started once.
-pytestmark = [pytest.mark.ray, pytest.mark.timeout(600), pytest.mark.xdist_group("test_error_causes")]
+pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("test_error_causes")]
 
 RAY_REFUSAL = "authentication token is missing or incorrect"  # Ray 2.60's own words, kept
 
@@ -57,6 +59,7 @@ def universe(tracking: Tracking, folder: Path, ray_env: dict[str, str]) -> subpr
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
+@pytest.mark.ray
 @pytest.mark.parametrize(
     ("auth", "fragments"),
     [
@@ -83,6 +86,7 @@ def test_a_universe_without_the_clusters_token_fails_in_one_line_and_writes_noth
     assert not list(tracking.folder.rglob("summary.csv"))
 
 
+@pytest.mark.ray
 def test_the_join_check_lets_in_a_client_with_the_token(token_head, monkeypatch, tmp_path):
     from flow_steps.orchestration.cluster import check_cluster_joins
 
@@ -94,3 +98,48 @@ def test_the_join_check_lets_in_a_client_with_the_token(token_head, monkeypatch,
     monkeypatch.delenv("RAY_AUTH_TOKEN")
     with pytest.raises(PipelineError, match="RAY_AUTH_MODE=token but Ray found no token"):
         check_cluster_joins(token_head.address)
+
+
+def team_server(cluster: PostgresCluster, database: str, password: str | None) -> subprocess.CompletedProcess:
+    """deploy/team_server.py against `database` of `cluster` with PGPASSWORD `password`, in its own
+    process group, stopped even when the test fails."""
+    env = clean_env(MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN[1], MLFLOW_FLASK_SERVER_SECRET_KEY="k" * 32)
+    env.pop("PGPASSWORD", None)
+    env |= {"PGPASSWORD": password} if password else {"PGPASSFILE": "/nonexistent"}
+    command = [sys.executable, str(PROJECT_ROOT / "deploy" / "team_server.py")]
+    command += ["--database-uri", cluster.uri(database), "--artifacts-destination", str(cluster.folder / "a")]
+    command += ["--port", str(free_port()), "--workers", "1"]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=60)  # the server itself would retry for minutes
+    finally:
+        stop_process_group(process, grace_seconds=5)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@pytest.mark.postgres
+def test_the_team_server_names_the_login_or_database_postgresql_refuses(tmp_path):
+    cluster = PostgresCluster()
+    try:
+        cluster.init().start()
+        cluster.create_database("mlflow")
+        cases = {
+            ("mlflow", "wrong-pw-5e1d"): 'FATAL: password authentication failed for user "mlflow"',
+            ("mlflow", None): "fe_sendauth: no password supplied",
+            ("missing", DB_PASSWORD): 'FATAL: database "missing" does not exist',
+            ("mlflow", DB_PASSWORD): 'FATAL: database "mlflow_auth" does not exist',  # the users' database
+        }
+        results = {case: team_server(cluster, *case) for case in cases}
+    finally:
+        cluster.remove()
+    for (database, password), reason in cases.items():
+        result = results[database, password]
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert result.stderr.startswith("team_server: PostgreSQL refused --"), result.stderr
+        assert f"({reason})" in result.stderr, result.stderr
+        fix = "set PGPASSWORD" if "password" in reason else "create it (createdb)"
+        assert fix in result.stderr, result.stderr
+        assert DB_PASSWORD not in result.stderr + result.stdout and "wrong-pw-5e1d" not in result.stderr

@@ -1,16 +1,20 @@
 """One-line errors keep the library's cause: the wording functions on real exception objects, chained as
-Ray 2.60 and requests raise them (a refused Ray token, a TLS certificate refused in a real handshake)."""
+Ray 2.60, requests and SQLAlchemy raise them (a refused Ray token, a TLS certificate refused in a real
+handshake, a login or database PostgreSQL refuses)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import importlib.util
 import ssl
 import traceback
 from pathlib import Path
 
+import psycopg
 import pytest
 import requests
+import sqlalchemy
 import urllib3
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -22,8 +26,10 @@ from ray._private.authentication.authentication_constants import (
 from ray.exceptions import AuthenticationError
 
 from flow_steps.orchestration.cluster import join_problem, ray_cause
+from flow_steps.runtime.local_server import free_port
 from flow_steps.runtime.tracking import CERT_VARIABLE, TRACKING_URI_VARIABLE, error_chain, tls_problem
 
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ADDRESS = "10.0.0.5:6379"
 TOKEN = "f3a1c9e07b5d4c2a9e8f7d6c5b4a3928"
 # What the cluster's GCS answers a missing or wrong token (Ray 2.60, captured from a real refusal).
@@ -189,3 +195,58 @@ def test_an_expired_certificate_says_so(tmp_path):
     line = tls_problem("https://tracking.example", error)
 
     assert "a certificate that is not valid now (certificate has expired): renew it" in line
+
+
+def team_server_module():
+    """deploy/team_server.py, a script outside the package, imported from its file."""
+    spec = importlib.util.spec_from_file_location("team_server", DEPLOY / "team_server.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def refused_by_postgres(message: str) -> sqlalchemy.exc.OperationalError:
+    """SQLAlchemy's error around psycopg's, as `engine.connect()` raises it; `message` is what libpq
+    said (captured from a real PostgreSQL 15 refusal)."""
+    prefix = 'connection failed: connection to server at "127.0.0.1", port 5432 failed: '
+    original = psycopg.OperationalError(prefix + message)
+    return sqlalchemy.exc.OperationalError(None, None, original)
+
+
+@pytest.mark.parametrize(
+    ("message", "fragments"),
+    [
+        (
+            'FATAL:  password authentication failed for user "mlflow"',
+            ['(FATAL: password authentication failed for user "mlflow")', "set PGPASSWORD (or ~/.pgpass)"],
+        ),
+        ("fe_sendauth: no password supplied", ["(fe_sendauth: no password supplied)", "set PGPASSWORD"]),
+        (
+            'FATAL:  database "mlflow" does not exist',
+            ['(FATAL: database "mlflow" does not exist)', "create it (createdb)", "in --database-uri"],
+        ),
+        ('FATAL:  role "mlfow" does not exist', ["name an existing user in --database-uri"]),
+    ],
+)
+def test_a_database_postgresql_refuses_is_named_with_its_reason(message, fragments):
+    uri = "postgresql+psycopg://mlflow@127.0.0.1:5432/mlflow"
+
+    line = team_server_module().database_problem("--database-uri", uri, refused_by_postgres(message))
+
+    assert line.startswith(f"PostgreSQL refused --database-uri {uri} (")
+    for fragment in fragments:
+        assert fragment in line
+    assert "\n" not in line and "sqlalche.me" not in line
+
+
+def test_a_database_that_does_not_answer_keeps_libpqs_reason():
+    try:  # a real refusal: nothing listens on that port
+        psycopg.connect(f"host=127.0.0.1 port={free_port()} user=mlflow dbname=mlflow connect_timeout=5")
+    except psycopg.OperationalError as original:
+        error = sqlalchemy.exc.OperationalError(None, None, original)
+    uri = "postgresql+psycopg://mlflow@127.0.0.1:1/mlflow"
+
+    line = team_server_module().database_problem("--database-uri", uri, error)
+
+    assert line.startswith(f"cannot reach the database of --database-uri {uri}: ")
+    assert "Connection refused" in line
