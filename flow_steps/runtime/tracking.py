@@ -92,7 +92,22 @@ def check_tracking_server(timeout: float = CHECK_TIMEOUT_SECONDS) -> None:
             f"{PASSWORD_VARIABLE} {given}"
         )
     if answer.status_code >= 500:
-        raise PipelineError(f"the tracking server at {uri} answered {answer.status_code}: it is not healthy")
+        raise PipelineError(unhealthy(uri, answer))
+
+
+def unhealthy(uri: str, answer: requests.Response) -> str:
+    """One line for a server error: the cause when the server says its database refused it (a login or a
+    database PostgreSQL refused), which only the server's admin can fix."""
+    line = f"the tracking server at {uri} answered {answer.status_code}"
+    try:
+        message = str(answer.json().get("message", ""))
+    except (ValueError, AttributeError):
+        message = ""
+    if "OperationalError" not in message or "failed: " not in message:
+        return f"{line}: it is not healthy"
+    reason = " ".join(message.split("(Background on this error")[0].rsplit("failed: ", 1)[-1].split())
+    fix = "its PGPASSWORD (or ~/.pgpass)" if "password" in reason else "its --database-uri"
+    return f"{line}: its database refused it ({reason}): the server's admin fixes {fix} (docs/team-server.md)"
 
 
 def _ask(uri: str, timeout: float) -> requests.Response:

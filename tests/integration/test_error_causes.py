@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from flow_steps.config.errors import PipelineError
-from flow_steps.runtime.local_server import free_port, stop_process_group
+from flow_steps.runtime.local_server import HOST, free_port, stop_process_group
 from tests.conftest import PROJECT_ROOT, TINY_PARAMS, Tracking, cli_options
 from tests.support.helpers import assert_one_line_failure, clean_env
 from tests.support.ray_cluster import RayHead
-from tests.support.team_server import ADMIN, DB_PASSWORD, PostgresCluster
+from tests.support.team_server import ADMIN, DB_PASSWORD, DB_USER, PostgresCluster, TeamServer, postgres_bin
 
 # One worker for the whole file: its module-scoped Ray head is started once.
 pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("test_error_causes")]
@@ -36,13 +36,8 @@ def token_head() -> Iterator[RayHead]:
         head.stop()
 
 
-def universe(tracking: Tracking, folder: Path, ray_env: dict[str, str]) -> subprocess.CompletedProcess:
-    """`python -m flow_steps.universe` for one ticker with `ray_env` (no other RAY_* variable), in its
-    own process group, stopped even when the test fails."""
-    env = {key: value for key, value in tracking.env.items() if not key.startswith("RAY_")} | ray_env
-    env["HOME"] = str(folder)  # no ~/.ray/auth_token of this machine's user
-    params = {**TINY_PARAMS, "data_source": "sample"}
-    command = [sys.executable, "-m", "flow_steps.universe", "--tickers", "MSFT", *cli_options(params)]
+def run_in_group(command: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """Run `command` from the project root in its own process group, stopped even when the test fails."""
     process = subprocess.Popen(
         command,
         cwd=PROJECT_ROOT,
@@ -53,10 +48,19 @@ def universe(tracking: Tracking, folder: Path, ray_env: dict[str, str]) -> subpr
         start_new_session=True,
     )
     try:
-        stdout, stderr = process.communicate(timeout=300)
+        stdout, stderr = process.communicate(timeout=timeout)
     finally:
         stop_process_group(process, grace_seconds=5)
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def universe(tracking: Tracking, folder: Path, ray_env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`python -m flow_steps.universe` for one ticker with `ray_env` (no other RAY_* variable)."""
+    env = {key: value for key, value in tracking.env.items() if not key.startswith("RAY_")} | ray_env
+    env["HOME"] = str(folder)  # no ~/.ray/auth_token of this machine's user
+    params = {**TINY_PARAMS, "data_source": "sample"}
+    command = [sys.executable, "-m", "flow_steps.universe", "--tickers", "MSFT", *cli_options(params)]
+    return run_in_group(command, env, timeout=300)
 
 
 @pytest.mark.ray
@@ -101,22 +105,14 @@ def test_the_join_check_lets_in_a_client_with_the_token(token_head, monkeypatch,
 
 
 def team_server(cluster: PostgresCluster, database: str, password: str | None) -> subprocess.CompletedProcess:
-    """deploy/team_server.py against `database` of `cluster` with PGPASSWORD `password`, in its own
-    process group, stopped even when the test fails."""
+    """deploy/team_server.py against `database` of `cluster` with PGPASSWORD `password` (or none)."""
     env = clean_env(MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN[1], MLFLOW_FLASK_SERVER_SECRET_KEY="k" * 32)
     env.pop("PGPASSWORD", None)
     env |= {"PGPASSWORD": password} if password else {"PGPASSFILE": "/nonexistent"}
     command = [sys.executable, str(PROJECT_ROOT / "deploy" / "team_server.py")]
     command += ["--database-uri", cluster.uri(database), "--artifacts-destination", str(cluster.folder / "a")]
     command += ["--port", str(free_port()), "--workers", "1"]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=60)  # the server itself would retry for minutes
-    finally:
-        stop_process_group(process, grace_seconds=5)
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    return run_in_group(command, env, timeout=60)  # the server itself would retry for minutes
 
 
 @pytest.mark.postgres
@@ -143,3 +139,37 @@ def test_the_team_server_names_the_login_or_database_postgresql_refuses(tmp_path
         fix = "set PGPASSWORD" if "password" in reason else "create it (createdb)"
         assert fix in result.stderr, result.stderr
         assert DB_PASSWORD not in result.stderr + result.stdout and "wrong-pw-5e1d" not in result.stderr
+
+
+@pytest.mark.postgres
+def test_a_pipeline_names_the_database_refusal_behind_the_servers_503(tmp_path):
+    cluster = PostgresCluster()
+    server = None
+    try:
+        cluster.init().start()
+        cluster.create_database("mlflow")
+        cluster.create_database("mlflow_auth")
+        (tmp_path / "artifacts").mkdir()
+        server = TeamServer(cluster, tmp_path / "artifacts").start()
+        # The database user's password changes under the running server, and its connections end.
+        psql = [postgres_bin("psql"), "-h", HOST, "-p", str(cluster.port), "-U", DB_USER, "-d", "postgres"]
+        change = "ALTER USER mlflow PASSWORD 'rotated-pw-8c2f'; SELECT pg_terminate_backend(pid) FROM "
+        change += "pg_stat_activity WHERE pid <> pg_backend_pid() AND datname IS NOT NULL"
+        subprocess.run([*psql, "-c", change], env=clean_env(PGPASSWORD=DB_PASSWORD), check=True, timeout=60)
+        env = clean_env(
+            MLFLOW_TRACKING_URI=server.url,
+            MLFLOW_TRACKING_USERNAME=ADMIN[0],
+            MLFLOW_TRACKING_PASSWORD=ADMIN[1],
+        )
+        result = run_in_group([sys.executable, "main.py"], env, timeout=120)
+    finally:
+        if server is not None:
+            server.stop()
+        cluster.remove()
+    assert_one_line_failure(
+        result,
+        f"the tracking server at {server.url} answered 503: its database refused it",
+        '(FATAL: password authentication failed for user "mlflow")',
+        "the server's admin fixes its PGPASSWORD",
+    )
+    assert ADMIN[1] not in result.stderr and "rotated-pw-8c2f" not in result.stderr

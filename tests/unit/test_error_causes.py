@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import importlib.util
+import json
 import ssl
 import traceback
 from pathlib import Path
@@ -27,7 +28,13 @@ from ray.exceptions import AuthenticationError
 
 from flow_steps.orchestration.cluster import join_problem, ray_cause
 from flow_steps.runtime.local_server import free_port
-from flow_steps.runtime.tracking import CERT_VARIABLE, TRACKING_URI_VARIABLE, error_chain, tls_problem
+from flow_steps.runtime.tracking import (
+    CERT_VARIABLE,
+    TRACKING_URI_VARIABLE,
+    error_chain,
+    tls_problem,
+    unhealthy,
+)
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ADDRESS = "10.0.0.5:6379"
@@ -250,3 +257,37 @@ def test_a_database_that_does_not_answer_keeps_libpqs_reason():
 
     assert line.startswith(f"cannot reach the database of --database-uri {uri}: ")
     assert "Connection refused" in line
+
+
+def server_answer(status: int, body: str) -> requests.Response:
+    """A `requests` response as the tracking server sent it."""
+    answer = requests.Response()
+    answer.status_code, answer._content = status, body.encode()
+    answer.headers["Content-Type"] = "application/json"
+    return answer
+
+
+def test_a_server_whose_database_refuses_it_says_so_with_postgresqls_reason():
+    # What MLflow 3.17's server answered once its database user's password had changed (captured)
+    message = (
+        '(psycopg.OperationalError) connection failed: connection to server at "127.0.0.1", port 39599 '
+        'failed: FATAL:  password authentication failed for user "mlflow"\n(Background on this error at: '
+        "https://sqlalche.me/e/21/e3q8)"
+    )
+    body = json.dumps({"error_code": "TEMPORARILY_UNAVAILABLE", "message": message})
+
+    line = unhealthy("http://tracking.example:5000", server_answer(503, body))
+
+    assert line == (
+        "the tracking server at http://tracking.example:5000 answered 503: its database refused it "
+        '(FATAL: password authentication failed for user "mlflow"): the server\'s admin fixes its '
+        "PGPASSWORD (or ~/.pgpass) (docs/team-server.md)"
+    )
+
+
+def test_any_other_server_error_stays_short():
+    answer = server_answer(500, "<html>Internal Server Error</html>")
+
+    assert unhealthy("http://tracking.example", answer) == (
+        "the tracking server at http://tracking.example answered 500: it is not healthy"
+    )
