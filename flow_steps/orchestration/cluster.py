@@ -33,11 +33,12 @@ TOKEN_NOT_FOUND = "no authentication token was found"
 TOKEN_FILE_UNREADABLE = "file cannot be opened or is empty"
 PROBE_EXIT = 3  # the join probe's exit status when Ray refused the client: its stdout holds Ray's error
 PROBE_TIMEOUT_SECONDS = 30
-# The probe's Ray client settings: a few seconds for an answer (a non-Ray server costs 8 s, not 40).
+# The probe's Ray client settings: a GCS answers within milliseconds, and something else on the port
+# costs 3 s instead of Ray's 40 (a probe that times out lets ray.init decide).
 PROBE_SETTINGS = {
-    "RAY_py_gcs_connect_timeout_s": "3",
-    "RAY_gcs_rpc_server_connect_timeout_s": "2",
-    "RAY_gcs_rpc_server_reconnect_timeout_s": "3",
+    "RAY_py_gcs_connect_timeout_s": "1",
+    "RAY_gcs_rpc_server_connect_timeout_s": "1",
+    "RAY_gcs_rpc_server_reconnect_timeout_s": "1",
 }
 # One connection to the cluster's GCS, as `ray.init` makes first, in a child process: Ray's C++ client
 # logs a warning on stderr for a refused token (the user's console gets our one line instead), and it
