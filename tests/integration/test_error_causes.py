@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from deploy.local_postgres import DB_PASSWORD, DB_USER, PostgresCluster, postgres_bin
+from deploy.local_serving import HOST, free_port, stop_process_group
 from deploy.local_team import ADMIN, TeamServer
 from flow_steps.config.errors import PipelineError
-from flow_steps.runtime.local_server import HOST, free_port, stop_process_group
 from tests.conftest import PROJECT_ROOT, TINY_PARAMS, Tracking, cli_options
 from tests.support.helpers import assert_one_line_failure, clean_env
 from tests.support.ray_cluster import RayHead

@@ -26,8 +26,8 @@ from ray._private.authentication.authentication_constants import (
 )
 from ray.exceptions import AuthenticationError
 
+from deploy.local_serving import free_port
 from flow_steps.orchestration.cluster import join_problem, ray_cause
-from flow_steps.runtime.local_server import free_port
 from flow_steps.runtime.tracking import (
     CERT_VARIABLE,
     TRACKING_URI_VARIABLE,
