@@ -17,6 +17,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from flow_steps.config.declarations import COMPANY_ABBREVIATION
 from flow_steps.config.errors import PipelineError, one_line
 from flow_steps.config.names import (
     METRIC_TEST_DIRECTIONAL_ACCURACY,
@@ -67,7 +68,12 @@ def summary_rows(client: MlflowClient, universe_run_id: str, outcomes: list[Tick
     runs = client.search_runs(
         [experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{universe_run_id}'", max_results=10000
     )
-    by_ticker = {normalize_ticker(run.data.params.get("company_abbreviation", "")): run for run in runs}
+    # A pipeline whose worker died before it logged its parameters names no ticker: its row has no run.
+    by_ticker = {
+        normalize_ticker(name): run
+        for run in runs
+        if (name := run.data.params.get(COMPANY_ABBREVIATION.name))
+    }
     rows = []
     for outcome in outcomes:
         run = by_ticker.get(outcome.ticker)

@@ -17,6 +17,7 @@ from flow_steps import download_raw_data, forecast, register_model, transform_da
 from flow_steps.config.names import (
     DOWNLOAD_STEP,
     FORECAST_ENTRY_POINT,
+    FORECAST_TABLE_PATH,
     KEPT,
     MAX_HORIZON,
     METRIC_CHAMPION_TEST_RMSE,
@@ -330,9 +331,7 @@ def test_forecast_entry_point_prints_and_writes_trading_day_forecasts(registry, 
     [run] = tracking.runs_of(FORECAST_ENTRY_POINT)
     assert run.info.status == "FINISHED" and run.data.params["model"] == "champion"
     assert run.data.tags["model_uri"] == CHAMPION and run.data.tags["model_version"] == "2"
-    logged = mlflow.artifacts.download_artifacts(
-        run_id=run.info.run_id, artifact_path=forecast.FORECAST_ARTIFACT
-    )
+    logged = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=FORECAST_TABLE_PATH)
     pd.testing.assert_frame_equal(pd.read_csv(logged), written)
 
 

@@ -35,6 +35,7 @@ from flow_steps.config.names import (
     TRANSFORMED_DATA_PATH,
 )
 from flow_steps.data.sources import SAMPLE_FILE
+from flow_steps.deployment.packaging import served_code_files
 from flow_steps.deployment.scoring import holdout_days, score
 from flow_steps.model.intervals import INTERVAL_COLUMNS
 from flow_steps.runtime.inputs import read_prepared
@@ -207,7 +208,7 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     # The logged model ships the model/ folder and what it imports, and nothing else of the project.
     code = Path(mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path="model/code"))
     shipped = sorted(path.relative_to(code / "flow_steps").as_posix() for path in code.rglob("*.py"))
-    assert shipped == sorted(train_model.served_code_files())
+    assert shipped == sorted(served_code_files())
 
     model = mlflow.pyfunc.load_model("models:/stock-MSFT-lstm@champion")
     assert model.metadata.get_input_schema().input_names() == ["Close"]
