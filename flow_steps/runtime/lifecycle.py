@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import re
@@ -70,8 +71,9 @@ def configure_logging(level: int = logging.INFO) -> None:
 def entry_point(label: str, runs: str = "run", checks: tuple[Callable[[], None], ...] = ()) -> Iterator[None]:
     """The life of an entry point's process, around everything it does after parsing its options.
 
-    Logging to stderr, SIGINT/SIGTERM raised as `Interrupted`, MLflow's client settings, the tracking
-    server checked (one line in seconds when it is down) and a fresh SQLite store created once; then a
+    Logging to stderr, a native crash's Python traceback too (`faulthandler`), SIGINT/SIGTERM raised as
+    `Interrupted`, MLflow's client settings, the tracking server checked (one line in seconds when it is
+    down) and a fresh SQLite store created once; then a
     `PipelineError` ends the process with one line and exit 1, and an interruption with one line and
     exit 130 or 143. `runs` says what was marked KILLED ("run", or "runs" for a pipeline); `checks` run
     before the tracking store is touched (a universe's cluster and store pairing, say).
@@ -82,6 +84,7 @@ def entry_point(label: str, runs: str = "run", checks: tuple[Callable[[], None],
     flow_steps.parameters`.
     """
     configure_logging()
+    faulthandler.enable()  # SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE: where it happened, on stderr
     raise_on_termination()
     marked = f"its {runs} {'is' if runs == 'run' else 'are'} marked KILLED"
     try:
