@@ -9,7 +9,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -84,7 +84,9 @@ def entry_point(label: str, runs: str = "run", checks: tuple[Callable[[], None],
     flow_steps.parameters`.
     """
     configure_logging()
-    faulthandler.enable()  # SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE: where it happened, on stderr
+    if sys.__stderr__ is not None:  # the process's stderr, also when click's test runner replaced sys.stderr
+        with suppress(OSError, ValueError):  # one without a file descriptor cannot take it
+            faulthandler.enable(file=sys.__stderr__)
     raise_on_termination()
     marked = f"its {runs} {'is' if runs == 'run' else 'are'} marked KILLED"
     try:

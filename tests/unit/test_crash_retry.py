@@ -3,10 +3,14 @@ runs the step again: the pure decisions of orchestration/crashes.py."""
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import os
 import signal
+from unittest.mock import patch
 
 import pytest
+from click.testing import CliRunner
 
 from flow_steps.config.declarations import CRASH_RETRIES
 from flow_steps.config.entry_points import BY_ENTRY_POINT
@@ -19,7 +23,7 @@ from flow_steps.orchestration.crashes import (
     retries_tag,
     should_retry,
 )
-from flow_steps.runtime.lifecycle import LOG_FORMAT
+from flow_steps.runtime.lifecycle import LOG_FORMAT, entry_point
 
 CRASHES = {signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE}
 
@@ -109,3 +113,14 @@ def test_crash_retries_is_mains_alone_from_0_to_3_default_1():
     assert CRASH_RETRIES in BY_ENTRY_POINT[MAIN_ENTRY_POINT].params
     assert CRASH_RETRIES not in BY_ENTRY_POINT[UNIVERSE_ENTRY_POINT].params
     assert (CRASH_RETRIES.default, CRASH_RETRIES.low, CRASH_RETRIES.high) == (1, 0, 3)
+
+
+def test_an_entry_point_prints_a_native_crash_traceback_even_under_clicks_test_runner(
+    tracking, signals_raise
+):
+    """`faulthandler` on the process's own stderr: click's test runner replaces sys.stderr with one that
+    has no file descriptor, and steps invoked that way (tests, notebooks) must still run."""
+    faulthandler.disable()
+    # os.environ as it was afterwards (entry_point sets MLflow's client defaults)
+    with patch.dict(os.environ), CliRunner().isolation(), entry_point("Check"):
+        assert faulthandler.is_enabled()
