@@ -50,6 +50,7 @@ from flow_steps.runtime.outages import CLOSING_SECONDS, retrying_for, tried_brie
 logger = logging.getLogger(__name__)
 
 RUNNING = RunStatus.to_string(RunStatus.RUNNING)
+FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 
 
 def reuse_filter(entry_point: str, params: dict[str, str], version: str, tags: dict[str, str]) -> str:
@@ -186,7 +187,9 @@ class StepRunner:
 
     def _end_failed(self, entry_point: str, step: StepProcess, code: int, attempt: int) -> None:
         """End the run of a step whose process exited with `code` FAILED unless the step ended it; raise
-        what happened: StepCrashed, a PipelineError naming another signal, or the step's own reason."""
+        what happened: StepCrashed, a PipelineError naming another signal, or the step's own reason. A
+        process that died of a signal after it had finished its run (TensorFlow's exit, say) leaves its
+        work done and logged: the run is kept, with a warning."""
         run = self.client.get_run(step.run_id)
         received = death_signal(code)
         if received is None:
@@ -194,6 +197,9 @@ class StepRunner:
                 self.client.set_terminated(step.run_id, FAILED)
             raise ExecutionException(f"Run (ID '{step.run_id}') failed")
         message = death_message(entry_point, received, last_logged(step.stderr_tail()), attempt)
+        if run.info.status == FINISHED:
+            logger.warning("%s, after it had finished its run %s: the run is kept", message, step.run_id)
+            return
         if run.info.status == RUNNING:
             self.client.set_tag(step.run_id, TAG_ERROR, message)
             self.client.set_terminated(step.run_id, FAILED)
