@@ -13,13 +13,13 @@ import os
 import click
 import mlflow
 
-from flow_steps.config.entry_points import options
+from flow_steps.config.entry_points import check_option, options
 from flow_steps.config.names import DEFAULT_EXPERIMENT, MAIN_ENTRY_POINT
 from flow_steps.config.spec import SpecCommand
 from flow_steps.data.sources import check_data_source
 from flow_steps.orchestration.driver import run_pipeline
 from flow_steps.runtime.interruption import end_with_parent
-from flow_steps.runtime.lifecycle import check_option, entry_point, refusals_explained
+from flow_steps.runtime.lifecycle import entry_point, refusals_explained
 from flow_steps.runtime.tracking import experiment_label
 
 logger = logging.getLogger("main")

@@ -131,10 +131,17 @@ def in_process(params: dict[str, str]) -> dict[str, float]:
     """Download, transform, train and register in this process, logged as the pipeline logs them."""
     import mlflow
 
-    from flow_steps import download_raw_data, register_model, train_model, transform_data
+    from flow_steps import download_raw_data, train_model, transform_data
     from flow_steps.config.entry_points import BY_ENTRY_POINT
-    from flow_steps.config.names import MODEL_NAME, TAG_CODE_VERSION, TRANSFORMED_DATA_PATH, raw_data_path
-    from flow_steps.config.values import PriceChecks, TrainParams
+    from flow_steps.config.names import (
+        MODEL_ARTIFACT,
+        TAG_CODE_VERSION,
+        TRANSFORMED_DATA_PATH,
+        raw_data_path,
+        registered_model_name,
+    )
+    from flow_steps.config.values import PriceChecks, Registration, TrainParams
+    from flow_steps.deployment.promotion import register
     from flow_steps.runtime.lifecycle import mark_training_experiment
     from flow_steps.runtime.lineage import code_version
 
@@ -175,12 +182,12 @@ def in_process(params: dict[str, str]) -> dict[str, float]:
             {"stock_data": prepared, **vars(train_params)},
             lambda: train_model.train(prepared, train_params),
         )
-        model_uri = f"runs:/{train}/{MODEL_NAME}"
+        model_uri = f"runs:/{train}/{MODEL_ARTIFACT}"
         step(
             REGISTER_STEP,
             {"model_uri": model_uri, "stock_data": prepared, "test_fraction": train_params.test_fraction},
-            lambda: register_model.register(
-                model_uri, prepared, train_params.test_fraction, f"stock-{ticker}-lstm"
+            lambda: register(
+                model_uri, prepared, Registration(registered_model_name(ticker), train_params.test_fraction)
             ),
         )
     return seconds

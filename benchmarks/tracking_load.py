@@ -4,7 +4,7 @@
     python benchmarks/tracking_load.py --tickers-per-hour 500 --seconds 120 --server-workers 2
 
 1. Starts a throwaway PostgreSQL cluster and the team server (deploy/team_server.py: basic-auth,
-   proxied artifacts, `--workers` as given) on 127.0.0.1, as the tests do (tests/support/team_server.py),
+   proxied artifacts, `--workers` as given) on 127.0.0.1, as the tests do (deploy/local_team.py),
    and a user `pipeline` with EDIT on the benchmark's experiment, as the pipeline logs in.
 2. Runs two tickers' pipelines in this process with the steps in-process, as a universe's worker does,
    and records every HTTP request MLflow sends for the second ticker: the count by endpoint, the time
@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -33,10 +32,8 @@ from pathlib import Path
 
 import requests
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_ROOT))
-
-from tests.support.team_server import PostgresCluster, TeamServer  # noqa: E402
+from deploy.local_postgres import PostgresCluster
+from deploy.local_team import TeamServer
 
 logger = logging.getLogger("benchmarks.tracking_load")
 EXPERIMENT = "tracking-load"

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import mlflow
 
-from flow_steps.config.entry_points import options
+from flow_steps.config.entry_points import check_option, options
 from flow_steps.config.names import (
     DOWNLOAD_STEP,
     RAW_DATA_DIR,
@@ -22,11 +22,10 @@ from flow_steps.config.names import (
 )
 from flow_steps.config.values import PriceChecks
 from flow_steps.data.ingest import load_prices
-from flow_steps.data.reading import summarize_raw
+from flow_steps.data.reading import sha256_bytes, summarize_raw
 from flow_steps.data.sources import fetch_raw_prices, refuse_embedded_secrets
 from flow_steps.data.tickers import normalize_ticker
-from flow_steps.runtime.lifecycle import check_option, record_price_checks, run_step
-from flow_steps.runtime.lineage import sha256_bytes
+from flow_steps.runtime.lifecycle import record_price_checks, run_step
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,10 @@ from flow_steps.config.names import (
     TAG_MODEL_VERSION,
     TAG_REGISTERED_MODEL,
 )
+from flow_steps.config.values import Registration
 from flow_steps.deployment.promotion import register
-from flow_steps.runtime.lifecycle import local_input, run_step
+from flow_steps.runtime.inputs import local_input
+from flow_steps.runtime.lifecycle import run_step
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ def cli(model_uri: str, stock_data: str, test_fraction: float, model_name: str) 
             "test_fraction": test_fraction,
             "model_name": model_name,
         },
-        lambda: register(model_uri, local_input(stock_data), test_fraction, model_name),
+        lambda: register(model_uri, local_input(stock_data), Registration(model_name, test_fraction)),
         output=registered_version_uri,
     )
 

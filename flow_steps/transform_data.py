@@ -22,8 +22,8 @@ from flow_steps.config.names import (
 )
 from flow_steps.config.values import PriceChecks
 from flow_steps.data.ingest import load_prices
-from flow_steps.runtime.inputs import input_file, log_prices_input
-from flow_steps.runtime.lifecycle import local_input, record_price_checks, run_step
+from flow_steps.runtime.inputs import input_file, local_input, log_prices_input
+from flow_steps.runtime.lifecycle import record_price_checks, run_step
 
 logger = logging.getLogger(__name__)
 

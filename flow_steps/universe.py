@@ -3,12 +3,13 @@
     python -m flow_steps.universe --tickers MSFT,AAPL,NVDA --data-source 'prices/WIKI-{ticker}.csv'
     mlflow run . -e universe --env-manager local -P tickers=@watchlist.txt -P data_source=quandl
 
-Each ticker is one Ray task (1 CPU) that runs `python main.py` for it, with every pipeline parameter
-and the same reuse rules, as a child of the `universe` run. A local Ray instance with `max_parallel`
-CPUs is started unless RAY_ADDRESS (or --ray-address) names a cluster; then the project travels to the
-workers as Ray's runtime environment (`working_dir`). A ticker that fails, fails alone; the summary
-(`universe/summary.csv`, a chart and metrics) is logged either way, and the command exits 1 when any
-ticker failed.
+Each ticker runs the pipeline of `python main.py` (its driver, every pipeline parameter, the same reuse
+rules) as a child of the `universe` run: inside a long-lived Ray worker (`executor=in-worker`, the
+default) or as its own processes (`executor=process`; orchestration/workers.py). A local Ray instance
+with `max_parallel` CPUs is started unless RAY_ADDRESS (or --ray-address) names a cluster; then the
+project travels to the workers as Ray's runtime environment (`working_dir`). A ticker that fails,
+fails alone; the summary (`universe/summary.csv`, a chart and metrics) is logged either way, and the
+command exits 1 when any ticker failed.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import click
 import mlflow
 
 from flow_steps.config.declarations import PIPELINE_PARAMS
-from flow_steps.config.entry_points import options
+from flow_steps.config.entry_points import check_option, options
 from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import (
     DEFAULT_EXPERIMENT,
+    TICKER_COLUMN,
     UNIVERSE_ENTRY_POINT,
 )
 from flow_steps.config.spec import SpecCommand
@@ -36,15 +38,16 @@ from flow_steps.orchestration.cluster import (
     cluster_address,
 )
 from flow_steps.orchestration.fan_out import run_universe
-from flow_steps.runtime.lifecycle import check_option, entry_point, refusals_explained, tracked_run
+from flow_steps.runtime.lifecycle import entry_point, refusals_explained, tracked_run
 from flow_steps.runtime.tracking import (
+    RUN_ID_VARIABLE,
     experiment_label,
     run_name_unless_chosen,
 )
 
-logger = logging.getLogger("universe")
+logger = logging.getLogger(__name__)
 
-EXPERIMENT_VARIABLES = ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+EXPERIMENT_VARIABLES = (RUN_ID_VARIABLE, "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 
 
 @click.command(
@@ -61,12 +64,14 @@ def cli(
         ticker_list = parse_tickers(tickers)
     except PipelineError as error:
         raise click.BadParameter(str(error), param_hint="'--tickers'") from error
+    address = cluster_address(ray_address)
     check_option(
-        lambda source: check_universe(ticker_list, source), str(params["data_source"]), "--data-source"
+        lambda source: check_universe(ticker_list, source, address),
+        str(params["data_source"]),
+        "--data-source",
     )
     spec = {param.name: param for param in PIPELINE_PARAMS}
     values = {name: spec[name].text(value) for name, value in params.items()}
-    address = cluster_address(ray_address)
     cluster_checks = (
         lambda: check_reachable_store(address, mlflow.get_tracking_uri()),
         lambda: address is None or check_cluster_answers(address),
@@ -86,7 +91,7 @@ def cli(
             "%d of %d tickers failed: %s",
             failed,
             len(summary),
-            ", ".join(summary.loc[summary["status"] != "FINISHED", "ticker"]),
+            ", ".join(summary.loc[summary["status"] != "FINISHED", TICKER_COLUMN]),
         )
         sys.exit(1)
 

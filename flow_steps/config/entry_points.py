@@ -31,6 +31,7 @@ from flow_steps.config.declarations import (
     TRANSFORM_PARAMS,
     WINDOW_FORECASTS,
 )
+from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import (
     DOWNLOAD_STEP,
     FORECAST_ENTRY_POINT,
@@ -113,3 +114,11 @@ def options(entry_point: str) -> Callable:
         return command
 
     return decorate
+
+
+def check_option(check: Callable[[str], None], value: str, flag: str) -> None:
+    """Run `check(value)` before any run starts; its PipelineError becomes click's usage error (exit 2)."""
+    try:
+        check(value)
+    except PipelineError as error:
+        raise click.BadParameter(str(error), param_hint=f"'{flag}'") from error

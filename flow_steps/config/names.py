@@ -30,12 +30,14 @@ CHALLENGER_ALIAS = "challenger"
 # Artifacts each step writes, relative to its run's artifact root.
 RAW_DATA_DIR = "raw-data"
 TRANSFORMED_DATA_PATH = "transformed-data/prices.csv"
-MODEL_NAME = "model"
+MODEL_ARTIFACT = "model"  # the logged model, in the train run's artifacts (runs:/<id>/model)
 PREDICTIONS_PATH = "evaluation/predictions.csv"
 METRICS_TABLE_PATH = "evaluation/metrics.csv"
 FORECAST_PLOT_PATH = "evaluation/forecast.png"
 BACKTEST_PATH = "evaluation/backtest.csv"
 FORECAST_TABLE_PATH = "forecast/forecast.csv"  # on forecast runs; what monitor scores
+MONITOR_BY_VERSION_PATH = "monitor/by_version.csv"  # on monitor runs: realized metrics per model version
+MONITOR_SCORED_DAYS_PATH = "monitor/scored_days.csv"  # on monitor runs: every forecast row scored
 
 # Columns of the transformed data: the only columns train_model and the served model need.
 DATE_COLUMN = "Date"
@@ -75,6 +77,8 @@ TAG_CHAMPION_SCORE_SOURCE = "champion_score_source"
 SCORED_FROM_TRAINING = "train_model run, same prices and test days"
 SCORED_HERE = "loaded and scored on these test days"
 TAG_MODEL_URI = "model_uri"  # on the parent and forecast runs
+TAG_DEGRADED = "degraded"  # on monitor runs: "true" when the champion is degraded
+TAG_DEGRADATION = "degradation"  # on monitor runs: why, in one line
 TAG_PRICE_COLUMN = "price_column"  # on the transform run
 TAG_TICKER = "ticker"  # on the transform run: names the datasets of the runs that read its prices
 TAG_SOURCE_NEWEST_FIRST = "source_newest_first"
@@ -92,6 +96,10 @@ TAG_TRAINED_THROUGH = "trained_through"
 METRIC_TEST_RMSE = "test_rmse"
 METRIC_NAIVE_TEST_RMSE = "naive_test_rmse"
 METRIC_TEST_RMSE_VS_NAIVE = "test_rmse_vs_naive"
+METRIC_TEST_COVERAGE_80 = "test_coverage_80"  # the share of test days inside the LSTM's 80% interval
+METRIC_TEST_COVERAGE_95 = "test_coverage_95"
+METRIC_TEST_DIRECTIONAL_ACCURACY = "test_directional_accuracy"
+METRIC_N_TEST_DAYS = "n_test_days"
 METRIC_TRAIN_LOSS = "train_loss"
 METRIC_VAL_LOSS = "val_loss"
 METRIC_CHALLENGER_TEST_RMSE = "challenger_test_rmse"  # register_model's scores on the same test days
@@ -121,6 +129,7 @@ ROWS_OUT_METRIC = "rows_out"  # transform_data: rows of prepared prices
 # forecast) and, in a batch table, the registry version that answered for each ticker.
 LAST_CLOSE_COLUMN = "last_close"
 MODEL_VERSION_COLUMN = "model_version"
+TICKER_COLUMN = "ticker"  # in a batch forecast table and a universe's summary
 # On forecast runs: the tickers forecast, as ",MSFT,AAPL," (monitor finds a ticker's with LIKE '%,MSFT,%').
 TAG_FORECAST_TICKERS = "forecast_tickers"
 HORIZON_PARAM = "horizon"

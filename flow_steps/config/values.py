@@ -63,6 +63,18 @@ class PriceChecks:
 
 
 DEFAULT_CHECKS = PriceChecks()
+DEFAULT_TRAIN_PARAMS = TrainParams()
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Parameters of register_model, checked when made: the registered model and the test days' share."""
+
+    model_name: str
+    test_fraction: float = TEST_FRACTION.default
+
+    def __post_init__(self) -> None:
+        check_values((TEST_FRACTION,), {TEST_FRACTION.name: self.test_fraction})
 
 
 def check_train_params(params: TrainParams) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from flow_steps.config.calendars import NO_CALENDAR
-from flow_steps.config.declarations import FAIL_ON_SUSPECT_MOVE, MAX_ROW_LIMIT
+from flow_steps.config.declarations import FAIL_ON_SUSPECT_MOVE
 from flow_steps.config.errors import DataValidationError
 from flow_steps.config.names import DATE_COLUMN, PRICE_COLUMN
 from flow_steps.config.values import DEFAULT_CHECKS, PriceChecks
@@ -89,8 +89,6 @@ def clean_prices(
     `checks.max_gap_days` days), finds shorter holes, prices on non-sessions and suspect moves, and keeps
     the most recent `max_row_limit` rows.
     """
-    if max_row_limit is not None:
-        MAX_ROW_LIMIT.check(max_row_limit)
     dates_name, prices_name = date_column(raw), price_column(raw)
     date_format = resolve_date_format(raw[dates_name], dates_name, checks.date_format)
     frame = pd.DataFrame(

@@ -6,6 +6,7 @@ are in data/ingest.py.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from dataclasses import dataclass
@@ -15,6 +16,12 @@ import pandas as pd
 
 from flow_steps.config.declarations import AUTO_DATE_FORMAT
 from flow_steps.config.errors import DataValidationError
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of `data`: how a price file is named in lineage tags and reuse keys."""
+    return hashlib.sha256(data).hexdigest()
+
 
 DATE_COLUMN_NAMES = ("Date", "Timestamp", "Day")
 # Adjusted closes account for splits and dividends: a split is not a crash.

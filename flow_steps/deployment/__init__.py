@@ -1,1 +1,2 @@
-"""After training: the Model Registry (versions, promotion, lock), the served model, forecasts, and the scoring of what then happened."""
+"""After training: the registry (versions, promotion, lock), the served model, forecasts, and the
+scoring of forecasts against what then happened."""

@@ -1,4 +1,5 @@
-"""Monitoring, pure: logged forecasts scored against the closes that then happened.
+"""Degradation, pure: logged forecasts scored against the closes that then happened, and the rule that
+flags a degraded champion.
 
 A forecast row (one ticker, one date, from one forecast run) is scored once its date has a real close:
 its error, the naive forecast's error over the same day (the last close known when the forecast was

@@ -23,7 +23,6 @@ from mlflow.tracking import MlflowClient
 from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import TAG_PROCESS_HOST, TAG_PROCESS_ID, TAG_PROCESS_STARTED
 from flow_steps.runtime.interruption import is_alive, this_process
-from flow_steps.runtime.store import race_point
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,6 @@ def promotion_lock(
 ) -> Iterator[None]:
     """Hold `model_name`'s promotion lock while the block runs; wait up to `timeout` seconds for it."""
     name = lock_name(model_name)
-    race_point("promotion-lock")
     deadline = time.monotonic() + timeout
     waited = False
     while True:

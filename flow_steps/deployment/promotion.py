@@ -13,7 +13,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from flow_steps.config.declarations import TEST_FRACTION
 from flow_steps.config.errors import DataValidationError, PipelineError
 from flow_steps.config.names import (
     ALREADY_REGISTERED,
@@ -25,6 +24,8 @@ from flow_steps.config.names import (
     METRIC_CHALLENGER_TEST_RMSE,
     METRIC_CHAMPION_TEST_RMSE,
     METRIC_NAIVE_TEST_RMSE,
+    METRIC_TEST_COVERAGE_80,
+    METRIC_TEST_COVERAGE_95,
     PROMOTED,
     TAG_CHALLENGER_SCORE_SOURCE,
     TAG_CHAMPION_SAW_TEST_DAYS,
@@ -43,13 +44,13 @@ from flow_steps.config.names import (
     TAG_TRAINED_THROUGH,
     TRANSFORM_STEP,
 )
+from flow_steps.config.values import Registration
+from flow_steps.data.reading import sha256_bytes
 from flow_steps.deployment.lock import promotion_lock
 from flow_steps.deployment.scoring import HoldoutDays, day_text, holdout_days, model_score
 from flow_steps.deployment.versions import MODEL_NAME_PATTERN, RUNS_URI, alias_version, register_version
 from flow_steps.runtime.inputs import input_file, read_prepared
 from flow_steps.runtime.lifecycle import refusals_explained
-from flow_steps.runtime.lineage import sha256_bytes
-from flow_steps.runtime.store import race_hold
 from flow_steps.training.evaluation import naive_forecast, rmse
 
 logger = logging.getLogger(__name__)
@@ -121,11 +122,11 @@ def lineage_tags(client: MlflowClient, train: Run, days: HoldoutDays) -> dict[st
     return tags
 
 
-def register(model_uri: str, stock_data: str, test_fraction: float, model_name: str) -> None:
-    """Register `model_uri` as a new version of `model_name`, tag it, and move the aliases."""
+def register(model_uri: str, stock_data: str, registration: Registration) -> None:
+    """Register `model_uri` as a new version of the registered model, tag it, and move the aliases."""
+    model_name, test_fraction = registration.model_name, registration.test_fraction
     if not MODEL_NAME_PATTERN.match(model_name):
         raise PipelineError(f"model_name '{model_name}' must be letters, digits, '.', '_' or '-'")
-    TEST_FRACTION.check(test_fraction)
     run_id = train_run_id(model_uri)
     prices_sha256 = sha256_bytes(input_file(stock_data, "stock_data").read_bytes())
     days = holdout_days(read_prepared(stock_data, "stock_data"), test_fraction, prices_sha256)
@@ -150,7 +151,6 @@ def _register_and_promote(
         client, model_name, model_uri, run_id, lineage_tags(client, train, days)
     )
     champion = alias_version(client, model_name, CHAMPION_ALIAS)
-    race_hold()  # tests only: the window in which another registration would read the same champion
     challenger_rmse, source = model_score(f"models:/{model_name}/{version.version}", train, days)
     naive_rmse = rmse(days.actual, naive_forecast(days.closes, days.n_test))
     mlflow.log_metrics({METRIC_CHALLENGER_TEST_RMSE: challenger_rmse, METRIC_NAIVE_TEST_RMSE: naive_rmse})
@@ -205,9 +205,10 @@ def version_description(
     ratio = challenger_rmse / naive_rmse
     metrics = training_metrics or {}
     coverage = ""
-    if "test_coverage_80" in metrics and "test_coverage_95" in metrics:
+    if METRIC_TEST_COVERAGE_80 in metrics and METRIC_TEST_COVERAGE_95 in metrics:
         coverage = (
-            f"; 80%/95% intervals covered {metrics['test_coverage_80']:.1%}/{metrics['test_coverage_95']:.1%}"
+            f"; 80%/95% intervals covered {metrics[METRIC_TEST_COVERAGE_80]:.1%}"
+            f"/{metrics[METRIC_TEST_COVERAGE_95]:.1%}"
         )
     return (
         f"Test RMSE {challenger_rmse:.4g} = {ratio:.3f} x naive over {days.n_test} days "

@@ -13,6 +13,7 @@ from mlflow.entities import Run
 
 from flow_steps.config.names import (
     DATE_COLUMN,
+    METRIC_N_TEST_DAYS,
     METRIC_TEST_RMSE,
     PRICE_COLUMN,
     SCORED_FROM_TRAINING,
@@ -64,7 +65,7 @@ def score_from_training(train: Run, days: HoldoutDays) -> float | None:
     same_days = (
         bool(days.prices_sha256)
         and tags.get(TAG_STOCK_DATA_SHA256) == days.prices_sha256
-        and metrics.get("n_test_days") == days.n_test
+        and metrics.get(METRIC_N_TEST_DAYS) == days.n_test
     )
     return metrics.get(METRIC_TEST_RMSE) if same_days else None
 

@@ -12,11 +12,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
 
-from flow_steps.config.declarations import WINDOW
 from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import (
     MAX_HORIZON,
 )
+from flow_steps.config.values import DEFAULT_TRAIN_PARAMS
 from flow_steps.runtime.tracking import is_refusal
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def model_description(model_name: str) -> str:
     return (
         f"{model_name}: forecasts the next trading days' closing prices of one stock with a two-layer LSTM. "
         "Input: a DataFrame with a 'Close' column of chronological closes (at least the model's window, "
-        f"{WINDOW.default} by default), in any price units; optional request param 'horizon' "
+        f"{DEFAULT_TRAIN_PARAMS.window} by default), in any price units; optional request param 'horizon' "
         f"(1-{MAX_HORIZON} trading days). Output: "
         "one row per day ahead, 'days_ahead' and 'forecast_close'. Every version is scored on its test days "
         "next to the naive forecast (tomorrow = today); the alias 'challenger' marks the newest version, "

@@ -6,42 +6,33 @@ from __future__ import annotations
 import os
 import socket
 
-from flow_steps.config.errors import PipelineError
-from flow_steps.config.names import (
-    QUANDL_SOURCE,
-    SAMPLE_SOURCE,
-    SAMPLE_TICKER,
-)
-from flow_steps.data.masking import mask_secrets, one_line
-from flow_steps.data.sources import check_data_source, is_url
-from flow_steps.data.tickers import TICKER_PLACEHOLDER
+from flow_steps.config.errors import PipelineError, one_line
+from flow_steps.config.secrets import mask_secrets
+from flow_steps.data.sources import refuse_embedded_secrets, source_for
 from flow_steps.runtime.store import sqlite_path
 from flow_steps.runtime.tracking import (
     TRACKING_URI_VARIABLE,
 )
 
 
-def check_universe(tickers: list[str], data_source: str) -> None:
-    """Refuse, before any task starts, a data_source that cannot serve these tickers."""
-    if data_source == SAMPLE_SOURCE:
-        others = [ticker for ticker in tickers if ticker != SAMPLE_TICKER]
-        if others:
-            raise PipelineError(
-                f"data_source '{SAMPLE_SOURCE}' holds {SAMPLE_TICKER} only, not {', '.join(others)}: "
-                "give a path or URL with {ticker}, or 'quandl'"
-            )
-        return
-    if data_source == QUANDL_SOURCE:
-        return
-    if TICKER_PLACEHOLDER not in data_source:
-        if len(tickers) > 1:
-            raise PipelineError(
-                f"data_source '{mask_secrets(data_source)}' has no {TICKER_PLACEHOLDER}: every ticker would "
-                "read the same prices"
-            )
-        check_data_source(data_source)
-    elif not is_url(data_source) and "://" in data_source:
-        check_data_source(data_source)  # names the unsupported scheme
+def check_universe(tickers: list[str], data_source: str, address: str | None = None) -> None:
+    """Refuse, before any task starts, a data_source that cannot serve these tickers, or that the
+    workers of the remote Ray cluster at `address` cannot reach (a file on this machine)."""
+    refuse_embedded_secrets(data_source)
+    source = source_for(data_source)
+    source.check_tickers(data_source, tickers)
+    if is_remote(address) and not source.reachable_from_cluster:
+        raise PipelineError(
+            f"data_source '{mask_secrets(data_source)}' is {source.described} on this machine, which the "
+            f"workers of the Ray cluster at {address} cannot read: use a URL or a source they reach"
+        )
+
+
+def is_remote(address: str | None) -> bool:
+    """True for a Ray cluster whose workers may run on other machines (not a local instance)."""
+    return address is not None and not (
+        address.startswith(("127.0.0.1", "localhost")) or "://127.0.0.1" in address
+    )
 
 
 def cluster_address(ray_address: str) -> str | None:
@@ -73,7 +64,7 @@ def check_cluster_answers(address: str, timeout: float = 5) -> None:
 
 def check_reachable_store(address: str | None, tracking_uri: str) -> None:
     """A cluster's workers cannot write to this machine's SQLite file or ./mlruns: refuse that pairing."""
-    if address is None or address.startswith(("127.0.0.1", "localhost")) or "://127.0.0.1" in address:
+    if not is_remote(address):
         return
     if sqlite_path(tracking_uri) is not None or tracking_uri.startswith("file:") or "://" not in tracking_uri:
         raise PipelineError(

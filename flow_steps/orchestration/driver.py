@@ -30,7 +30,7 @@ from flow_steps.config.names import (
     DOWNLOAD_STEP,
     HEADLINE_METRICS,
     MAIN_ENTRY_POINT,
-    MODEL_NAME,
+    MODEL_ARTIFACT,
     REGISTER_STEP,
     ROWS_OUT_METRIC,
     TAG_CHAMPION_VERSION,
@@ -123,8 +123,8 @@ def run_pipeline(
         mlflow.log_metrics(
             {name: train.data.metrics[name] for name in HEADLINE_METRICS if name in train.data.metrics}
         )
-        mlflow.set_tag(TAG_MODEL_URI, f"runs:/{train.info.run_id}/{MODEL_NAME}")
-        logger.info("Model: runs:/%s/%s", train.info.run_id, MODEL_NAME)
+        mlflow.set_tag(TAG_MODEL_URI, f"runs:/{train.info.run_id}/{MODEL_ARTIFACT}")
+        logger.info("Model: runs:/%s/%s", train.info.run_id, MODEL_ARTIFACT)
         if register_model:
             _register(steps, train, stock_data, params)
         mlflow.log_metric("pipeline_seconds", time.perf_counter() - started)
@@ -145,7 +145,7 @@ def _register(steps: StepRunner, train: Run, stock_data: str, params: dict[str, 
     registration = steps.run(
         REGISTER_STEP,
         {
-            "model_uri": f"runs:/{train.info.run_id}/{MODEL_NAME}",
+            "model_uri": f"runs:/{train.info.run_id}/{MODEL_ARTIFACT}",
             "stock_data": stock_data,
             "test_fraction": params["test_fraction"],
             "model_name": model_name,

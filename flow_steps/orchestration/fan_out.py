@@ -1,8 +1,8 @@
 """The universe's fan-out: each ticker's pipeline as a Ray task under one `universe` run, and the summary.
 
-Each task runs `python main.py` for its ticker in its own process group (so that cancelling it stops
-the pipeline and its steps); the summary (`universe/summary.csv`), a chart and metrics are logged on
-the `universe` run whether tickers failed or not.
+Each ticker's pipeline runs in a long-lived worker or as processes (workers.py); the summary
+(`universe/summary.csv`), a chart and metrics are logged on the `universe` run whether tickers failed
+or not.
 """
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from flow_steps.config.errors import PipelineError
+from flow_steps.config.errors import PipelineError, one_line
 from flow_steps.config.names import (
+    METRIC_TEST_DIRECTIONAL_ACCURACY,
+    METRIC_TEST_RMSE_VS_NAIVE,
     PROJECT_ROOT,
     TAG_CHAMPION_VERSION,
     TAG_ERROR,
     TAG_PROMOTION,
+    TICKER_COLUMN,
 )
-from flow_steps.data.masking import one_line
 from flow_steps.data.tickers import normalize_ticker
 from flow_steps.orchestration.workers import IN_WORKER, WORKER_DIED, TickerOutcome, TickerPool
 from flow_steps.runtime.interruption import close_orphaned_runs
@@ -37,7 +39,7 @@ from flow_steps.runtime.tracking import (
     USERNAME_VARIABLE,
 )
 
-logger = logging.getLogger("universe")
+logger = logging.getLogger(__name__)
 
 SUMMARY_PATH = "universe/summary.csv"
 CHART_PATH = "universe/rmse_vs_naive.png"
@@ -78,13 +80,13 @@ def summary_rows(client: MlflowClient, universe_run_id: str, outcomes: list[Tick
             reason = outcome.last_error
         rows.append(
             {
-                "ticker": outcome.ticker,
+                TICKER_COLUMN: outcome.ticker,
                 "status": status,
                 "reason": _reason_text(reason),
-                "test_rmse_vs_naive": metrics.get("test_rmse_vs_naive"),
-                "directional_accuracy": metrics.get("test_directional_accuracy"),
-                "promotion": tags.get(TAG_PROMOTION, ""),
-                "champion_version": tags.get(TAG_CHAMPION_VERSION, ""),
+                METRIC_TEST_RMSE_VS_NAIVE: metrics.get(METRIC_TEST_RMSE_VS_NAIVE),
+                "directional_accuracy": metrics.get(METRIC_TEST_DIRECTIONAL_ACCURACY),
+                TAG_PROMOTION: tags.get(TAG_PROMOTION, ""),
+                TAG_CHAMPION_VERSION: tags.get(TAG_CHAMPION_VERSION, ""),
                 "seconds": round(outcome.seconds, 1),
                 "worker_mib": round(outcome.worker_kib / 1024) if outcome.worker_kib else None,
                 "run_id": run.info.run_id if run else "",
@@ -104,7 +106,7 @@ def _reason_text(line: str) -> str:
 def universe_metrics(summary: pd.DataFrame, wall_seconds: float) -> dict[str, float]:
     """tickers_total, tickers_failed, share_beating_naive, median_rmse_vs_naive, tickers_per_hour."""
     finished = summary[summary["status"] == "FINISHED"]
-    ratios = finished["test_rmse_vs_naive"].dropna().astype(float).tolist()
+    ratios = finished[METRIC_TEST_RMSE_VS_NAIVE].dropna().astype(float).tolist()
     metrics = {
         "tickers_total": float(len(summary)),
         "tickers_failed": float((summary["status"] != "FINISHED").sum()),
@@ -120,15 +122,15 @@ def ratio_chart(summary: pd.DataFrame):
     """Each finished ticker's test RMSE / naive, sorted, with the 1.0 line (below it beats naive)."""
     from matplotlib.figure import Figure
 
-    finished = summary[summary["status"] == "FINISHED"].dropna(subset=["test_rmse_vs_naive"])
-    finished = finished.sort_values("test_rmse_vs_naive")
+    finished = summary[summary["status"] == "FINISHED"].dropna(subset=[METRIC_TEST_RMSE_VS_NAIVE])
+    finished = finished.sort_values(METRIC_TEST_RMSE_VS_NAIVE)
     figure = Figure(figsize=(max(6, 0.35 * len(finished) + 2), 4.5), layout="constrained")
     axes = figure.subplots()
-    colors = ["tab:green" if ratio < 1 else "tab:red" for ratio in finished["test_rmse_vs_naive"]]
-    axes.bar(finished["ticker"], finished["test_rmse_vs_naive"], color=colors)
+    colors = ["tab:green" if ratio < 1 else "tab:red" for ratio in finished[METRIC_TEST_RMSE_VS_NAIVE]]
+    axes.bar(finished[TICKER_COLUMN], finished[METRIC_TEST_RMSE_VS_NAIVE], color=colors)
     axes.axhline(1.0, color="black", linewidth=1, label="naive (tomorrow = today)")
-    low = min([0.95, *finished["test_rmse_vs_naive"].tolist()])
-    high = max([1.05, *finished["test_rmse_vs_naive"].tolist()])
+    low = min([0.95, *finished[METRIC_TEST_RMSE_VS_NAIVE].tolist()])
+    high = max([1.05, *finished[METRIC_TEST_RMSE_VS_NAIVE].tolist()])
     axes.set_ylim(low - 0.01, high + 0.01)
     axes.set_ylabel("test RMSE / naive RMSE")
     axes.set_title(f"{len(finished)} tickers, sorted; below 1 beats the naive forecast")

@@ -31,8 +31,7 @@ from mlflow.projects.utils import (
 )
 from mlflow.tracking import MlflowClient
 
-from flow_steps.config.errors import PipelineError
-from flow_steps.data.masking import one_line
+from flow_steps.config.errors import PipelineError, one_line
 from flow_steps.runtime.lifecycle import continuing_run
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import signal
-from pathlib import Path
 
 import mlflow
 from mlflow.entities import Run, RunStatus, RunTag
@@ -20,18 +19,16 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
 
 from flow_steps.config.declarations import CRASH_RETRIES
-from flow_steps.config.errors import PipelineError
+from flow_steps.config.errors import PipelineError, SourceError, one_line
 from flow_steps.config.names import (
     PROJECT_ROOT,
-    SAMPLE_SOURCE,
     TAG_CHILD_RUN_PREFIX,
     TAG_CODE_VERSION,
     TAG_CRASH_RETRIES,
     TAG_ERROR,
-    TAG_RAW_SHA256,
     TAG_REUSED_PREFIX,
 )
-from flow_steps.data.masking import one_line
+from flow_steps.data.sources import source_for
 from flow_steps.orchestration.crashes import (
     StepCrashed,
     death_message,
@@ -44,7 +41,6 @@ from flow_steps.orchestration.crashes import (
 from flow_steps.orchestration.in_process import BACKEND as IN_PROCESS_BACKEND
 from flow_steps.orchestration.processes import StepProcess, launch
 from flow_steps.runtime.interruption import FAILED, KILLED
-from flow_steps.runtime.lineage import sha256_bytes
 from flow_steps.runtime.outages import CLOSING_SECONDS, retrying_for, tried_briefly
 
 logger = logging.getLogger(__name__)
@@ -66,17 +62,13 @@ def reuse_filter(entry_point: str, params: dict[str, str], version: str, tags: d
 
 
 def download_reuse_tags(data_source: str) -> dict[str, str] | None:
-    """Extra tags a reusable download run must carry, or None when the source may have changed.
-
-    The bundled sample is part of the code version; a local file is reused only while its
-    content hash is unchanged. Anything else is fetched again.
-    """
-    if data_source == SAMPLE_SOURCE:
-        return {}
-    path = Path(data_source).expanduser()
-    if "://" not in data_source and path.is_file():
-        return {TAG_RAW_SHA256: sha256_bytes(path.read_bytes())}
-    return None
+    """Extra tags a reusable download run must carry, as its source says, or None when the source may
+    have changed (or names nothing: the download step then refuses it in one line)."""
+    try:
+        source = source_for(data_source)
+    except SourceError:
+        return None
+    return source.reuse_tags(data_source)
 
 
 class StepRunner:

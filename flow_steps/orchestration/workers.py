@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 
@@ -29,8 +28,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from flow_steps.config.declarations import PIPELINE_PARAMS
-from flow_steps.config.errors import PipelineError
-from flow_steps.data.masking import one_line
+from flow_steps.config.errors import PipelineError, one_line
 from flow_steps.data.sources import check_data_source
 from flow_steps.data.tickers import ticker_source
 from flow_steps.orchestration.in_process import BACKEND
@@ -39,7 +37,7 @@ from flow_steps.runtime.lifecycle import configure_logging
 from flow_steps.runtime.outages import is_outage, outage_error
 from flow_steps.runtime.tracking import client_defaults
 
-logger = logging.getLogger("universe")
+logger = logging.getLogger(__name__)
 
 IN_WORKER, PROCESS = "in-worker", "process"
 WORKER_DIED = -1  # a ticker's return code when its Ray worker died under it
@@ -53,9 +51,6 @@ WORKER_SETTINGS = {
 }
 PIPELINE_FLAGS = ("reuse_training", "register_model")  # main.py's own flags, not step parameters
 MLFLOW_CODE_MODEL_MODULES = "code_model_"  # the modules MLflow loads models-from-code as
-# Tests only: "TICKER@SECONDS" makes an in-worker worker kill itself (SIGKILL) that long into TICKER, as
-# an out-of-memory kill or a crash in native code would.
-KILL_HOOK_VARIABLE = "FLOW_STEPS_TEST_KILL_WORKER"
 
 
 @dataclass
@@ -116,7 +111,6 @@ class TickerWorker:
 
         started = time.monotonic()
         values = ticker_values(ticker, params)
-        _kill_hook(ticker)
         try:
             check_data_source(values["data_source"])
             run_pipeline(
@@ -163,14 +157,6 @@ class TickerWorker:
         if not self.frozen:
             gc.freeze()
             self.frozen = True
-
-
-def _kill_hook(ticker: str) -> None:
-    name, _, seconds = os.environ.get(KILL_HOOK_VARIABLE, "").partition("@")
-    if name and name == ticker:
-        timer = threading.Timer(float(seconds or 0), os.kill, (os.getpid(), signal.SIGKILL))
-        timer.daemon = True
-        timer.start()
 
 
 def run_ticker(ticker: str, arguments: list[str], env: dict[str, str], project: str) -> TickerOutcome:

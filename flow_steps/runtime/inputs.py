@@ -12,7 +12,7 @@ from mlflow.data.dataset_source import DatasetSource
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from flow_steps.config.errors import SourceError
+from flow_steps.config.errors import SourceError, one_line
 from flow_steps.config.names import TAG_TICKER
 from flow_steps.data.ingest import validate_prepared
 
@@ -90,3 +90,21 @@ def _ticker_of(source: str) -> str | None:
         return MlflowClient().get_run(match["run_id"]).data.tags.get(TAG_TICKER)
     except MlflowException:
         return None
+
+
+# runs:/, models:/, mlflow-artifacts:/, file:, s3:// ...
+URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+
+
+def local_input(path_or_uri: str) -> str:
+    """A step's input file: a local path as it is, an artifact URI (what a step prints) downloaded first.
+
+    `mlflow run` downloads URI parameters of type path itself; run alone, a step does it here, so
+    `python -m flow_steps.transform_data --dataset-stock-csv <the URI download_raw_data printed>` works.
+    """
+    if not URI_SCHEME.match(path_or_uri) or Path(path_or_uri).exists():
+        return path_or_uri
+    try:
+        return mlflow.artifacts.download_artifacts(artifact_uri=path_or_uri)
+    except (MlflowException, OSError) as error:
+        raise SourceError(f"could not download '{path_or_uri}': {one_line(error)}") from error

@@ -5,13 +5,11 @@ from __future__ import annotations
 import faulthandler
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
-from pathlib import Path
 
 import click
 import mlflow
@@ -19,25 +17,15 @@ from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from flow_steps.config.errors import PipelineError, SourceError
+from flow_steps.config.errors import PipelineError, one_line
 from flow_steps.config.names import (
     EXPERIMENT_KIND_TAG,
-    METRIC_LARGEST_DAILY_MOVE,
-    METRIC_LARGEST_GAP_DAYS,
-    METRIC_LARGEST_GAP_SESSIONS,
-    METRIC_MISSING_SESSIONS,
-    METRIC_NON_SESSION_PRICES,
     TAG_CODE_VERSION,
-    TAG_DATE_FORMAT,
     TAG_ERROR,
-    TAG_NON_SESSION_DATES,
-    TAG_SESSION_HOLES,
-    TAG_SUSPECT_MOVES,
     TRAINING_EXPERIMENT_KIND,
 )
-from flow_steps.data.ingest import CleaningReport, suspect_move_message
-from flow_steps.data.masking import one_line
-from flow_steps.data.sessions import describe_non_sessions
+from flow_steps.data.findings import price_findings
+from flow_steps.data.ingest import CleaningReport
 from flow_steps.runtime.interruption import (
     FAILED,
     KILLED,
@@ -50,6 +38,7 @@ from flow_steps.runtime.lineage import code_version
 from flow_steps.runtime.outages import is_outage, outage_error, tried_briefly
 from flow_steps.runtime.store import prepare_tracking_store
 from flow_steps.runtime.tracking import (
+    RUN_ID_VARIABLE,
     check_tracking_server,
     client_defaults,
     experiment_label,
@@ -165,7 +154,7 @@ def run_step(
         return
     with (
         entry_point(step_name),
-        tracked_run(None if os.environ.get("MLFLOW_RUN_ID") else step_name, params) as run,
+        tracked_run(None if os.environ.get(RUN_ID_VARIABLE) else step_name, params) as run,
     ):
         work()
         if output:
@@ -215,72 +204,16 @@ def refusals_explained(action: str, permission: str) -> Iterator[None]:
         raise
 
 
-# runs:/, models:/, mlflow-artifacts:/, file:, s3:// ...
-URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
-
-
-def local_input(path_or_uri: str) -> str:
-    """A step's input file: a local path as it is, an artifact URI (what a step prints) downloaded first.
-
-    `mlflow run` downloads URI parameters of type path itself; run alone, a step does it here, so
-    `python -m flow_steps.transform_data --dataset-stock-csv <the URI download_raw_data printed>` works.
-    """
-    if not URI_SCHEME.match(path_or_uri) or Path(path_or_uri).exists():
-        return path_or_uri
-    try:
-        return mlflow.artifacts.download_artifacts(artifact_uri=path_or_uri)
-    except (MlflowException, OSError) as error:
-        raise SourceError(f"could not download '{path_or_uri}': {one_line(error)}") from error
-
-
-def check_option(check: Callable[[str], None], value: str, flag: str) -> None:
-    """Run `check(value)` before any run starts; its PipelineError becomes click's usage error (exit 2)."""
-    try:
-        check(value)
-    except PipelineError as error:
-        raise click.BadParameter(str(error), param_hint=f"'{flag}'") from error
-
-
 def record_price_checks(report: CleaningReport) -> None:
-    """Log what the price checks found on the active run; warn in one line about each kind of finding:
-    suspect moves, holes in the calendar's sessions, prices on days the exchange was closed."""
-    metrics = {
-        METRIC_LARGEST_GAP_DAYS: report.largest_gap_days,
-        METRIC_LARGEST_DAILY_MOVE: report.largest_daily_move,
-        METRIC_LARGEST_GAP_SESSIONS: report.largest_gap_sessions,
-        METRIC_MISSING_SESSIONS: sum(hole.sessions for hole in report.session_holes),
-        METRIC_NON_SESSION_PRICES: len(report.non_session_dates),
-    }
-    tags = {TAG_DATE_FORMAT: report.date_format}
-    if report.suspect_moves:
-        tags[TAG_SUSPECT_MOVES] = "; ".join(move.describe() for move in report.suspect_moves)
-        logger.warning(
-            "%s; on_suspect_move=fail refuses such a file",
-            suspect_move_message(report.suspect_moves, report.price_column),
-        )
-    if report.session_holes:
-        tags[TAG_SESSION_HOLES] = "; ".join(hole.describe() for hole in report.session_holes)
-        largest, others = report.session_holes[0], len(report.session_holes) - 1
-        logger.warning(
-            "No prices for %d sessions of %s between %s and %s%s; training windows straddle them as if "
-            "they were one day (max_gap_sessions refuses longer holes)",
-            largest.sessions,
-            report.calendar,
-            largest.before,
-            largest.after,
-            f", and {others} more hole{'s' if others > 1 else ''}" if others else "",
-        )
-    if report.non_session_dates:
-        tags[TAG_NON_SESSION_DATES] = describe_non_sessions(report.non_session_dates, report.calendar, 20)
-        logger.warning(
-            "%s: a wrong file or a wrong calendar? (they are kept)",
-            describe_non_sessions(report.non_session_dates, report.calendar),
-        )
+    """Log what the price checks found on the active run (data/findings.py), and warn about each kind."""
+    findings = price_findings(report)
+    for warning in findings.warnings:
+        logger.warning("%s", warning)
     now = int(time.time() * 1000)
     MlflowClient().log_batch(
         mlflow.active_run().info.run_id,
-        metrics=[Metric(name, float(value), now, 0) for name, value in metrics.items()],
-        tags=[RunTag(name, value[:4000]) for name, value in tags.items()],
+        metrics=[Metric(name, value, now, 0) for name, value in findings.metrics.items()],
+        tags=[RunTag(name, value) for name, value in findings.tags.items()],
     )
 
 

@@ -12,11 +12,6 @@ from flow_steps.config.names import PROJECT_ROOT
 RUNNING_CODE = ("flow_steps", "main.py", "MLproject")
 
 
-def sha256_bytes(data: bytes) -> str:
-    """Hex SHA-256 of `data`."""
-    return hashlib.sha256(data).hexdigest()
-
-
 def code_version(root: Path = PROJECT_ROOT) -> str:
     """`src-<hash of the running code>`: it changes when that code changes, and only then.
 

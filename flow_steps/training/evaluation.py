@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from flow_steps.config.errors import PipelineError
+from flow_steps.config.names import METRIC_TEST_RMSE_VS_NAIVE
 from flow_steps.model.features import MIN_TEST_ROWS, make_windows, next_log_returns, relative_log_prices
 from flow_steps.model.intervals import LEVELS, Interval, coverage, interval_score
 
@@ -254,7 +255,7 @@ def metrics_by_name(table: pd.DataFrame, previous: np.ndarray, actual: np.ndarra
             }
         )
         if row["model"] != NAIVE:
-            metrics[f"{prefix}test_rmse_vs_naive"] = float(row["rmse_vs_naive"])
+            metrics[f"{prefix}{METRIC_TEST_RMSE_VS_NAIVE}"] = float(row["rmse_vs_naive"])
     metrics["test_up_share"] = up_share(previous, actual)
     return metrics
 

@@ -41,6 +41,8 @@ from flow_steps.training.network import free_when_gone, seeded_model
 
 logger = logging.getLogger(__name__)
 
+KERAS_LOSS, KERAS_VAL_LOSS = "loss", "val_loss"  # Keras's names in a fit's logs and history
+
 
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
@@ -101,8 +103,8 @@ class EpochProgress(keras.callbacks.Callback):
             "epoch %d/%d: train loss %.4f, validation loss %.4f, %.1f s",
             epoch + 1,
             self.epochs,
-            logs.get("loss", float("nan")),
-            logs.get("val_loss", float("nan")),
+            logs.get(KERAS_LOSS, float("nan")),
+            logs.get(KERAS_VAL_LOSS, float("nan")),
             time.perf_counter() - self.started,
         )
 
@@ -151,7 +153,9 @@ def fit_lstm(
     model = seeded_model(window, units, seed)
     # Keras traces a graph for training: seconds that pay off over many steps, not over a handful.
     model.run_eagerly = training_steps(len(fit_windows), batch_size, epochs) * window <= EAGER_MAX_WORK
-    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    stopper = keras.callbacks.EarlyStopping(
+        monitor=KERAS_VAL_LOSS, patience=patience, restore_best_weights=True
+    )
     started = time.perf_counter()
     history = model.fit(
         model_inputs(fit_windows, scaler),
@@ -179,10 +183,10 @@ def fit_lstm(
         free_when_gone(fitted, fitted.keras_model, window, units)
     logger.info(
         "Trained %d epochs in %.1f s; kept the best, epoch %d (validation loss %.4f)",
-        len(fitted.history["loss"]),
+        len(fitted.history[KERAS_LOSS]),
         fitted.train_seconds,
         fitted.best_epoch + 1,
-        fitted.history["val_loss"][fitted.best_epoch],
+        fitted.history[KERAS_VAL_LOSS][fitted.best_epoch],
     )
     return fitted
 

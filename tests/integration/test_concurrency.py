@@ -11,10 +11,10 @@ from mlflow.tracking import MlflowClient
 
 from flow_steps.config.names import DOWNLOAD_STEP, REGISTER_STEP, TRAIN_STEP, TRANSFORM_STEP
 from flow_steps.deployment.lock import lock_name
-from flow_steps.runtime.store import RACE_VARIABLE
 from tests.conftest import EXPERIMENT, PROJECT_ROOT, TINY_PARAMS, cli_options, run_command
 from tests.support.helpers import clean_env, local_copy, prepared_prices
 from tests.support.known_models import BETTER, WORSE, log_known_model
+from tests.support.races import race_env
 
 KNOWN = "known-rmse-race"
 
@@ -30,14 +30,12 @@ def test_three_pipelines_on_a_fresh_store_all_finish_and_a_fourth_reuses_their_d
     uri = f"sqlite:///{tmp_path / 'fresh.db'}"  # no tables yet: the three race to create them
     (tmp_path / "race").mkdir()
     # The three meet just before the store's lock, so they reach MLflow's migrations together.
-    race = f"{tmp_path / 'race'}:3:0"
-    env = clean_env(
-        MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_NAME="concurrency-tests", **{RACE_VARIABLE: race}
-    )
+    env = clean_env(MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_NAME="concurrency-tests")
+    racers = race_env(env, tmp_path / "race", parties=3)
     command = [sys.executable, "main.py", *cli_options(TINY_PARAMS)]
     pipelines = [
         subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            command, cwd=PROJECT_ROOT, env=racers, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         for _ in range(3)
     ]
@@ -72,7 +70,6 @@ def test_three_pipelines_on_a_fresh_store_all_finish_and_a_fourth_reuses_their_d
         client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in template.data.params.items()])
         client.set_terminated(run.info.run_id, RunStatus.to_string(status))
 
-    env.pop(RACE_VARIABLE)
     result = run_command([*command, "--run-name", "second try", "--reuse-training"], env)
     assert result.returncode == 0, result.stderr[-3000:]
     [fourth] = [run for run in runs() if run.info.run_name == "second try"]
@@ -105,7 +102,7 @@ def test_racing_registrations_of_known_models_promote_the_best_whatever_the_fini
             [sys.executable, "-m", "flow_steps.register_model", "--model-uri", f"runs:/{run_id}/model"]
             + ["--stock-data", prepared, "--model-name", KNOWN],
             cwd=PROJECT_ROOT,
-            env={**tracking.env, RACE_VARIABLE: f"{race}:3:1"},
+            env=race_env(tracking.env, race, parties=3, hold_seconds=1),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

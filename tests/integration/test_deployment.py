@@ -31,8 +31,8 @@ from flow_steps.config.names import (
 )
 from flow_steps.data.ingest import load_prices
 from flow_steps.data.sources import fetch_raw_prices
-from flow_steps.model.intervals import INTERVAL_COLUMNS
 from flow_steps.deployment.scoring import holdout_days
+from flow_steps.model.intervals import INTERVAL_COLUMNS
 from flow_steps.runtime.inputs import read_prepared
 from flow_steps.runtime.local_server import invocation_payload, served_model
 from flow_steps.training.evaluation import rmse

@@ -23,7 +23,9 @@ from flow_steps.config.names import (
     FORECAST_TABLE_PATH,
     KEPT,
     MODEL_VERSION_COLUMN,
+    MONITOR_BY_VERSION_PATH,
     MONITOR_ENTRY_POINT,
+    MONITOR_SCORED_DAYS_PATH,
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
     registered_model_name,
@@ -158,7 +160,7 @@ def test_a_biased_champion_is_flagged_degraded(champions, prices_at):
     assert found.data.metrics["realized_rmse_vs_naive"] == pytest.approx(expected["realized_rmse_vs_naive"])
     assert found.data.metrics["realized_rmse_vs_naive"] > 1.1
     assert "max_rmse_vs_naive 1.1" in found.data.tags["degradation"]
-    by_version = pd.read_csv(tracking.client.download_artifacts(found.info.run_id, monitor.BY_VERSION_PATH))
+    by_version = pd.read_csv(tracking.client.download_artifacts(found.info.run_id, MONITOR_BY_VERSION_PATH))
     assert by_version["model_version"].astype(str).tolist() == ["1"]
     assert by_version["days"].tolist() == [10]  # the 10 sessions after T, all traded by T+10
 
@@ -193,7 +195,7 @@ def test_versions_and_tickers_are_scored_apart_with_the_default_thresholds(champ
     defaults = {param.name: param.default for param in BY_ENTRY_POINT[MONITOR_ENTRY_POINT].params}
     for name in ("window_forecasts", "max_rmse_vs_naive", "min_coverage_80", "max_coverage_80"):
         assert found.data.params[name] == str(defaults[name]), name
-    days = pd.read_csv(tracking.client.download_artifacts(found.info.run_id, monitor.SCORED_DAYS_PATH))
+    days = pd.read_csv(tracking.client.download_artifacts(found.info.run_id, MONITOR_SCORED_DAYS_PATH))
     assert set(days[RUN_COLUMN]) == set(made.values())  # MSFT's three, never BIAS's
     assert found.data.metrics["days_scored"] == len(days)
     assert days.groupby(RUN_COLUMN)[MODEL_VERSION_COLUMN].first().to_dict() == {
@@ -201,7 +203,7 @@ def test_versions_and_tickers_are_scored_apart_with_the_default_thresholds(champ
         made["1"]: 1,
         made["challenger"]: 2,
     }
-    table = pd.read_csv(tracking.client.download_artifacts(found.info.run_id, monitor.BY_VERSION_PATH))
+    table = pd.read_csv(tracking.client.download_artifacts(found.info.run_id, MONITOR_BY_VERSION_PATH))
     assert table[MODEL_VERSION_COLUMN].tolist() == [2, 1]  # newest version first
     assert table["days"].tolist() == [(days[MODEL_VERSION_COLUMN] == version).sum() for version in (2, 1)]
     champion = realized_metrics(days[days[MODEL_VERSION_COLUMN] == 1])
@@ -214,7 +216,7 @@ def test_versions_and_tickers_are_scored_apart_with_the_default_thresholds(champ
     # window_forecasts=1: only the newest forecast run that has scored days.
     assert run(monitor.cli, "--data-source", prices_at(0), "--window-forecasts", "1") == 0
     window = pd.read_csv(
-        tracking.client.download_artifacts(newest_monitor_run(tracking).info.run_id, monitor.SCORED_DAYS_PATH)
+        tracking.client.download_artifacts(newest_monitor_run(tracking).info.run_id, MONITOR_SCORED_DAYS_PATH)
     )
     assert set(window[RUN_COLUMN]) == {made["challenger"]}
 
@@ -228,7 +230,7 @@ def test_mlflow_run_dash_e_monitor_scores_the_logged_forecasts(champions, prices
     assert result.returncode == 0, result.stderr[-3000:]
     [found] = tracking.runs_of(MONITOR_ENTRY_POINT)
     assert found.info.status == "FINISHED" and found.data.metrics["forecasts_scored"] == 1
-    days = pd.read_csv(tracking.client.download_artifacts(found.info.run_id, monitor.SCORED_DAYS_PATH))
+    days = pd.read_csv(tracking.client.download_artifacts(found.info.run_id, MONITOR_SCORED_DAYS_PATH))
     assert set(days[RUN_COLUMN]) == {made}
 
 

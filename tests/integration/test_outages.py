@@ -25,12 +25,13 @@ import requests
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from deploy.local_postgres import PostgresCluster
+from deploy.local_team import ADMIN, TeamServer, self_signed_certificate
 from flow_steps.config.names import METRICS_TABLE_PATH, TAG_CHILD_RUN_PREFIX, TRAIN_STEP, UNIVERSE_ENTRY_POINT
 from flow_steps.data.sources import SAMPLE_FILE
 from flow_steps.runtime.outages import OUTAGE_VARIABLE
 from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options, run_command
 from tests.support.helpers import assert_one_line_failure, clean_env
-from tests.support.team_server import ADMIN, PostgresCluster, TeamServer, self_signed_certificate
 
 pytestmark = pytest.mark.xdist_group("test_outages")  # one server for the file, on one worker
 

@@ -22,7 +22,7 @@ from flow_steps.config.names import (
     DOWNLOAD_STEP,
     FORECAST_PLOT_PATH,
     METRICS_TABLE_PATH,
-    MODEL_NAME,
+    MODEL_ARTIFACT,
     PREDICTIONS_PATH,
     REGISTER_STEP,
     SCORED_FROM_TRAINING,
@@ -35,8 +35,8 @@ from flow_steps.config.names import (
     TRANSFORMED_DATA_PATH,
 )
 from flow_steps.data.sources import SAMPLE_FILE
-from flow_steps.model.intervals import INTERVAL_COLUMNS
 from flow_steps.deployment.scoring import holdout_days, score
+from flow_steps.model.intervals import INTERVAL_COLUMNS
 from flow_steps.runtime.inputs import read_prepared
 from flow_steps.runtime.lineage import PROJECT_ROOT, RUNNING_CODE
 from flow_steps.training.evaluation import BASELINES, STATISTICAL_PEERS
@@ -56,7 +56,7 @@ def assert_chained(tracking, parent, registered: bool = False) -> dict:
     assert train.data.params["stock_data"] == f"{transform.info.artifact_uri}/{TRANSFORMED_DATA_PATH}"
     if registered:
         register = children[REGISTER_STEP]
-        assert register.data.params["model_uri"] == f"runs:/{train.info.run_id}/{MODEL_NAME}"
+        assert register.data.params["model_uri"] == f"runs:/{train.info.run_id}/{MODEL_ARTIFACT}"
         assert register.data.params["stock_data"] == train.data.params["stock_data"]
     for run in children.values():
         assert run.info.run_name == f"MSFT {run.data.tags['mlflow.project.entryPoint']}"
@@ -128,7 +128,7 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     assert "backtest_test_rmse_vs_naive" in metrics
     assert parent.data.metrics["test_rmse_vs_naive"] == metrics["test_rmse_vs_naive"]
     assert children[DOWNLOAD_STEP].data.tags["raw_rows"] == str(len(pd.read_csv(SAMPLE_FILE)))
-    assert parent.data.tags["model_uri"] == f"runs:/{train.info.run_id}/{MODEL_NAME}"
+    assert parent.data.tags["model_uri"] == f"runs:/{train.info.run_id}/{MODEL_ARTIFACT}"
 
     prices = pd.read_csv(mlflow.artifacts.download_artifacts(f"{train.data.params['stock_data']}"))
     assert list(prices.columns) == ["Date", "Close"] and len(prices) == 300

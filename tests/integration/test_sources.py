@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from flow_steps.config.errors import SourceError
-from flow_steps.data.masking import mask_secrets
+from flow_steps.config.secrets import mask_secrets
 from flow_steps.data.sources import check_data_source, fetch_raw_prices
 from tests.support.price_server import HANG
 

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,9 @@ import pytest
 
 from flow_steps.config.names import (
     DOWNLOAD_STEP,
+    TAG_PROCESS_HOST,
     TAG_PROCESS_ID,
+    TAG_PROCESS_STARTED,
     TRAIN_STEP,
     TRANSFORM_STEP,
     UNIVERSE_ENTRY_POINT,
@@ -28,8 +31,9 @@ from flow_steps.config.names import (
 from flow_steps.data.sources import SAMPLE_FILE
 from flow_steps.model.features import minimum_rows
 from flow_steps.orchestration.fan_out import CHART_PATH, SUMMARY_PATH
-from flow_steps.orchestration.workers import KILL_HOOK_VARIABLE
-from flow_steps.runtime.interruption import EXIT_CODES
+from flow_steps.orchestration.workers import TickerWorker
+from flow_steps.runtime.interruption import EXIT_CODES, is_alive
+from flow_steps.runtime.local_server import stop_process_group
 from tests.conftest import FIXTURES, PROJECT_ROOT, TINY_PARAMS, cli_options, run_command, temporary_tracking
 from tests.support.helpers import mlflow_run
 from tests.support.price_server import HANG
@@ -278,16 +282,53 @@ def pipelines_of(ticker: str, tracking_uri: str) -> list[int]:
     return found
 
 
+def ray_worker_holding(ticker: str, tracking) -> int | None:
+    """The pid of the in-worker Ray worker that runs `ticker` now: the process its RUNNING runs are
+    tagged with (the pipeline writes its host and pid on every run); None until one has started."""
+    running = f"attributes.run_name LIKE '{ticker} %' and attributes.status = 'RUNNING'"
+    tagged = [run.data.tags for run in tracking.runs(running) if TAG_PROCESS_ID in run.data.tags]
+    if not tagged:
+        return None
+    tags = tagged[0]
+    assert tags[TAG_PROCESS_HOST] == socket.gethostname()
+    pid = int(tags[TAG_PROCESS_ID])
+    assert is_alive(pid, tags.get(TAG_PROCESS_STARTED)), f"{ticker}'s process {pid} is gone already"
+    title = Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert title.startswith(f"ray::{TickerWorker.__name__}".encode()), title  # a Ray worker, not a driver
+    return pid
+
+
 def test_a_worker_killed_mid_ticker_costs_that_ticker_only(tracking, tmp_path):
-    """executor=in-worker: the worker running AAA kills itself 4 s into it (the test hook); AAA is FAILED
-    with the reason, its runs are closed, the replaced worker and the other one finish the rest."""
+    """executor=in-worker: the Ray worker running AAA is killed from outside (SIGKILL, as an out-of-memory
+    kill would) once AAA's runs have started; AAA is FAILED with the reason, its runs are closed, the
+    replaced worker and the other one finish the rest."""
     source = write_universe(tmp_path)
     params = {**TINY_PARAMS, "data_source": source}
     command = [sys.executable, "-m", "flow_steps.universe", "--tickers", "AAA,BBB,CCC", "--max-parallel", "2"]
-    env = {**tracking.env, KILL_HOOK_VARIABLE: "AAA@4"}
-    result = run_command([*command, *cli_options(params)], env, timeout=600)
-    assert result.returncode == 1, result.stderr[-3000:]
-    assert result.stderr.strip().splitlines()[-1].endswith("1 of 3 tickers failed: AAA")
+    with (tmp_path / "stderr").open("w+") as errors:
+        process = subprocess.Popen(
+            [*command, *cli_options(params)],
+            cwd=PROJECT_ROOT,
+            env=tracking.env,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while not (worker := ray_worker_holding("AAA", tracking)):
+                assert time.monotonic() < deadline and process.poll() is None, "AAA never started"
+                time.sleep(0.2)
+            os.kill(worker, signal.SIGKILL)
+            process.wait(timeout=600)
+        finally:
+            if process.poll() is None:
+                stop_process_group(process)
+        errors.seek(0)
+        stderr = errors.read()
+    assert process.returncode == 1, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].endswith("1 of 3 tickers failed: AAA")
     [universe] = tracking.runs_of_name(UNIVERSE_ENTRY_POINT)
     summary = pd.read_csv(mlflow.artifacts.download_artifacts(f"{universe.info.artifact_uri}/{SUMMARY_PATH}"))
     rows = summary.set_index("ticker").fillna("")

@@ -18,10 +18,11 @@ from mlflow.tracking import MlflowClient
 
 from flow_steps import register_model, train_model
 from flow_steps.config.names import REGISTER_STEP, TAG_STOCK_DATA_SHA256, TRAIN_STEP
-from flow_steps.model.features import ReturnScaler
+from flow_steps.data.reading import sha256_bytes
 from flow_steps.deployment.scoring import holdout_days
+from flow_steps.model.features import ReturnScaler
 from flow_steps.runtime.inputs import read_prepared
-from flow_steps.runtime.lineage import code_version, sha256_bytes
+from flow_steps.runtime.lineage import code_version
 from flow_steps.training.evaluation import rmse
 from flow_steps.training.lstm import FittedLstm
 from flow_steps.training.network import build_lstm

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from flow_steps.config.errors import PipelineError
-from flow_steps.forecast import forecast_table, render, resolve_model_uri, write_csv
+from flow_steps.deployment.prediction import forecast_table, render, resolve_model_uri, write_csv
 from flow_steps.deployment.promotion import decide_promotion, train_run_id
 from flow_steps.deployment.scoring import holdout_days
 from flow_steps.runtime.local_server import invocation_payload

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from flow_steps.config.names import TAG_RAW_SHA256
+from flow_steps.data.reading import sha256_bytes
 from flow_steps.orchestration.steps import download_reuse_tags, reuse_filter
-from flow_steps.runtime.lineage import sha256_bytes
 
 
 def test_reuse_filter_matches_status_entry_point_code_version_params_and_tags():

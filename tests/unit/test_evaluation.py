@@ -8,7 +8,7 @@ import pytest
 from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import KNeighborsRegressor
 
-from flow_steps.model.intervals import constant_intervals, coverage, interval_score
+from flow_steps.model.intervals import constant_intervals
 from flow_steps.training.evaluation import (
     BASELINES,
     baseline_forecasts,
@@ -121,8 +121,12 @@ def test_comparison_scores_the_intervals_it_is_given():
     naive = naive_forecast(closes, 20)
     intervals = {"naive": constant_intervals(closes[-21:-1], closes[:-20])}
     table = comparison(closes, {"lstm": naive * 1.001, "naive": naive}, intervals).set_index("model")
-    assert table.loc["naive", "coverage_80"] == coverage(closes[-20:], intervals["naive"][80])
-    assert table.loc["naive", "interval_score_95"] == interval_score(closes[-20:], intervals["naive"][95], 95)
+    # From the definitions: the share inside the bounds, and the width plus 2 / 0.05 = 40 times the miss.
+    actual, low, high = closes[-20:], intervals["naive"][80].lower, intervals["naive"][80].upper
+    assert table.loc["naive", "coverage_80"] == np.mean((low <= actual) & (actual <= high))
+    low, high = intervals["naive"][95].lower, intervals["naive"][95].upper
+    misses = np.clip(low - actual, 0, None) + np.clip(actual - high, 0, None)
+    assert table.loc["naive", "interval_score_95"] == pytest.approx(np.mean(high - low + 40 * misses))
     assert np.isnan(table.loc["lstm", "coverage_80"])
     metrics = metrics_by_name(table.reset_index(), closes[-21:-1], closes[-20:])
     assert {"naive_test_coverage_80", "naive_test_interval_score_95"} <= metrics.keys()

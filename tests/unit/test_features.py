@@ -21,7 +21,9 @@ def test_holdout_is_the_last_fraction_of_rows():
 
 
 def test_too_few_rows_says_how_many_are_needed():
-    needed = minimum_rows(window=60, test_fraction=0.2)
+    # 112 rows: round(22.4) = 22 test days, 112 - 22 - 60 = 30 training windows; 111 leave 29.
+    needed = 112
+    assert minimum_rows(window=60, test_fraction=0.2) == needed
     check_enough_rows(needed, 60, 0.2)
     with pytest.raises(
         DataValidationError, match=rf"^{needed - 1} rows .* need at least {needed}: lower window"

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from flow_steps import forecast
 from flow_steps.config.names import FORECAST_ENTRY_POINT, TAG_ERROR, TAG_MODEL_VERSION
 from flow_steps.data.sources import SAMPLE_FILE
+from flow_steps.deployment import prediction
 
 
 @pytest.fixture
@@ -41,4 +42,4 @@ def test_forecast_runs_the_price_checks_before_loading_any_model(tracking, monke
     ],
 )
 def test_a_numbered_version_or_a_run_is_recorded_without_asking_the_registry(uri, tags):
-    assert forecast.registry_version_tags(uri) == tags
+    assert prediction.registry_version_tags(uri) == tags

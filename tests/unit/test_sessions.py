@@ -10,7 +10,7 @@ from flow_steps.config.errors import DataValidationError, PipelineError
 from flow_steps.config.values import PriceChecks
 from flow_steps.data.ingest import load_prices
 from flow_steps.data.sessions import Hole, next_sessions
-from flow_steps.forecast import forecast_table
+from flow_steps.deployment.prediction import forecast_table
 
 FRIDAY_BEFORE_CHRISTMAS = pd.Timestamp("2016-12-23")
 

@@ -14,9 +14,9 @@ import mlflow
 import pandas as pd
 import pytest
 
-from flow_steps import forecast
 from flow_steps.config.values import PriceChecks
 from flow_steps.data.sources import SAMPLE_FILE
+from flow_steps.deployment import prediction
 from flow_steps.deployment.scoring import holdout_days, score
 from flow_steps.runtime import interruption
 from flow_steps.runtime.interruption import Interrupted
@@ -75,5 +75,5 @@ def test_register_model_scores_a_model_with_signals_held(signals_raise, known_mo
 def test_forecast_loads_and_runs_a_model_with_signals_held(signals_raise, known_model):
     model_uri, prices = known_model
     with pytest.raises(Interrupted) as caught, sigterm_once_signals_are_held():
-        forecast.forecast(model_uri, "MSFT", prices, "WIKI", 5, PriceChecks())
+        prediction.forecast(model_uri, "MSFT", prices, "WIKI", 5, PriceChecks())
     assert_raised_where_held(caught)

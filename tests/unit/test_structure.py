@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flow_steps.config.names import FORECAST_ENTRY_POINT, MONITOR_ENTRY_POINT, PIPELINE_STEPS
-from flow_steps.train_model import PACKAGE_DIR, served_code_files
+from flow_steps.deployment.packaging import PACKAGE_DIR, served_code_files
 from tests.conftest import PROJECT_ROOT
 
 STEP_MODULES = (*PIPELINE_STEPS, FORECAST_ENTRY_POINT, MONITOR_ENTRY_POINT)
@@ -171,3 +171,65 @@ def test_the_served_model_imports_only_what_it_ships():
     shipped = set(served_code_files())
     assert needed <= shipped, needed - shipped
     assert {name for name in shipped if not name.startswith("model/")} <= needed
+
+
+# Keras's own keys in a fit's logs and history (training/lstm.py names them once): not names of ours.
+NOT_OURS = {"val_loss": "Keras's history key"}
+
+
+def string_literals(path: Path) -> set[str]:
+    """The strings a module writes as literals, docstrings left out."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    }
+
+
+def test_tag_metric_and_artifact_names_are_written_only_in_config_names():
+    """A name of config/names.py (of more than one word: `test_coverage_80`, `monitor/by_version.csv`)
+    written as a literal elsewhere is a second place for it; parameter names are declared elsewhere."""
+    from flow_steps.config import names
+    from flow_steps.config.entry_points import BY_ENTRY_POINT
+
+    ours = {
+        value: constant
+        for constant, value in vars(names).items()
+        if constant.isupper() and isinstance(value, str) and ("_" in value or "/" in value)
+    }
+    parameters = {param.name for entry in BY_ENTRY_POINT.values() for param in entry.params}
+    written_twice = sorted(
+        f"{module} writes {value!r} instead of {ours[value]}"
+        for module, path in modules().items()
+        if module != "flow_steps.config.names"
+        for value in string_literals(path) & set(ours)
+        if value not in parameters and value not in NOT_OURS
+    )
+    assert written_twice == []
+
+
+def test_the_names_check_sees_a_planted_literal(tmp_path):
+    planted = tmp_path / "planted.py"
+    planted.write_text('"""Doc: test_coverage_80 in a docstring is fine."""\nKEY = "test_coverage_80"\n')
+    assert string_literals(planted) == {"test_coverage_80"}
+
+
+def test_every_module_is_on_the_architecture_page():
+    """docs/architecture.md names every module of the package (by its path under flow_steps/, or its file
+    name on the line of its folder), so that the page cannot fall behind the code."""
+    page = (PROJECT_ROOT / "docs" / "architecture.md").read_text()
+    missing = [
+        path.relative_to(PACKAGE_DIR).as_posix()
+        for path in modules().values()
+        if path.relative_to(PACKAGE_DIR).as_posix() not in page and path.name not in page
+    ]
+    assert missing == []

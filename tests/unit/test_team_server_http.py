@@ -8,23 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 
+from deploy import nodelay_http, team_server
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-
-
-def _module(name: str):
-    spec = importlib.util.spec_from_file_location(name, DEPLOY / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 async def _hello(scope, receive, send) -> None:
@@ -72,7 +64,6 @@ def _serve_one_request(protocol_class) -> tuple[int, bytes]:
 def test_connections_accepted_like_uvicorns_workers_send_without_nagles_wait():
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    nodelay_http = _module("nodelay_http")
     nodelay, answer = _serve_one_request(nodelay_http.NoDelayH11Protocol)
     assert nodelay != 0
     assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"hello")
@@ -81,7 +72,6 @@ def test_connections_accepted_like_uvicorns_workers_send_without_nagles_wait():
 
 
 def test_the_server_runs_the_nodelay_protocol_importable_and_tls_options_kept(monkeypatch):
-    team_server = _module("team_server")
     arguments = argparse.Namespace(
         database_uri="postgresql+psycopg://mlflow@db:5432/mlflow",
         artifacts_destination="/srv/artifacts",

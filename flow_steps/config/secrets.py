@@ -24,8 +24,3 @@ def mask_secrets(text: str) -> str:
 def is_placeholder(match: re.Match) -> bool:
     """True when a key-like query value names a variable (`${QUANDL_API_KEY}`) instead of a key."""
     return match.group(2).startswith("${")
-
-
-def one_line(error: BaseException) -> str:
-    """The error's message on a single line, secrets masked."""
-    return mask_secrets(" ".join(str(error).split()))

@@ -1,147 +1,28 @@
-"""A throwaway team tracking server for tests: a PostgreSQL cluster and deploy/team_server.py on loopback.
+"""A throwaway team tracking server on loopback, for the tests and the benchmarks: deploy/team_server.py
+started on a PostgreSQL cluster of deploy/local_postgres.py.
 
-The cluster lives in a temporary directory owned by the `postgres` user (PostgreSQL refuses to run as
-root), listens on a free port of 127.0.0.1 and is stopped with `pg_ctl stop`; the tracking server runs
-in its own process group and is stopped by signalling that group.
+The server runs in its own process group and is stopped by signalling that group. Its admin login and
+the cluster's password are throwaway ones (ADMIN, DB_PASSWORD), known to the tests' leak scans.
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
-import pwd
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
+from deploy.local_postgres import DB_PASSWORD, PostgresCluster
 from flow_steps.runtime.local_server import HOST, free_port, stop_process_group
-from tests.support.helpers import clean_env
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DB_USER = "mlflow"
-DB_PASSWORD = "db-pw-4f1c9e"  # a throwaway cluster's password, for the leak scans too
+TEAM_SERVER = Path(__file__).resolve().with_name("team_server.py")
 ADMIN = ("admin", "admin-pw-7d2a61-c4e9")
-
-
-def postgres_bin(name: str) -> str:
-    """A PostgreSQL server program (Debian keeps them off PATH, in /usr/lib/postgresql/<version>/bin)."""
-    found = shutil.which(name) or next(
-        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))[-1:]), None
-    )
-    if not found:
-        raise RuntimeError(f"PostgreSQL's {name} is not installed: apt-get install -y postgresql")
-    return found
-
-
-def _as_postgres(command: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run a PostgreSQL server command as the unprivileged `postgres` user when we are root."""
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("postgres")
-
-        def drop_privileges() -> None:
-            os.setgid(user.pw_gid)
-            os.setuid(user.pw_uid)
-
-        return subprocess.run(
-            command,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-            preexec_fn=drop_privileges,
-            cwd="/tmp",
-        )
-    return subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-
-
-@dataclass
-class PostgresCluster:
-    """A PostgreSQL cluster in a temporary directory, on a free port of 127.0.0.1, password logins only."""
-
-    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="pg-cluster-")))
-    port: int = field(default_factory=free_port)
-
-    @property
-    def data(self) -> Path:
-        return self.folder / "data"
-
-    def init(self) -> PostgresCluster:
-        (self.folder / "password").write_text(DB_PASSWORD + "\n")
-        if os.geteuid() == 0:
-            shutil.chown(self.folder, "postgres", "postgres")
-            shutil.chown(self.folder / "password", "postgres", "postgres")
-        _as_postgres(
-            [
-                postgres_bin("initdb"),
-                "-D",
-                str(self.data),
-                "-U",
-                DB_USER,
-                f"--pwfile={self.folder / 'password'}",
-            ]
-            + [
-                "--auth-host=scram-sha-256",
-                "--auth-local=scram-sha-256",
-                "--encoding=UTF8",
-                "--no-instructions",
-            ]
-        )
-        (self.folder / "password").unlink()
-        return self
-
-    def start(self) -> PostgresCluster:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses={HOST}"
-        command = [
-            postgres_bin("pg_ctl"),
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.folder / "log"),
-            "-o",
-            options,
-        ]
-        _as_postgres([*command, "-w", "-t", "60", "start"])
-        self._wait_ready()
-        return self
-
-    def _wait_ready(self, seconds: float = 60) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            ready = subprocess.run(
-                [postgres_bin("pg_isready"), "-h", HOST, "-p", str(self.port)],
-                capture_output=True,
-                check=False,
-            )
-            if ready.returncode == 0:
-                return
-            time.sleep(0.3)
-        raise RuntimeError(f"PostgreSQL did not start:\n{(self.folder / 'log').read_text()[-2000:]}")
-
-    def create_database(self, name: str) -> None:
-        env = {**os.environ, "PGPASSWORD": DB_PASSWORD}
-        command = [postgres_bin("createdb"), "-h", HOST, "-p", str(self.port), "-U", DB_USER, name]
-        subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-
-    def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            _as_postgres(
-                [postgres_bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop"]
-            )
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    def uri(self, database: str) -> str:
-        return f"postgresql+psycopg://{DB_USER}@{HOST}:{self.port}/{database}"
 
 
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
@@ -185,7 +66,8 @@ class TeamServer:
     def start(self, *options: str, timeout: float = 120) -> TeamServer:
         """Start deploy/team_server.py with `options` added to its command line."""
         self.private_tmp.mkdir(exist_ok=True)
-        env = clean_env()
+        # This process's environment but its MLflow client settings (a server is no client of itself).
+        env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
         env.update(
             {
                 "TMPDIR": str(self.private_tmp),
@@ -194,7 +76,7 @@ class TeamServer:
                 "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret-key-0123456789",
             }
         )
-        command = [sys.executable, str(PROJECT_ROOT / "deploy" / "team_server.py")]
+        command = [sys.executable, str(TEAM_SERVER)]
         command += [
             "--database-uri",
             self.cluster.uri("mlflow"),

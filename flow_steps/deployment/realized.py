@@ -1,0 +1,149 @@
+"""Realized forecasts: a ticker's logged forecasts found and scored against the closes that then happened.
+
+Finds the newest forecast runs of the ticker (in the active run's experiment) whose dates now have a
+real close, scores them per model version (deployment/degradation.py) and logs the result on the active
+run; the champion's realized metrics decide whether it is degraded.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from flow_steps.config.names import (
+    CHAMPION_ALIAS,
+    DATE_COLUMN,
+    FORECAST_TABLE_PATH,
+    MODEL_VERSION_COLUMN,
+    MONITOR_BY_VERSION_PATH,
+    MONITOR_SCORED_DAYS_PATH,
+    TAG_CHAMPION_VERSION,
+    TAG_DEGRADATION,
+    TAG_DEGRADED,
+    TAG_FORECAST_TICKERS,
+    TAG_MODEL_URI,
+    TAG_MODEL_VERSION,
+    TICKER_COLUMN,
+    registered_model_name,
+)
+from flow_steps.config.values import PriceChecks
+from flow_steps.data.ingest import load_prices
+from flow_steps.data.sources import fetch_raw_prices
+from flow_steps.deployment.degradation import (
+    RUN_COLUMN,
+    Thresholds,
+    by_version,
+    degradation,
+    realized_metrics,
+    scored_days,
+)
+from flow_steps.deployment.versions import alias_version_number
+
+logger = logging.getLogger(__name__)
+
+SEARCH_LIMIT = 1000  # forecast runs looked at, newest first
+
+
+def forecast_runs(client: MlflowClient, experiment_id: str, ticker: str) -> list:
+    """The ticker's finished forecast runs in the experiment, newest first."""
+    return client.search_runs(
+        [experiment_id],
+        f"tags.{TAG_FORECAST_TICKERS} LIKE '%,{ticker},%' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=SEARCH_LIMIT,
+    )
+
+
+def logged_forecasts(run, ticker: str) -> pd.DataFrame:
+    """One forecast run's rows for `ticker`, labelled with the run and the model version that answered."""
+    table = pd.read_csv(
+        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=FORECAST_TABLE_PATH)
+    )
+    if TICKER_COLUMN in table:
+        table = table[table[TICKER_COLUMN] == ticker]
+    version = run.data.tags.get(TAG_MODEL_VERSION) or run.data.tags.get(TAG_MODEL_URI, "unknown")
+    if MODEL_VERSION_COLUMN in table:
+        table[MODEL_VERSION_COLUMN] = table[MODEL_VERSION_COLUMN].fillna(version).astype(str)
+        table[MODEL_VERSION_COLUMN] = table[MODEL_VERSION_COLUMN].str.removesuffix(".0")
+    else:
+        table[MODEL_VERSION_COLUMN] = str(version)
+    return table.assign(**{RUN_COLUMN: run.info.run_id})
+
+
+def newest_scored(runs: list, ticker: str, prices: pd.DataFrame, window: int) -> pd.DataFrame:
+    """The scored days of the newest `window` forecast runs that have any (see monitoring.scored_days)."""
+    scored = []
+    for run in runs:
+        try:
+            days = scored_days(logged_forecasts(run, ticker), prices)
+        except (MlflowException, OSError, KeyError) as error:
+            logger.warning("Skipping forecast run %s: %s", run.info.run_id, error)
+            continue
+        if len(days):
+            scored.append(days)
+        if len(scored) == window:
+            break
+    return pd.concat(scored, ignore_index=True) if scored else pd.DataFrame()
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """What monitoring found: the champion's degradation (None: not degraded, or nothing to judge yet)
+    and the realized metrics by version as people read them ('' when nothing was scored)."""
+
+    degradation: str | None
+    report: str = ""
+
+
+def monitor_ticker(
+    ticker: str,
+    data_source: str,
+    quandl_database: str,
+    checks: PriceChecks,
+    window: int,
+    thresholds: Thresholds,
+) -> Monitoring:
+    """Read the ticker's prices as training does, then score its logged forecasts (`monitor`)."""
+    raw = fetch_raw_prices(data_source, ticker, quandl_database)
+    prices = load_prices(raw.content, raw.resolved_source, checks=checks).prices
+    return monitor(ticker, prices, window, thresholds)
+
+
+def monitor(ticker: str, prices: pd.DataFrame, window: int, thresholds: Thresholds) -> Monitoring:
+    """Score the newest `window` forecast runs with real closes in `prices`, log them on the active run,
+    and judge the champion."""
+    client = MlflowClient()
+    run = mlflow.active_run()
+    scored = newest_scored(forecast_runs(client, run.info.experiment_id, ticker), ticker, prices, window)
+    champion = alias_version_number(client, registered_model_name(ticker), CHAMPION_ALIAS)
+    mlflow.set_tag(TAG_CHAMPION_VERSION, champion)
+    if scored.empty:
+        logger.info("No logged forecast of %s has a date with a real close yet: nothing to score", ticker)
+        mlflow.log_metrics({"forecasts_scored": 0, "days_scored": 0})
+        mlflow.set_tag(TAG_DEGRADED, "false")
+        return Monitoring(None)
+    table = by_version(scored)
+    mlflow.log_text(table.to_csv(index=False), MONITOR_BY_VERSION_PATH)
+    mlflow.log_text(scored.to_csv(index=False, date_format="%Y-%m-%d"), MONITOR_SCORED_DAYS_PATH)
+    mlflow.log_metrics({"forecasts_scored": scored[RUN_COLUMN].nunique(), "days_scored": len(scored)})
+    report = (
+        f"Realized forecasts of {ticker} through {prices[DATE_COLUMN].iloc[-1]:%Y-%m-%d}, by version:\n"
+        + table.to_string(index=False, float_format=lambda value: f"{value:.4f}")
+    )
+    champion_days = scored[scored[MODEL_VERSION_COLUMN] == champion]
+    if champion_days.empty:
+        logger.info("The champion (version %s) has no scored forecast yet", champion or "none")
+        mlflow.set_tag(TAG_DEGRADED, "false")
+        return Monitoring(None, report)
+    metrics = realized_metrics(champion_days)
+    mlflow.log_metrics({f"realized_{name}": value for name, value in metrics.items()})
+    reason = degradation(metrics, thresholds)
+    mlflow.set_tag(TAG_DEGRADED, str(reason is not None).lower())
+    if reason:
+        mlflow.set_tag(TAG_DEGRADATION, reason)
+    return Monitoring(reason, report)
