@@ -1,87 +1,76 @@
 """Whether a step's process crashed, what to say about it, and whether to run it again: pure decisions.
 
-A crash is a death by one of the five signals a process gets from its own fault (SIGSEGV, SIGBUS, SIGABRT,
-SIGILL, SIGFPE): retried. SIGINT, SIGTERM and SIGKILL were sent on purpose (a person, the system, a
-scheduler) and a non-zero exit code is the step's own refusal: never retried.
+A step's process started by the driver writes `faulthandler`'s report to a file the driver names
+(runtime/lifecycle.py, CRASH_REPORT_VARIABLE); the report's first line names the fault. faulthandler
+reports only the five signals a process gets from its own fault (SIGSEGV, SIGBUS, SIGABRT, SIGILL,
+SIGFPE): a crash, retried. SIGINT, SIGTERM and SIGKILL (sent on purpose: a person, a scheduler, the
+out-of-memory killer) and a step's own refusal (exit 1, or 2 for a bad option) leave no report: never
+retried.
 """
 
 from __future__ import annotations
 
-import re
 import signal
+from dataclasses import dataclass
 
-from flow_steps.runtime.lifecycle import LOG_FORMAT
+from flow_steps.config.errors import one_line
 
-CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE})
 LAST_LOGGED_CHARS = 300
 
-# What each field of the steps' LOG_FORMAT looks like (`2026-12-06 07:30:00,123 INFO name: message`).
-LOG_FIELDS = {
-    "asctime": r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}",
-    "levelname": r"[A-Z]+",
-    "name": r"\S+",
-    "message": r"(?P<message>.*)",
+# faulthandler's first line for each signal it reports (CPython's faulthandler.c, as a report shows it).
+FATAL_ERROR = "Fatal Python error: "
+REPORTED_SIGNALS = {
+    "Segmentation fault": signal.SIGSEGV,
+    "Bus error": signal.SIGBUS,
+    "Aborted": signal.SIGABRT,
+    "Illegal instruction": signal.SIGILL,
+    "Floating point exception": signal.SIGFPE,
 }
 
 
-def log_line_pattern(log_format: str) -> re.Pattern[str]:
-    """A regular expression matching one line `log_format` writes, its message as group `message`."""
-    parts = re.split(r"%\((\w+)\)s", log_format)  # text, field, text, field, ..., text
-    return re.compile(
-        "^" + "".join(LOG_FIELDS[part] if i % 2 else re.escape(part) for i, part in enumerate(parts)) + "$"
-    )
+@dataclass(frozen=True)
+class Crash:
+    """A step's process that died of `signal`: faulthandler's `report` and the last line it logged."""
 
-
-LOG_LINE = log_line_pattern(LOG_FORMAT)
+    signal: signal.Signals
+    report: str
+    last_logged: str | None
 
 
 class StepCrashed(Exception):
-    """A step's process died of a crash signal; the message is `death_message`'s line."""
+    """A step's process crashed; the message is `death_message`'s line."""
 
-    def __init__(self, message: str, received: signal.Signals):
+    def __init__(self, message: str, crash: Crash):
         super().__init__(message)
-        self.signal = received
+        self.crash = crash
 
 
-def death_signal(returncode: int | None) -> signal.Signals | None:
-    """The signal a step's process died of, else None (it still runs, or exited by itself).
-
-    `returncode` as `subprocess` reports it: -N for a process killed by signal N. An exit code is the
-    step's own, even 128 + N: the steps exit 130 and 143 themselves when interrupted (their runs then
-    end KILLED), and `bash -c <one command>` execs the step, so no shell reports a signal that way.
-    """
-    if returncode is None or returncode >= 0:
+def reported_signal(report: str) -> signal.Signals | None:
+    """The signal a faulthandler `report` names on its first line (`Fatal Python error: Bus error`), or
+    None: an empty report (the process did not crash) or one in another form."""
+    first = report.lstrip().partition("\n")[0].strip()
+    if not first.startswith(FATAL_ERROR):
         return None
-    try:
-        return signal.Signals(-returncode)
-    except ValueError:
+    return REPORTED_SIGNALS.get(first.removeprefix(FATAL_ERROR))
+
+
+def crash_of(report: str, last_logged: str | None) -> Crash | None:
+    """The crash a step's `report` records, with what it last logged (on one line, cut to
+    LAST_LOGGED_CHARS, secrets masked), or None when it records none."""
+    if (received := reported_signal(report)) is None:
         return None
+    said = one_line(last_logged or "") or None
+    if said and len(said) > LAST_LOGGED_CHARS:
+        said = said[: LAST_LOGGED_CHARS - 3] + "..."
+    return Crash(received, report, said)
 
 
-def is_crash(received: signal.Signals | None) -> bool:
-    """Whether dying of `received` is a crash (retried), not a stop someone asked for."""
-    return received in CRASH_SIGNALS
-
-
-def last_logged(output: str) -> str | None:
-    """The message of the last log line in a step's stderr `output` (what it last said it did), or None.
-
-    Lines in another form are skipped: a crash's own report (faulthandler's traceback, a shell's
-    `Segmentation fault`) and libraries' prints say where it died, not what it was doing.
-    """
-    for line in reversed(output.splitlines()):
-        if match := LOG_LINE.match(line.strip()):
-            message = match["message"].strip()
-            return message if len(message) <= LAST_LOGGED_CHARS else message[: LAST_LOGGED_CHARS - 3] + "..."
-    return None
-
-
-def death_message(step: str, received: signal.Signals, logged: str | None, attempt: int = 1) -> str:
+def death_message(step: str, crash: Crash, attempt: int = 1) -> str:
     """One line: `train_model's process died of SIGSEGV; it last logged: AutoARIMA fitted and forecast`,
     with `(attempt 2)` after the signal's name for a step run again."""
     again = f" (attempt {attempt})" if attempt > 1 else ""
-    said = f"it last logged: {logged}" if logged else "it had logged nothing"
-    return f"{step}'s process died of {received.name}{again}; {said}"
+    said = f"it last logged: {crash.last_logged}" if crash.last_logged else "it had logged nothing"
+    return f"{step}'s process died of {crash.signal.name}{again}; {said}"
 
 
 def should_retry(crashes_so_far: int, retries: int) -> bool:

@@ -2,15 +2,20 @@
 
 A step is reused when one `search_runs` call finds a FINISHED run with the same entry point, parameters,
 code version and extra tags (`reuse_filter`); a downloaded file only while its source cannot have
-changed (`download_reuse_tags`). Otherwise the step runs as a child run: in its own process, started as
-MLflow's local backend does (processes.py), and run again when that process crashed (crashes.py); or, in
-a universe's worker, through `mlflow.run` with the in-process backend.
+changed (`download_reuse_tags`). Otherwise the step runs as a child run, through `mlflow.run`; a step
+in its own process (the local backend) names a file for its crash report, and one that crashed
+(crashes.py) runs again, up to `crash_retries` times.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import mlflow
 from mlflow.entities import Run, RunStatus, RunTag
@@ -30,23 +35,22 @@ from flow_steps.config.names import (
 )
 from flow_steps.data.sources import source_for
 from flow_steps.orchestration.crashes import (
+    Crash,
     StepCrashed,
+    crash_of,
     death_message,
-    death_signal,
-    is_crash,
-    last_logged,
     retries_tag,
     should_retry,
 )
 from flow_steps.orchestration.in_process import BACKEND as IN_PROCESS_BACKEND
-from flow_steps.orchestration.processes import StepProcess, launch
 from flow_steps.runtime.interruption import FAILED, KILLED
+from flow_steps.runtime.lifecycle import CRASH_REPORT_VARIABLE, LAST_LINE_SUFFIX
 from flow_steps.runtime.outages import CLOSING_SECONDS, retrying_for, tried_briefly
 
 logger = logging.getLogger(__name__)
 
-RUNNING = RunStatus.to_string(RunStatus.RUNNING)
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
+RUNNING = RunStatus.to_string(RunStatus.RUNNING)
 
 
 def reuse_filter(entry_point: str, params: dict[str, str], version: str, tags: dict[str, str]) -> str:
@@ -111,41 +115,42 @@ class StepRunner:
             logger.info("Reusing %s run %s (same params and code version)", entry_point, previous.info.run_id)
             self._record(entry_point, previous, reused=True)
             return previous
-        child = self.client.get_run(self._run_again_after_crashes(entry_point, params))
+        child = self.client.get_run(self._run_until_no_crash(entry_point, params))
         self._record(entry_point, child, reused=False)
         return child
 
-    def _run_again_after_crashes(self, entry_point: str, params: dict[str, str]) -> str:
-        """Run the step; when its process crashes (crashes.py), again, up to `crash_retries` times, each
-        retry recorded on the parent run. The id of the run that succeeded."""
+    def _run_until_no_crash(self, entry_point: str, params: dict[str, str]) -> str:
+        """Run the step; when its process crashes, again, up to `crash_retries` times, each retry recorded
+        on the parent run. The id of the run that did not crash; the last crash as a PipelineError."""
         for attempt in range(1, self.crash_retries + 2):
             logger.info("Running %s with %s", entry_point, params)
             try:
                 return self._run_once(entry_point, params, attempt)
-            except StepCrashed as crash:
+            except StepCrashed as crashed:
                 if not should_retry(attempt, self.crash_retries):
-                    raise PipelineError(str(crash)) from None
-                self.retried.append((entry_point, crash.signal))
+                    raise PipelineError(str(crashed)) from None
+                self.retried.append((entry_point, crashed.crash.signal))
                 self.client.set_tag(self.parent.info.run_id, TAG_CRASH_RETRIES, retries_tag(self.retried))
                 logger.warning(
-                    "%s: running %s again (retry %d of %d)", crash, entry_point, attempt, self.crash_retries
+                    "%s: running %s again (retry %d of %d)", crashed, entry_point, attempt, self.crash_retries
                 )
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _run_once(self, entry_point: str, params: dict[str, str], attempt: int) -> str:
-        """Run the step as a child run to its end; its run id. A process that died of a crash signal
-        raises StepCrashed, any other failure a one-line PipelineError."""
+        """The step as a child run through `mlflow.run`; its run id. A process that crashed raises
+        StepCrashed, any other failure a one-line PipelineError."""
         try:
-            if self.backend == IN_PROCESS_BACKEND:
-                return self._run_in_process(entry_point, params)
-            step = launch(entry_point, params, self.parent.info.experiment_id, f"{self.ticker} {entry_point}")
-            code = step.wait()
-            if code != 0:
-                # MLflow's wait would mark the run FAILED unless the step did; so do we, naming the signal
-                # the process died of and what it last logged.
-                with retrying_for(CLOSING_SECONDS):
-                    self._end_failed(entry_point, step, code, attempt)
-            return step.run_id
+            if self.backend == IN_PROCESS_BACKEND:  # no process of its own: a crash ends the worker
+                return self._submit(entry_point, params)
+            with tempfile.TemporaryDirectory(prefix="flow-steps-crash-") as folder:
+                report = Path(folder) / f"{entry_point}.report"
+                try:
+                    with _variable_set(CRASH_REPORT_VARIABLE, str(report)):
+                        return self._submit(entry_point, params)
+                except ExecutionException:
+                    if (crash := read_crash(report)) is None:
+                        raise
+                    return self._crashed(entry_point, crash, attempt)
         except ExecutionException as error:
             # MLflow has marked the step's run FAILED unless the step did; its reason is read briefly:
             # after an outage the step outlasted, the next call here is the one-line outage error.
@@ -153,13 +158,13 @@ class StepRunner:
                 reason = self._failure_reason(entry_point, error)
             raise PipelineError(f"step {entry_point} failed: {reason}") from error
         except KeyboardInterrupt:
-            # The step has been sent SIGTERM and waited for; it ends its run KILLED, and MLflow marks it
-            # FAILED only if it died before it could: that is KILLED too.
+            # MLflow has sent the step SIGTERM and waited for it; the step ends its run KILLED, and
+            # MLflow marks it FAILED only if it died before it could: that is KILLED too.
             tried_briefly(f"mark the {entry_point} run KILLED", lambda: self._end_killed(entry_point))
             raise
 
-    def _run_in_process(self, entry_point: str, params: dict[str, str]) -> str:
-        """The step in this process (a universe's worker): a crash there ends the worker, not the step."""
+    def _submit(self, entry_point: str, params: dict[str, str]) -> str:
+        """`mlflow.run` of the step, to its end; its run id, or ExecutionException when it failed."""
         submitted = mlflow.run(
             str(PROJECT_ROOT),
             entry_point=entry_point,
@@ -171,33 +176,27 @@ class StepRunner:
             # The in-process backend returns once the step has ended its run. MLflow's wait would read
             # the run twice more and, comparing its status text with status numbers, end it a second
             # time (4 requests a step).
-            synchronous=False,
+            synchronous=self.backend != IN_PROCESS_BACKEND,
         )
         if not submitted.wait():
             raise ExecutionException(f"Run (ID '{submitted.run_id}') failed")
         return submitted.run_id
 
-    def _end_failed(self, entry_point: str, step: StepProcess, code: int, attempt: int) -> None:
-        """End the run of a step whose process exited with `code` FAILED unless the step ended it; raise
-        what happened: StepCrashed, a PipelineError naming another signal, or the step's own reason. A
-        process that died of a signal after it had finished its run (TensorFlow's exit, say) leaves its
-        work done and logged: the run is kept, with a warning."""
-        run = self.client.get_run(step.run_id)
-        received = death_signal(code)
-        if received is None:
-            if run.info.status == RUNNING:
-                self.client.set_terminated(step.run_id, FAILED)
-            raise ExecutionException(f"Run (ID '{step.run_id}') failed")
-        message = death_message(entry_point, received, last_logged(step.stderr_tail()), attempt)
-        if run.info.status == FINISHED:
-            logger.warning("%s, after it had finished its run %s: the run is kept", message, step.run_id)
-            return
-        if run.info.status == RUNNING:
-            self.client.set_tag(step.run_id, TAG_ERROR, message)
-            self.client.set_terminated(step.run_id, FAILED)
-        if is_crash(received):
-            raise StepCrashed(message, received)
-        raise PipelineError(f"step {entry_point} failed: {message}")
+    def _crashed(self, entry_point: str, crash: Crash, attempt: int) -> str:
+        """Show where the step's process crashed (its faulthandler report), put the one line in its run's
+        `error` tag (MLflow has ended it FAILED) and raise StepCrashed. A process that crashed after it
+        had finished its run (at exit) has done and logged its work: that run's id, with a warning."""
+        message = death_message(entry_point, crash, attempt)
+        logger.warning("%s's process crashed; where (faulthandler):\n%s", entry_point, crash.report.rstrip())
+        with retrying_for(CLOSING_SECONDS):
+            if step := self._latest_child(entry_point):
+                if step.info.status == FINISHED:
+                    logger.warning("%s, after it had finished its run %s: kept", message, step.info.run_id)
+                    return step.info.run_id
+                self.client.set_tag(step.info.run_id, TAG_ERROR, message)
+                if step.info.status == RUNNING:
+                    self.client.set_terminated(step.info.run_id, FAILED)
+        raise StepCrashed(message, crash)
 
     def _record(self, entry_point: str, child: Run, reused: bool) -> None:
         self.reused[entry_point] = reused
@@ -234,3 +233,28 @@ class StepRunner:
 
 def _quote(value: str) -> str:
     return f"'{value}'"
+
+
+def read_crash(report: Path) -> Crash | None:
+    """The crash a step's process reported in `report` (and the last line it logged, beside it), or None
+    when it wrote no report: it did not crash."""
+    last = report.with_name(report.name + LAST_LINE_SUFFIX)
+    return crash_of(
+        report.read_text(errors="replace") if report.exists() else "",
+        last.read_text(errors="replace") if last.exists() else None,
+    )
+
+
+@contextmanager
+def _variable_set(name: str, value: str) -> Iterator[None]:
+    """os.environ[name] = value inside the block (what a step's process started there inherits), as it
+    was afterwards."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
