@@ -24,10 +24,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from deploy.local_serving import invocation_payload, served_model
 from flow_steps.config.names import PRICE_COLUMN
 from flow_steps.data.ingest import load_prices
 from flow_steps.data.sources import fetch_raw_prices
-from flow_steps.runtime.local_server import invocation_payload, served_model
 
 
 def timed(call: Callable[[], object], repeats: int) -> list[float]:

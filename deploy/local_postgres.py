@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flow_steps.runtime.local_server import HOST, free_port
+from deploy.local_serving import HOST, free_port
 
 DB_USER = "mlflow"
 DB_PASSWORD = "db-pw-4f1c9e"  # a throwaway cluster's password (loopback only), for the leak scans too

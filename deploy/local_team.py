@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 
 from deploy.local_postgres import DB_PASSWORD, PostgresCluster
-from flow_steps.runtime.local_server import HOST, free_port, stop_process_group
+from deploy.local_serving import HOST, free_port, stop_process_group
 
 TEAM_SERVER = Path(__file__).resolve().with_name("team_server.py")
 ADMIN = ("admin", "admin-pw-7d2a61-c4e9")

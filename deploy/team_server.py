@@ -110,6 +110,37 @@ def tls_problem(certfile: str | None, keyfile: str | None) -> str | None:
     return None
 
 
+def database_problem(option: str, uri: str, error: BaseException) -> str:
+    """One line for a database PostgreSQL refused (SQLAlchemy's error around psycopg's): its own reason
+    (`FATAL: password authentication failed ...`, `database "x" does not exist`) and what to fix."""
+    original = getattr(error, "orig", None) or error.__cause__ or error
+    text = " ".join(str(original).split())
+    reason = text.rsplit("failed: ", 1)[-1] if "failed: " in text else text
+    where = f"PostgreSQL refused {option} {uri}"
+    if "password authentication failed" in reason or "no password supplied" in reason:
+        return f"{where} ({reason}): set PGPASSWORD (or ~/.pgpass) to that user's password"
+    if "database" in reason and "does not exist" in reason:
+        return f"{where} ({reason}): create it (createdb) or name an existing one in {option}"
+    if "role" in reason and "does not exist" in reason:
+        return f"{where} ({reason}): name an existing user in {option}"
+    return f"cannot reach the database of {option} {uri}: {reason}"
+
+
+def check_database(option: str, uri: str) -> None:
+    """Connect once: a login or database PostgreSQL refuses ends here in one line, not in the server's
+    retries of the same traceback."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": 10})
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.DBAPIError as error:
+        raise SystemExit(f"team_server: {database_problem(option, uri, error)}") from None
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -144,6 +175,10 @@ def main() -> None:
         raise SystemExit(f"team_server: set {' and '.join(missing)} (see docs/team-server.md)")
     if "@" in arguments.database_uri and ":" in arguments.database_uri.split("//", 1)[-1].split("@")[0]:
         raise SystemExit("team_server: put the database password in PGPASSWORD, not in --database-uri")
+    auth_uri = arguments.auth_database_uri or auth_database_uri(arguments.database_uri)
+    if arguments.database_uri.startswith("postgresql"):
+        check_database("--database-uri", arguments.database_uri)
+        check_database("--auth-database-uri", auth_uri)  # by default the same server's <database>_auth
 
     if arguments.upgrade:
         subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", arguments.database_uri], check=True)
@@ -153,7 +188,7 @@ def main() -> None:
             auth_config(
                 arguments.admin_username,
                 os.environ[ADMIN_PASSWORD_VARIABLE],
-                arguments.auth_database_uri or auth_database_uri(arguments.database_uri),
+                auth_uri,
                 arguments.default_permission,
                 arguments.auth_cache_seconds,
             )

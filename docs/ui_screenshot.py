@@ -26,9 +26,9 @@ from pathlib import Path
 import requests
 from mlflow.tracking import MlflowClient
 
+from deploy.local_serving import HOST, free_port
 from flow_steps.config.names import DEFAULT_EXPERIMENT, registered_model_name
 from flow_steps.runtime.lineage import PROJECT_ROOT
-from flow_steps.runtime.local_server import HOST, free_port
 
 logger = logging.getLogger("ui_screenshot")
 

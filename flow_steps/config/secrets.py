@@ -6,13 +6,15 @@ import os
 import re
 
 API_KEY_VARIABLES = ("QUANDL_API_KEY", "NASDAQ_DATA_LINK_API_KEY")
+# Every variable whose value is a secret: the price sources' keys and a Ray cluster's token.
+SECRET_VARIABLES = (*API_KEY_VARIABLES, "RAY_AUTH_TOKEN")
 MASK = "***"
 SECRET_QUERY = re.compile(r"(?i)([?&](?:api_key|apikey|api-key|token|access_token|key)=)([^&#\s]+)")
 
 
 def mask_secrets(text: str) -> str:
-    """`text` with the API keys from the environment and key-like URL query values replaced by ***."""
-    for name in API_KEY_VARIABLES:
+    """`text` with the secrets from the environment and key-like URL query values replaced by ***."""
+    for name in SECRET_VARIABLES:
         secret = os.environ.get(name, "").strip()
         if len(secret) >= 4:
             text = text.replace(secret, MASK)

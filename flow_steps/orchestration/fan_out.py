@@ -28,6 +28,7 @@ from flow_steps.config.names import (
     TICKER_COLUMN,
 )
 from flow_steps.data.tickers import normalize_ticker
+from flow_steps.orchestration.cluster import join_problem, ray_cause
 from flow_steps.orchestration.workers import IN_WORKER, WORKER_DIED, TickerOutcome, TickerPool
 from flow_steps.runtime.interruption import close_orphaned_runs
 from flow_steps.runtime.outages import OUTAGE_VARIABLE, RETRY_VARIABLES
@@ -149,6 +150,7 @@ def run_universe(
     """Run every ticker's pipeline on Ray under the active `universe` run, `executor` `in-worker` or
     `process` (workers.py); log and return the summary."""
     import ray
+    from ray.exceptions import AuthenticationError
 
     run = mlflow.active_run()
     env = {name: os.environ[name] for name in FORWARDED_VARIABLES if os.environ.get(name)}
@@ -164,10 +166,8 @@ def run_universe(
             ray.init(
                 address=address, runtime_env=runtime_env, log_to_driver=False, logging_level=logging.WARNING
             )
-        except (ConnectionError, RuntimeError) as error:
-            raise PipelineError(
-                f"cannot join the Ray cluster at RAY_ADDRESS={address}: {one_line(error)}"
-            ) from error
+        except (ConnectionError, RuntimeError, AuthenticationError) as error:  # Ray's cause kept, one line
+            raise PipelineError(join_problem(address, ray_cause(error))) from error
         cpus = max_parallel or int(ray.cluster_resources().get("CPU", 1))
         project = "."
     logger.info(

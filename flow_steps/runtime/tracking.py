@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import time
 
 import mlflow
@@ -91,7 +92,22 @@ def check_tracking_server(timeout: float = CHECK_TIMEOUT_SECONDS) -> None:
             f"{PASSWORD_VARIABLE} {given}"
         )
     if answer.status_code >= 500:
-        raise PipelineError(f"the tracking server at {uri} answered {answer.status_code}: it is not healthy")
+        raise PipelineError(unhealthy(uri, answer))
+
+
+def unhealthy(uri: str, answer: requests.Response) -> str:
+    """One line for a server error: the cause when the server says its database refused it (a login or a
+    database PostgreSQL refused), which only the server's admin can fix."""
+    line = f"the tracking server at {uri} answered {answer.status_code}"
+    try:
+        message = str(answer.json().get("message", ""))
+    except (ValueError, AttributeError):
+        message = ""
+    if "OperationalError" not in message or "failed: " not in message:
+        return f"{line}: it is not healthy"
+    reason = " ".join(message.split("(Background on this error")[0].rsplit("failed: ", 1)[-1].split())
+    fix = "its PGPASSWORD (or ~/.pgpass)" if "password" in reason else "its --database-uri"
+    return f"{line}: its database refused it ({reason}): the server's admin fixes {fix} (docs/team-server.md)"
 
 
 def _ask(uri: str, timeout: float) -> requests.Response:
@@ -110,21 +126,50 @@ def _ask(uri: str, timeout: float) -> requests.Response:
             verify=verify,
         )
     except requests.exceptions.SSLError as error:
-        raise PipelineError(_tls_problem(uri, error)) from error
+        raise PipelineError(tls_problem(uri, error)) from error
     except requests.Timeout as error:
         raise Unreachable(f"{TRACKING_URI_VARIABLE}={uri} did not answer within {timeout:g} s") from error
     except requests.ConnectionError as error:
         raise Unreachable(f"{TRACKING_URI_VARIABLE}={uri}: {_connection_problem(error)}") from error
 
 
-def _tls_problem(uri: str, error: requests.exceptions.SSLError) -> str:
-    if "CERTIFICATE_VERIFY_FAILED" in str(error) or "certificate verify failed" in str(error):
-        trusted = f"the certificate in {CERT_VARIABLE}" if os.environ.get(CERT_VARIABLE) else "this machine"
+def error_chain(error: BaseException) -> list[BaseException]:
+    """`error` and every exception it wraps, outermost first: `__cause__`, `__context__`, urllib3's
+    `reason` and exceptions passed as arguments (requests wraps urllib3's that way)."""
+    found: list[BaseException] = []
+    waiting = [error]
+    while waiting:
+        current = waiting.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        inner = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        waiting += [item for item in inner if isinstance(item, BaseException)]
+    return found
+
+
+def tls_problem(uri: str, error: requests.exceptions.SSLError) -> str:
+    """One line for a refused TLS handshake, with the reason OpenSSL gave (`self-signed certificate`,
+    `Hostname mismatch, ...`, `certificate has expired`) and the setting that fixes it."""
+    chain = error_chain(error)
+    verification = next((e for e in chain if isinstance(e, ssl.SSLCertVerificationError)), None)
+    if verification is None and "certificate verify failed" not in str(error).lower():
+        return f"{TRACKING_URI_VARIABLE}={uri}: the TLS handshake failed (is it an https server?)"
+    reason = getattr(verification, "verify_message", "") or "certificate verify failed"
+    if "hostname mismatch" in reason.lower() or "ip address mismatch" in reason.lower():
         return (
-            f"the tracking server at {uri} presented a certificate that {trusted} does not trust: set "
-            f"{CERT_VARIABLE} to the server's certificate or its CA's (see docs/team-server.md)"
+            f"the tracking server at {uri} presented a certificate for another host ({reason.rstrip('.')}): "
+            f"put a host name the certificate names in {TRACKING_URI_VARIABLE}"
         )
-    return f"{TRACKING_URI_VARIABLE}={uri}: the TLS handshake failed (is it an https server?)"
+    if "expired" in reason.lower() or "not yet valid" in reason.lower():
+        return (
+            f"the tracking server at {uri} presented a certificate that is not valid now ({reason}): renew it"
+        )
+    trusted = f"the certificate in {CERT_VARIABLE}" if os.environ.get(CERT_VARIABLE) else "this machine"
+    return (
+        f"the tracking server at {uri} presented a certificate that {trusted} does not trust ({reason}): "
+        f"set {CERT_VARIABLE} to the server's certificate or its CA's (see docs/team-server.md)"
+    )
 
 
 def _connection_problem(error: requests.ConnectionError) -> str:

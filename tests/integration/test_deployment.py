@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from deploy.local_serving import invocation_payload, served_model
 from flow_steps import download_raw_data, forecast, register_model, transform_data
 from flow_steps.config.names import (
     DOWNLOAD_STEP,
@@ -34,7 +35,6 @@ from flow_steps.data.sources import fetch_raw_prices
 from flow_steps.deployment.scoring import holdout_days
 from flow_steps.model.intervals import INTERVAL_COLUMNS
 from flow_steps.runtime.inputs import read_prepared
-from flow_steps.runtime.local_server import invocation_payload, served_model
 from flow_steps.training.evaluation import rmse
 from tests.conftest import (
     EXPERIMENT,

@@ -24,12 +24,12 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from deploy.local_postgres import DB_PASSWORD, PostgresCluster
+from deploy.local_serving import free_port, invocation_payload, served_model
 from deploy.local_team import ADMIN, TeamServer
 from flow_steps.config.names import DOWNLOAD_STEP, REGISTER_STEP, TRAIN_STEP, TRANSFORM_STEP
 from flow_steps.data.ingest import load_prices
 from flow_steps.data.reading import sha256_bytes
 from flow_steps.data.sources import fetch_raw_prices
-from flow_steps.runtime.local_server import free_port, invocation_payload, served_model
 from tests.conftest import PROJECT_ROOT, TINY_PARAMS, cli_options, run_command
 from tests.support.helpers import assert_one_line_failure, clean_env, local_copy, mlflow_run, prepared_prices
 from tests.support.known_models import BETTER, WORSE, register

@@ -19,6 +19,7 @@ import mlflow
 import pandas as pd
 import pytest
 
+from deploy.local_serving import stop_process_group
 from flow_steps.config.names import (
     DOWNLOAD_STEP,
     TAG_PROCESS_HOST,
@@ -33,7 +34,6 @@ from flow_steps.model.features import minimum_rows
 from flow_steps.orchestration.fan_out import CHART_PATH, SUMMARY_PATH
 from flow_steps.orchestration.workers import TickerWorker
 from flow_steps.runtime.interruption import EXIT_CODES, is_alive
-from flow_steps.runtime.local_server import stop_process_group
 from tests.conftest import FIXTURES, PROJECT_ROOT, TINY_PARAMS, cli_options, run_command, temporary_tracking
 from tests.support.helpers import mlflow_run
 from tests.support.price_server import HANG

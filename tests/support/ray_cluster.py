@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flow_steps.runtime.local_server import HOST, free_port, stop_process_group
+from deploy.local_serving import HOST, free_port, stop_process_group
 
 READY_LINE = "Ray runtime started."  # what `ray start` prints once the head's processes are up
 

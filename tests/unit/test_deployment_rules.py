@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from deploy.local_serving import invocation_payload
 from flow_steps.config.errors import PipelineError
 from flow_steps.deployment.prediction import forecast_table, render, resolve_model_uri, write_csv
 from flow_steps.deployment.promotion import decide_promotion, train_run_id
 from flow_steps.deployment.scoring import holdout_days
-from flow_steps.runtime.local_server import invocation_payload
 
 
 def test_the_first_version_is_promoted():

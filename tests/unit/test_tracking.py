@@ -8,8 +8,8 @@ import socket
 import mlflow
 import pytest
 
+from deploy.local_serving import free_port
 from flow_steps.config.errors import PipelineError
-from flow_steps.runtime.local_server import free_port
 from flow_steps.runtime.tracking import check_tracking_server
 
 

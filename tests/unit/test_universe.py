@@ -9,6 +9,7 @@ import zipfile
 import pandas as pd
 import pytest
 
+from deploy.local_serving import free_port
 from flow_steps.config.declarations import PIPELINE_PARAMS
 from flow_steps.config.errors import PipelineError
 from flow_steps.data.tickers import parse_tickers, ticker_source
@@ -20,7 +21,6 @@ from flow_steps.orchestration.cluster import (
 )
 from flow_steps.orchestration.fan_out import SHIPPED_EXCLUDES, universe_metrics
 from flow_steps.orchestration.workers import pipeline_arguments
-from flow_steps.runtime.local_server import free_port
 from flow_steps.runtime.tracking import run_name_unless_chosen
 
 

@@ -1,4 +1,5 @@
-"""Run `mlflow models serve` on loopback and talk to it: used by the tests and the serving benchmark."""
+"""Run `mlflow models serve` on loopback and talk to it, and the helpers every loopback launcher here shares
+(a free port, a process group stopped whole): used by the tests and the benchmarks."""
 
 from __future__ import annotations
 
