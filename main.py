@@ -64,6 +64,7 @@ def use_experiment(experiment_name: str | None) -> None:
 def cli(
     reuse_training: bool,
     register_model: bool,
+    crash_retries: int,
     run_name: str | None,
     experiment_name: str | None,
     universe_run_id: str | None,
@@ -76,7 +77,9 @@ def cli(
         with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
             use_experiment(experiment_name)
         values = {name: str(value) for name, value in params.items()}
-        run_pipeline(values, reuse_training, register_model, run_name, universe_run_id)
+        run_pipeline(
+            values, reuse_training, register_model, run_name, universe_run_id, crash_retries=crash_retries
+        )
 
 
 if __name__ == "__main__":

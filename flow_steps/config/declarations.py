@@ -217,6 +217,15 @@ REGISTER_MODEL = Param(
     "Register the model as stock-<TICKER>-lstm (alias challenger) and make it champion when it beats the "
     "current champion on the same test days.",
 )
+CRASH_RETRIES = Param(
+    "crash_retries",
+    "int",
+    1,
+    "Times a step whose process crashed (died of SIGSEGV, SIGBUS, SIGABRT, SIGILL or SIGFPE) is run again; "
+    "a step that refused its input, or was stopped (SIGINT, SIGTERM, SIGKILL), never is.",
+    low=0,
+    high=3,
+)
 
 # The universe: the pipeline for many tickers on Ray.
 TICKERS = Param(

@@ -8,6 +8,7 @@ import click
 
 from flow_steps.config.declarations import (
     COMPANY_ABBREVIATION,
+    CRASH_RETRIES,
     DATASET_STOCK_CSV,
     DOWNLOAD_PARAMS,
     EXECUTOR,
@@ -76,7 +77,7 @@ ENTRY_POINTS = (
     EntryPoint(
         MAIN_ENTRY_POINT,
         "python main.py",
-        PIPELINE_PARAMS,
+        (*PIPELINE_PARAMS, CRASH_RETRIES),
         comment="The whole pipeline; every step parameter can be set here.",
     ),
     EntryPoint(

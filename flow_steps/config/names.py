@@ -52,6 +52,8 @@ TAG_PROCESS_ID = "process_id"
 TAG_PROCESS_STARTED = "process_started"  # the process's start time in clock ticks since boot (Linux)
 TAG_REUSED_PREFIX = "reused_"  # on the parent run: reused_<step> = "true" / "false"
 TAG_CHILD_RUN_PREFIX = "run_id_"  # on the parent run: run_id_<step> = child run id
+# On the parent run: each step run again after its process crashed, "train_model:SIGSEGV" (comma-separated).
+TAG_CRASH_RETRIES = "crash_retries"
 TAG_RAW_SHA256 = "raw_sha256"
 TAG_RAW_ROWS = "raw_rows"
 TAG_RAW_FIRST_DATE = "raw_first_date"

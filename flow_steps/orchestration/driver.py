@@ -17,6 +17,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from flow_steps.config.declarations import (
     COMPANY_ABBREVIATION,
+    CRASH_RETRIES,
     DOWNLOAD_PARAMS,
     TRAIN_PARAMS,
     TRANSFORM_PARAMS,
@@ -91,6 +92,7 @@ def run_pipeline(
     run_name: str | None = None,
     universe_run_id: str | None = None,
     backend: str = "local",
+    crash_retries: int = CRASH_RETRIES.default,
 ) -> Run:
     """Run (or reuse) the steps under one parent run; returns the train run.
 
@@ -98,12 +100,15 @@ def run_pipeline(
     the trained model is registered and promoted to champion when it beats the current one. The
     parent run is named `run_name`, else after what differs from the defaults (`describe_run`); it is
     a child of `universe_run_id` when a universe runs it. `backend` is the MLflow project backend of the
-    steps: `local` (a process each) or `in-process` (in this process: a universe's workers).
+    steps: `local` (a process each) or `in-process` (in this process: a universe's workers). With the
+    local backend, a step whose process crashed (orchestration/crashes.py) runs again, up to
+    `crash_retries` times.
     """
     own_params = {
         **params,
         "reuse_training": str(reuse_training).lower(),
         "register_model": str(register_model).lower(),
+        CRASH_RETRIES.name: str(crash_retries),
     }
     part_of = {MLFLOW_PARENT_RUN_ID: universe_run_id, TAG_UNIVERSE_RUN_ID: universe_run_id}
     with tracked_run(
@@ -111,7 +116,7 @@ def run_pipeline(
     ) as parent:
         started = time.perf_counter()
         ticker = normalize_ticker(params[COMPANY_ABBREVIATION.name])
-        steps = StepRunner(MlflowClient(), parent, code_version(), ticker, backend)
+        steps = StepRunner(MlflowClient(), parent, code_version(), ticker, backend, crash_retries)
         with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
             close_orphaned_runs(steps.client, parent.info.experiment_id)
         train, stock_data = _run_steps(steps, params, reuse_training)

@@ -2,33 +2,55 @@
 
 A step is reused when one `search_runs` call finds a FINISHED run with the same entry point, parameters,
 code version and extra tags (`reuse_filter`); a downloaded file only while its source cannot have
-changed (`download_reuse_tags`). Otherwise the step runs as a child run, through `mlflow.run`.
+changed (`download_reuse_tags`). Otherwise the step runs as a child run, through `mlflow.run`; a step
+in its own process (the local backend) names a file for its crash report, and one that crashed
+(crashes.py) runs again, up to `crash_retries` times.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import mlflow
-from mlflow.entities import Run, RunTag
+from mlflow.entities import Run, RunStatus, RunTag
 from mlflow.exceptions import ExecutionException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
 
+from flow_steps.config.declarations import CRASH_RETRIES
 from flow_steps.config.errors import PipelineError, SourceError, one_line
 from flow_steps.config.names import (
     PROJECT_ROOT,
     TAG_CHILD_RUN_PREFIX,
     TAG_CODE_VERSION,
+    TAG_CRASH_RETRIES,
     TAG_ERROR,
     TAG_REUSED_PREFIX,
 )
 from flow_steps.data.sources import source_for
+from flow_steps.orchestration.crashes import (
+    Crash,
+    StepCrashed,
+    crash_of,
+    death_message,
+    retries_tag,
+    should_retry,
+)
 from flow_steps.orchestration.in_process import BACKEND as IN_PROCESS_BACKEND
-from flow_steps.runtime.interruption import KILLED
+from flow_steps.runtime.interruption import FAILED, KILLED
+from flow_steps.runtime.lifecycle import CRASH_REPORT_VARIABLE, LAST_LINE_SUFFIX
 from flow_steps.runtime.outages import CLOSING_SECONDS, retrying_for, tried_briefly
 
 logger = logging.getLogger(__name__)
+
+FINISHED = RunStatus.to_string(RunStatus.FINISHED)
+RUNNING = RunStatus.to_string(RunStatus.RUNNING)
 
 
 def reuse_filter(entry_point: str, params: dict[str, str], version: str, tags: dict[str, str]) -> str:
@@ -54,15 +76,26 @@ def download_reuse_tags(data_source: str) -> dict[str, str] | None:
 
 
 class StepRunner:
-    """Runs pipeline steps as child runs of the active run, reusing finished ones."""
+    """Runs pipeline steps as child runs of the active run, reusing finished ones; a step whose process
+    crashed runs again, up to `crash_retries` times."""
 
-    def __init__(self, client: MlflowClient, parent: Run, version: str, ticker: str, backend: str = "local"):
+    def __init__(
+        self,
+        client: MlflowClient,
+        parent: Run,
+        version: str,
+        ticker: str,
+        backend: str = "local",
+        crash_retries: int = CRASH_RETRIES.default,
+    ):
         self.client = client
         self.parent = parent
         self.version = version
         self.ticker = ticker
         self.backend = backend  # MLflow's project backend: "local" (a process per step) or "in-process"
+        self.crash_retries = crash_retries
         self.reused: dict[str, bool] = {}  # entry point -> whether its run was reused
+        self.retried: list[tuple[str, signal.Signals]] = []  # (entry point, signal) of each crash retried
 
     def find_finished(self, entry_point: str, params: dict[str, str], tags: dict[str, str]) -> Run | None:
         """The newest FINISHED run with the same entry point, params, code version and tags."""
@@ -82,23 +115,42 @@ class StepRunner:
             logger.info("Reusing %s run %s (same params and code version)", entry_point, previous.info.run_id)
             self._record(entry_point, previous, reused=True)
             return previous
-        logger.info("Running %s with %s", entry_point, params)
+        child = self.client.get_run(self._run_until_no_crash(entry_point, params))
+        self._record(entry_point, child, reused=False)
+        return child
+
+    def _run_until_no_crash(self, entry_point: str, params: dict[str, str]) -> str:
+        """Run the step; when its process crashes, again, up to `crash_retries` times, each retry recorded
+        on the parent run. The id of the run that did not crash; the last crash as a PipelineError."""
+        for attempt in range(1, self.crash_retries + 2):
+            logger.info("Running %s with %s", entry_point, params)
+            try:
+                return self._run_once(entry_point, params, attempt)
+            except StepCrashed as crashed:
+                if not should_retry(attempt, self.crash_retries):
+                    raise PipelineError(str(crashed)) from None
+                self.retried.append((entry_point, crashed.crash.signal))
+                self.client.set_tag(self.parent.info.run_id, TAG_CRASH_RETRIES, retries_tag(self.retried))
+                logger.warning(
+                    "%s: running %s again (retry %d of %d)", crashed, entry_point, attempt, self.crash_retries
+                )
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _run_once(self, entry_point: str, params: dict[str, str], attempt: int) -> str:
+        """The step as a child run through `mlflow.run`; its run id. A process that crashed raises
+        StepCrashed, any other failure a one-line PipelineError."""
         try:
-            submitted = mlflow.run(
-                str(PROJECT_ROOT),
-                entry_point=entry_point,
-                parameters=params,
-                experiment_id=self.parent.info.experiment_id,
-                run_name=f"{self.ticker} {entry_point}",
-                env_manager="local",
-                backend=self.backend,
-                # The in-process backend returns once the step has ended its run. MLflow's wait would
-                # read the run twice more and, comparing its status text with status numbers, end it
-                # a second time (4 requests a step).
-                synchronous=self.backend != IN_PROCESS_BACKEND,
-            )
-            if not submitted.wait():
-                raise ExecutionException(f"Run (ID '{submitted.run_id}') failed")
+            if self.backend == IN_PROCESS_BACKEND:  # no process of its own: a crash ends the worker
+                return self._submit(entry_point, params)
+            with tempfile.TemporaryDirectory(prefix="flow-steps-crash-") as folder:
+                report = Path(folder) / f"{entry_point}.report"
+                try:
+                    with _variable_set(CRASH_REPORT_VARIABLE, str(report)):
+                        return self._submit(entry_point, params)
+                except ExecutionException:
+                    if (crash := read_crash(report)) is None:
+                        raise
+                    return self._crashed(entry_point, crash, attempt)
         except ExecutionException as error:
             # MLflow has marked the step's run FAILED unless the step did; its reason is read briefly:
             # after an outage the step outlasted, the next call here is the one-line outage error.
@@ -110,9 +162,41 @@ class StepRunner:
             # MLflow marks it FAILED only if it died before it could: that is KILLED too.
             tried_briefly(f"mark the {entry_point} run KILLED", lambda: self._end_killed(entry_point))
             raise
-        child = self.client.get_run(submitted.run_id)
-        self._record(entry_point, child, reused=False)
-        return child
+
+    def _submit(self, entry_point: str, params: dict[str, str]) -> str:
+        """`mlflow.run` of the step, to its end; its run id, or ExecutionException when it failed."""
+        submitted = mlflow.run(
+            str(PROJECT_ROOT),
+            entry_point=entry_point,
+            parameters=params,
+            experiment_id=self.parent.info.experiment_id,
+            run_name=f"{self.ticker} {entry_point}",
+            env_manager="local",
+            backend=self.backend,
+            # The in-process backend returns once the step has ended its run. MLflow's wait would read
+            # the run twice more and, comparing its status text with status numbers, end it a second
+            # time (4 requests a step).
+            synchronous=self.backend != IN_PROCESS_BACKEND,
+        )
+        if not submitted.wait():
+            raise ExecutionException(f"Run (ID '{submitted.run_id}') failed")
+        return submitted.run_id
+
+    def _crashed(self, entry_point: str, crash: Crash, attempt: int) -> str:
+        """Show where the step's process crashed (its faulthandler report), put the one line in its run's
+        `error` tag (MLflow has ended it FAILED) and raise StepCrashed. A process that crashed after it
+        had finished its run (at exit) has done and logged its work: that run's id, with a warning."""
+        message = death_message(entry_point, crash, attempt)
+        logger.warning("%s's process crashed; where (faulthandler):\n%s", entry_point, crash.report.rstrip())
+        with retrying_for(CLOSING_SECONDS):
+            if step := self._latest_child(entry_point):
+                if step.info.status == FINISHED:
+                    logger.warning("%s, after it had finished its run %s: kept", message, step.info.run_id)
+                    return step.info.run_id
+                self.client.set_tag(step.info.run_id, TAG_ERROR, message)
+                if step.info.status == RUNNING:
+                    self.client.set_terminated(step.info.run_id, FAILED)
+        raise StepCrashed(message, crash)
 
     def _record(self, entry_point: str, child: Run, reused: bool) -> None:
         self.reused[entry_point] = reused
@@ -149,3 +233,28 @@ class StepRunner:
 
 def _quote(value: str) -> str:
     return f"'{value}'"
+
+
+def read_crash(report: Path) -> Crash | None:
+    """The crash a step's process reported in `report` (and the last line it logged, beside it), or None
+    when it wrote no report: it did not crash."""
+    last = report.with_name(report.name + LAST_LINE_SUFFIX)
+    return crash_of(
+        report.read_text(errors="replace") if report.exists() else "",
+        last.read_text(errors="replace") if last.exists() else None,
+    )
+
+
+@contextmanager
+def _variable_set(name: str, value: str) -> Iterator[None]:
+    """os.environ[name] = value inside the block (what a step's process started there inherits), as it
+    was afterwards."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
+from pathlib import Path
 
 import click
 import mlflow
@@ -48,6 +50,10 @@ from flow_steps.runtime.tracking import (
 logger = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Set by the driver for each step's process: the file its crash report goes to, the last line it logged
+# beside it (LAST_LINE_SUFFIX added); orchestration/crashes.py reads them.
+CRASH_REPORT_VARIABLE = "FLOW_STEPS_CRASH_REPORT"
+LAST_LINE_SUFFIX = ".last"
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -55,15 +61,48 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr)
 
 
+class LastLine(logging.Handler):
+    """Keeps the message of the last record in a file, replaced whole at each record (written beside it,
+    then renamed): a process that dies leaves what it last said it did."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            partial = self.path.with_name(f"{self.path.name}.partial")
+            partial.write_text(record.getMessage())
+            os.replace(partial, self.path)
+        except Exception:  # logging's own rule: a handler never raises
+            self.handleError(record)
+
+
+def report_crashes() -> None:
+    """`faulthandler` for every thread: a crash (SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE) prints where
+    it happened. Into the file CRASH_REPORT_VARIABLE names when the driver set it (for the life of the
+    process), the last log line kept beside it; else on the process's own stderr."""
+    if report := os.environ.get(CRASH_REPORT_VARIABLE):
+        root = logging.getLogger()
+        for kept in [handler for handler in root.handlers if isinstance(handler, LastLine)]:
+            root.removeHandler(kept)  # an earlier entry point in this process (tests)
+        root.addHandler(LastLine(Path(report + LAST_LINE_SUFFIX)))
+        faulthandler.enable(file=open(report, "w"), all_threads=True)  # noqa: SIM115 faulthandler holds it
+    elif sys.__stderr__ is not None:  # also when click's test runner replaced sys.stderr
+        with suppress(OSError, ValueError):  # one without a file descriptor cannot take it
+            faulthandler.enable(file=sys.__stderr__, all_threads=True)
+
+
 @contextmanager
 def entry_point(label: str, runs: str = "run", checks: tuple[Callable[[], None], ...] = ()) -> Iterator[None]:
     """The life of an entry point's process, around everything it does after parsing its options.
 
-    Logging to stderr, SIGINT/SIGTERM raised as `Interrupted`, MLflow's client settings, the tracking
-    server checked (one line in seconds when it is down) and a fresh SQLite store created once; then a
-    `PipelineError` ends the process with one line and exit 1, and an interruption with one line and
-    exit 130 or 143. `runs` says what was marked KILLED ("run", or "runs" for a pipeline); `checks` run
-    before the tracking store is touched (a universe's cluster and store pairing, say).
+    Logging to stderr, a native crash's Python traceback (`report_crashes`), SIGINT/SIGTERM raised as
+    `Interrupted`, MLflow's client settings, the tracking server checked (one line in seconds when it is
+    down) and a fresh SQLite store created once; then a `PipelineError` ends the process with one line
+    and exit 1, and an interruption with one line and exit 130 or 143. `runs` says what was marked
+    KILLED ("run", or "runs" for a pipeline); `checks` run before the tracking store is touched (a
+    universe's cluster and store pairing, say).
 
     Adding an entry point: a click command with `@options(<name>)` (its parameters declared in
     config/entry_points.py), its body `with entry_point(<name>): with tracked_run(<name>, params):`
@@ -71,6 +110,7 @@ def entry_point(label: str, runs: str = "run", checks: tuple[Callable[[], None],
     flow_steps.parameters`.
     """
     configure_logging()
+    report_crashes()
     raise_on_termination()
     marked = f"its {runs} {'is' if runs == 'run' else 'are'} marked KILLED"
     try:
