@@ -70,12 +70,12 @@ class LastLine(logging.Handler):
         self.path = path
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
+        # Best effort, and silent: once the driver has gone (its folder removed, a step outliving an
+        # outage) nobody will read the file, and a traceback on stderr would break the one-line rule.
+        with suppress(OSError):
             partial = self.path.with_name(f"{self.path.name}.partial")
             partial.write_text(record.getMessage())
             os.replace(partial, self.path)
-        except Exception:  # logging's own rule: a handler never raises
-            self.handleError(record)
 
 
 def report_crashes() -> None:

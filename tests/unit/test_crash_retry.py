@@ -192,3 +192,18 @@ def test_a_step_started_by_the_driver_reports_into_its_file_and_keeps_its_last_l
         logger.warning("Training on 240 days")
         assert Path(f"{report}{LAST_LINE_SUFFIX}").read_text() == "Training on 240 days"
     assert read_crash(report) is None
+
+
+def test_the_last_line_is_kept_and_a_removed_folder_is_ignored_in_silence(tmp_path, capsys):
+    """A step may outlive its driver's report folder (the driver gave up on an outage): its log lines go
+    on, and nothing is printed about the file it can no longer write."""
+    folder = tmp_path / "report"
+    folder.mkdir()
+    handler = LastLine(folder / "step.report.last")
+    record = logging.LogRecord("step", logging.INFO, __file__, 1, "fitted %d epochs", (3,), None)
+    handler.emit(record)
+    assert (folder / "step.report.last").read_text() == "fitted 3 epochs"
+    (folder / "step.report.last").unlink()
+    folder.rmdir()
+    handler.emit(record)
+    assert capsys.readouterr().err == ""
