@@ -55,8 +55,9 @@ def price_findings(report: CleaningReport) -> PriceFindings:
         largest, others = report.session_holes[0], len(report.session_holes) - 1
         more = f", and {others} more hole{'s' if others > 1 else ''}" if others else ""
         warnings.append(
-            f"No prices for {largest.sessions} sessions of {report.calendar} between {largest.before} and "
-            f"{largest.after}{more}; training windows straddle them as if they were one day "
+            f"No prices for {largest.sessions} session{'s' if largest.sessions != 1 else ''} of "
+            f"{report.calendar} between {largest.before} and {largest.after}{more}; training windows "
+            "straddle them as if they were one day "
             "(max_gap_sessions refuses longer holes)"
         )
     if report.non_session_dates:
