@@ -15,6 +15,7 @@ from flow_steps.data.tickers import parse_tickers
 from flow_steps.deployment.degradation import by_version, realized_metrics, scored_days
 from flow_steps.deployment.promotion import Promotion, decide_promotion, version_description
 from flow_steps.deployment.scoring import HoldoutDays
+from flow_steps.deployment.versions import model_description
 from flow_steps.runtime.outages import outage_error, retries_for
 
 
@@ -173,3 +174,29 @@ def test_the_first_version_says_so_and_a_description_names_its_coverage():
         "becomes champion"
     )
     assert "intervals covered" not in version_description(0.5, 1.0, days, first)
+
+
+def test_the_registry_page_says_what_the_model_takes_gives_and_how_it_is_promoted():
+    # The window's default (60) and the horizon's maximum (260) are the declared ones.
+    assert model_description("stock-MSFT-lstm") == (
+        "stock-MSFT-lstm: forecasts the next trading days' closing prices of one stock with a two-layer "
+        "LSTM. Input: a DataFrame with a 'Close' column of chronological closes (at least the model's window, "
+        "60 by default), in any price units; optional request param 'horizon' (1-260 trading days). Output: "
+        "one row per day ahead, 'days_ahead' and 'forecast_close'. Every version is scored on its test days "
+        "next to the naive forecast (tomorrow = today); the alias 'challenger' marks the newest version, "
+        "and 'champion' moves to a new version only when its RMSE on those days is strictly lower than "
+        "the current champion's on the same days. Made by the stock-market-prediction pipeline."
+    )
+
+
+def test_a_description_without_the_training_runs_coverage_says_nothing_of_it():
+    days = HoldoutDays(
+        closes=np.array([1.0, 2.0, 3.0]),
+        dates=pd.Series(pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-03"])),
+        n_test=2,
+    )
+    kept = Promotion("kept", "champion version 1 cannot be scored on these test days")
+    assert version_description(0.25, 0.5, days, kept) == (
+        "Test RMSE 0.25 = 0.500 x naive over 2 days 2020-01-02..2020-01-03; trained through 2020-01-01; "
+        "kept: champion version 1 cannot be scored on these test days"
+    )
