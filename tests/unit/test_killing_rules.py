@@ -180,8 +180,9 @@ def test_the_registry_page_says_what_the_model_takes_gives_and_how_it_is_promote
     # The window's default (60) and the horizon's maximum (260) are the declared ones.
     assert model_description("stock-MSFT-lstm") == (
         "stock-MSFT-lstm: forecasts the next trading days' closing prices of one stock with a two-layer "
-        "LSTM. Input: a DataFrame with a 'Close' column of chronological closes (at least the model's window, "
-        "60 by default), in any price units; optional request param 'horizon' (1-260 trading days). Output: "
+        "LSTM. Input: a DataFrame with a 'Close' column of chronological closes (at least the model's "
+        "window, 60 by default), in any price units; optional request param 'horizon' (1-260 trading "
+        "days). Output: "
         "one row per day ahead, 'days_ahead' and 'forecast_close'. Every version is scored on its test days "
         "next to the naive forecast (tomorrow = today); the alias 'challenger' marks the newest version, "
         "and 'champion' moves to a new version only when its RMSE on those days is strictly lower than "
