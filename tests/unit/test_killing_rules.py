@@ -17,6 +17,7 @@ from flow_steps.deployment.promotion import Promotion, decide_promotion, version
 from flow_steps.deployment.scoring import HoldoutDays
 from flow_steps.deployment.versions import model_description
 from flow_steps.runtime.outages import outage_error, retries_for
+from flow_steps.training.evaluation import backtest_summary
 
 
 def forecasts(**columns) -> pd.DataFrame:
@@ -201,3 +202,24 @@ def test_a_description_without_the_training_runs_coverage_says_nothing_of_it():
         "Test RMSE 0.25 = 0.500 x naive over 2 days 2020-01-02..2020-01-03; trained through 2020-01-01; "
         "kept: champion version 1 cannot be scored on these test days"
     )
+
+
+def test_a_backtest_is_summed_up_fold_by_fold_and_averaged_by_metric():
+    fold_tables = [
+        pd.DataFrame({"model": ["lstm", "naive"], "rmse": [1.0, 2.0]}),
+        pd.DataFrame({"model": ["lstm", "naive"], "rmse": [3.0, 4.0]}),
+    ]
+    # Means over the two folds: test_rmse (1 + 3) / 2 = 2; test_mae (0.5 + 1.5) / 2 = 1.
+    table, means = backtest_summary(
+        fold_tables, [{"test_rmse": 1.0, "test_mae": 0.5}, {"test_rmse": 3.0, "test_mae": 1.5}]
+    )
+    assert table.columns.tolist() == ["fold", "model", "rmse"]
+    assert table.values.tolist() == [[0, "lstm", 1.0], [0, "naive", 2.0], [1, "lstm", 3.0], [1, "naive", 4.0]]
+    assert table.index.tolist() == [0, 1, 2, 3]
+    assert means == {"backtest_test_rmse": 2.0, "backtest_test_mae": 1.0}
+
+
+def test_a_column_every_format_reads_alike_names_its_first_date():
+    # 01/01/2020 and 02/02/2020 read the same as %m/%d/%Y and %d/%m/%Y: no date differs, the first is shown.
+    with pytest.raises(Exception, match="'01/01/2020' is 2020-01-01 as %m/%d/%Y and 2020-01-01 as %d/%m/%Y"):
+        resolve_date_format(pd.Series(["01/01/2020", "02/02/2020"]), "Date")
