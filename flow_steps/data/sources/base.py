@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import datetime
 
 from flow_steps.config.errors import PipelineError
 from flow_steps.config.secrets import mask_secrets
@@ -30,6 +31,7 @@ class SourceOptions:
     """What a fetch may need besides the ticker (each source reads what concerns it)."""
 
     quandl_database: str = "WIKI"
+    as_of: datetime | None = None  # "now" for this fetch (UTC): a source may ask for nothing later
 
 
 class PriceSource(ABC):
@@ -37,6 +39,9 @@ class PriceSource(ABC):
 
     described: str  # in messages: how data_source names it ("'sample'"), or what it takes ("a URL")
     reachable_from_cluster: bool = True  # can a remote cluster's workers fetch it themselves?
+    # A universe's pace for this source (requests a minute, below the provider's free allowance; see
+    # docs/data.md), or None: no limit to respect (local files, the bundled sample).
+    requests_per_minute: float | None = None
 
     @abstractmethod
     def claims(self, data_source: str) -> bool:

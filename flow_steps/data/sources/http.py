@@ -28,6 +28,21 @@ def timeout_seconds() -> float:
         raise SourceError(f"{TIMEOUT_VARIABLE}='{value}' is not a number of seconds") from error
 
 
+def wait_before_retry(retries_done: int, retry_after: str | None, seconds_left: float) -> float | None:
+    """Seconds to wait before the next try after a 429 or 5xx answer, or None: give up.
+
+    The server's Retry-After (seconds) when it sends one, else exponential backoff (BACKOFF_FACTOR * 2**n,
+    at most MAX_BACKOFF_SECONDS); None after MAX_RETRIES retries or when the wait would pass the time left
+    (PRICE_SOURCE_TIMEOUT bounds the whole fetch, waits included).
+    """
+    if retries_done >= MAX_RETRIES:
+        return None
+    wait = min(BACKOFF_FACTOR * 2**retries_done, MAX_BACKOFF_SECONDS)
+    if retry_after is not None and retry_after.strip().isdigit():
+        wait = float(retry_after.strip())
+    return wait if wait <= seconds_left else None
+
+
 def retry_policy() -> Retry:
     """Retry 429 and 5xx answers to GET; a refused connection or a read timeout is reported at once."""
     return Retry(
