@@ -8,11 +8,14 @@ from pathlib import Path
 
 import click
 import mlflow
+import pandas as pd
 
+from flow_steps.config.as_of import resolve_as_of
 from flow_steps.config.entry_points import check_option, options
 from flow_steps.config.names import (
     DOWNLOAD_STEP,
     RAW_DATA_DIR,
+    TAG_AS_OF,
     TAG_DATA_SOURCE,
     TAG_RAW_FIRST_DATE,
     TAG_RAW_LAST_DATE,
@@ -30,16 +33,19 @@ from flow_steps.runtime.lifecycle import record_price_checks, run_step
 logger = logging.getLogger(__name__)
 
 
-def download(company_abbreviation: str, data_source: str, quandl_database: str, checks: PriceChecks) -> None:
-    """Fetch, check and log the raw price file with its lineage tags."""
+def download(
+    company_abbreviation: str, data_source: str, quandl_database: str, now: pd.Timestamp, checks: PriceChecks
+) -> None:
+    """Fetch, check and log the raw price file (the closes by `now`) with its lineage tags."""
     ticker = normalize_ticker(company_abbreviation)
-    raw = fetch_raw_prices(data_source, ticker, quandl_database)
+    raw = fetch_raw_prices(data_source, ticker, quandl_database, now, checks)
     # Refuse bad data here, before anything downstream runs.
     loaded = load_prices(raw.content, raw.resolved_source, checks=checks)
     summary = summarize_raw(loaded.table, loaded.report.date_format)
     mlflow.set_tags(
         {
             TAG_DATA_SOURCE: raw.resolved_source,
+            TAG_AS_OF: now.isoformat(),
             TAG_RAW_SHA256: sha256_bytes(raw.content),
             TAG_RAW_ROWS: str(summary.rows),
             TAG_RAW_FIRST_DATE: summary.first_date,
@@ -68,7 +74,7 @@ def download(company_abbreviation: str, data_source: str, quandl_database: str, 
 )
 @options(DOWNLOAD_STEP)
 def cli(
-    company_abbreviation: str, data_source: str, quandl_database: str, **checks: str | int | float
+    company_abbreviation: str, data_source: str, quandl_database: str, as_of: str, **checks: str | int | float
 ) -> None:
     check_option(refuse_embedded_secrets, data_source, "--data-source")  # before it is logged
     run_step(
@@ -77,9 +83,16 @@ def cli(
             "company_abbreviation": company_abbreviation,
             "data_source": data_source,
             "quandl_database": quandl_database,
+            "as_of": as_of,
             **checks,
         },
-        lambda: download(company_abbreviation, data_source, quandl_database, PriceChecks(**checks)),
+        lambda: download(
+            company_abbreviation,
+            data_source,
+            quandl_database,
+            resolve_as_of(as_of, pd.Timestamp.now(tz="UTC")),
+            PriceChecks(**checks),
+        ),
         output=lambda: mlflow.get_artifact_uri(raw_data_path(normalize_ticker(company_abbreviation))),
     )
 

@@ -14,6 +14,7 @@ import click
 import mlflow
 import pandas as pd
 
+from flow_steps.config.as_of import resolve_as_of
 from flow_steps.config.entry_points import check_option, options
 from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import (
@@ -21,6 +22,7 @@ from flow_steps.config.names import (
     CHAMPION_ALIAS,
     FORECAST_ENTRY_POINT,
     FORECAST_TABLE_PATH,
+    TAG_AS_OF,
     TAG_FORECAST_TICKERS,
     TAG_MODEL_URI,
 )
@@ -54,6 +56,7 @@ def cli(
     company_abbreviation: str,
     data_source: str,
     quandl_database: str,
+    as_of: str,
     horizon: int,
     output: str,
     **checks: str | int | float,
@@ -66,6 +69,7 @@ def cli(
             param_hint="'--model'",
         )
     model_uri = resolve_model_uri(model, tickers[0])
+    now = resolve_as_of(as_of, pd.Timestamp.now(tz="UTC"))  # one instant for every ticker
 
     def log_and_write(table: pd.DataFrame) -> None:
         mlflow.log_text(table.to_csv(index=False, date_format="%Y-%m-%d"), FORECAST_TABLE_PATH)
@@ -78,23 +82,25 @@ def cli(
             {
                 TAG_MODEL_URI: model_uri,
                 TAG_FORECAST_TICKERS: f",{tickers[0]},",
+                TAG_AS_OF: now.isoformat(),
                 **registry_version_tags(model_uri),
             }
         )
         prices, table = forecast(
-            model_uri, tickers[0], data_source, quandl_database, horizon, PriceChecks(**checks)
+            model_uri, tickers[0], data_source, quandl_database, horizon, PriceChecks(**checks), now
         )
         log_and_write(table)
         click.echo(render(prices, table, model_uri))
 
     def work_many() -> None:
         table, failures = forecast_tickers(
-            model, tickers, data_source, quandl_database, horizon, PriceChecks(**checks)
+            model, tickers, data_source, quandl_database, horizon, PriceChecks(**checks), now
         )
         mlflow.set_tags(
             {
                 TAG_MODEL_URI: resolve_model_uri(model, TICKER_PLACEHOLDER),
                 TAG_FORECAST_TICKERS: f",{','.join(tickers)},",
+                TAG_AS_OF: now.isoformat(),
             }
         )
         log_and_write(table)
@@ -109,6 +115,7 @@ def cli(
         "company_abbreviation": company_abbreviation,
         "data_source": data_source,
         "quandl_database": quandl_database,
+        "as_of": as_of,
         "horizon": horizon,
         **checks,
         **({"output": output} if output else {}),

@@ -16,9 +16,12 @@ import logging
 import sys
 
 import click
+import mlflow
+import pandas as pd
 
+from flow_steps.config.as_of import resolve_as_of
 from flow_steps.config.entry_points import check_option, options
-from flow_steps.config.names import MONITOR_ENTRY_POINT, TAG_DEGRADED
+from flow_steps.config.names import MONITOR_ENTRY_POINT, TAG_AS_OF, TAG_DEGRADED
 from flow_steps.config.values import PriceChecks
 from flow_steps.data.sources import refuse_embedded_secrets
 from flow_steps.data.tickers import normalize_ticker
@@ -41,6 +44,7 @@ def cli(
     company_abbreviation: str,
     data_source: str,
     quandl_database: str,
+    as_of: str,
     window_forecasts: int,
     max_rmse_vs_naive: float,
     min_coverage_80: float,
@@ -57,11 +61,13 @@ def cli(
     ticker = normalize_ticker(company_abbreviation)
     thresholds = Thresholds(max_rmse_vs_naive, min_coverage_80, max_coverage_80)
     outcome: list[Monitoring] = []
+    now = resolve_as_of(as_of, pd.Timestamp.now(tz="UTC"))
 
     def work() -> None:
         found = monitor_ticker(
-            ticker, data_source, quandl_database, PriceChecks(**checks), window_forecasts, thresholds
+            ticker, data_source, quandl_database, PriceChecks(**checks), window_forecasts, thresholds, now
         )
+        mlflow.set_tag(TAG_AS_OF, now.isoformat())
         if found.report:
             click.echo(found.report)
         outcome.append(found)
@@ -70,6 +76,7 @@ def cli(
         "company_abbreviation": company_abbreviation,
         "data_source": data_source,
         "quandl_database": quandl_database,
+        "as_of": as_of,
         "window_forecasts": window_forecasts,
         "max_rmse_vs_naive": max_rmse_vs_naive,
         "min_coverage_80": min_coverage_80,

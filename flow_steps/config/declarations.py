@@ -6,6 +6,7 @@ Entry points take them in the groups at the end (config/entry_points.py); the va
 
 from __future__ import annotations
 
+from flow_steps.config.as_of import NOW, check_as_of
 from flow_steps.config.calendars import DEFAULT_CALENDAR, NO_CALENDAR, check_calendar
 from flow_steps.config.names import (
     DEFAULT_QUANDL_DATABASE,
@@ -86,6 +87,15 @@ ON_SUSPECT_MOVE = Param(
     WARN_ON_SUSPECT_MOVE,
     "What a suspect move does: 'warn' (a warning, tags and metrics) or 'fail' (refuse the file).",
     choices=(WARN_ON_SUSPECT_MOVE, FAIL_ON_SUSPECT_MOVE),
+)
+AS_OF = Param(
+    "as_of",
+    "string",
+    NOW,
+    f"The moment taken as now: '{NOW}', a date (2026-12-04: after that day's close) or a date and time "
+    "(2026-12-04T21:30:00Z). Prices are read as they were then: every bar whose session had not closed "
+    "by then is dropped (a source answering during trading hours sends today's unfinished bar).",
+    validate=check_as_of,
 )
 PRICE_CHECK_PARAMS = (DATE_FORMAT, CALENDAR, MAX_GAP_SESSIONS, MAX_GAP_DAYS, MAX_DAILY_MOVE, ON_SUSPECT_MOVE)
 # Transform.
@@ -259,7 +269,7 @@ RAY_ADDRESS = Param(
     "a local Ray instance.",
 )
 
-DOWNLOAD_PARAMS = (COMPANY_ABBREVIATION, DATA_SOURCE, QUANDL_DATABASE, *PRICE_CHECK_PARAMS)
+DOWNLOAD_PARAMS = (COMPANY_ABBREVIATION, DATA_SOURCE, QUANDL_DATABASE, AS_OF, *PRICE_CHECK_PARAMS)
 TRANSFORM_PARAMS = (MAX_ROW_LIMIT, *PRICE_CHECK_PARAMS)
 TRAIN_PARAMS = (
     LSTM_UNITS,

@@ -58,6 +58,7 @@ TAG_RAW_SHA256 = "raw_sha256"
 TAG_RAW_ROWS = "raw_rows"
 TAG_RAW_FIRST_DATE = "raw_first_date"
 TAG_RAW_LAST_DATE = "raw_last_date"
+TAG_AS_OF = "as_of_utc"  # the instant a run took as now (ISO, UTC): no bar after it was read
 TAG_DATA_SOURCE = "data_source_resolved"
 TAG_REGISTERED_MODEL = "registered_model"  # on the register and parent runs
 TAG_MODEL_VERSION = "model_version"

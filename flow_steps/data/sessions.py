@@ -74,6 +74,17 @@ def next_sessions(calendar: str, after: pd.Timestamp, count: int) -> pd.Datetime
     return sessions[:count]
 
 
+def session_closes(calendar: str, days: pd.DatetimeIndex) -> pd.Series:
+    """The close (UTC) of each day that is a session of `calendar`; NaT for the others."""
+    days = pd.DatetimeIndex(days).normalize()
+    exchange = exchange_calendars.get_calendar(calendar)
+    within = (days >= exchange.first_session) & (days <= exchange.last_session)
+    if not within.all():  # outside the default span: a calendar over exactly these days
+        bound = exchange.bound_min()
+        exchange = _calendar(calendar, days.min() if bound is None else max(days.min(), bound), days.max())
+    return pd.Series(exchange.closes.reindex(days).to_numpy(), index=range(len(days)))
+
+
 def check_sessions(dates: pd.Series, calendar: str) -> SessionCheck:
     """The holes (sessions without a price) and the prices on non-sessions of sorted, distinct dates."""
     days = pd.DatetimeIndex(dates).normalize()

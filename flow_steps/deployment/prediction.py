@@ -106,10 +106,11 @@ def forecast(
     quandl_database: str,
     horizon: int,
     checks: PriceChecks,
+    now: pd.Timestamp,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The cleaned prices and the forecast table for the next `horizon` sessions."""
+    """The cleaned prices (the closes by `now`) and the forecast table for the next `horizon` sessions."""
     ticker = normalize_ticker(company_abbreviation)
-    raw = fetch_raw_prices(data_source, ticker, quandl_database)
+    raw = fetch_raw_prices(data_source, ticker, quandl_database, now, checks)
     prices = load_prices(raw.content, raw.resolved_source, checks=checks).prices
     with interruptions_held():  # a signal stops it after TensorFlow's work, never inside it
         model = load_model(model_uri)
@@ -162,6 +163,7 @@ def forecast_tickers(
     quandl_database: str,
     horizon: int,
     checks: PriceChecks,
+    now: pd.Timestamp,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Every ticker's forecast in one table (ticker, model version, date, forecast, change), and one
     line per ticker that could not be forecast. `model` is an alias (champion, challenger)."""
@@ -171,7 +173,7 @@ def forecast_tickers(
         version = registry_version_tags(model_uri).get(TAG_MODEL_VERSION, "")
         try:
             _, table = forecast(
-                model_uri, ticker, ticker_source(data_source, ticker), quandl_database, horizon, checks
+                model_uri, ticker, ticker_source(data_source, ticker), quandl_database, horizon, checks, now
             )
         except PipelineError as error:
             failures.append(f"{ticker}: {one_line(error)}")

@@ -107,9 +107,10 @@ def monitor_ticker(
     checks: PriceChecks,
     window: int,
     thresholds: Thresholds,
+    now: pd.Timestamp,
 ) -> Monitoring:
-    """Read the ticker's prices as training does, then score its logged forecasts (`monitor`)."""
-    raw = fetch_raw_prices(data_source, ticker, quandl_database)
+    """Read the ticker's prices (the closes by `now`) as training does, then score its logged forecasts."""
+    raw = fetch_raw_prices(data_source, ticker, quandl_database, now, checks)
     prices = load_prices(raw.content, raw.resolved_source, checks=checks).prices
     return monitor(ticker, prices, window, thresholds)
 

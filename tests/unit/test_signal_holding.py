@@ -75,5 +75,5 @@ def test_register_model_scores_a_model_with_signals_held(signals_raise, known_mo
 def test_forecast_loads_and_runs_a_model_with_signals_held(signals_raise, known_model):
     model_uri, prices = known_model
     with pytest.raises(Interrupted) as caught, sigterm_once_signals_are_held():
-        prediction.forecast(model_uri, "MSFT", prices, "WIKI", 5, PriceChecks())
+        prediction.forecast(model_uri, "MSFT", prices, "WIKI", 5, PriceChecks(), pd.Timestamp.now(tz="UTC"))
     assert_raised_where_held(caught)

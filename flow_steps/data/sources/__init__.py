@@ -7,8 +7,12 @@ every message, and the lineage a source records names the dataset or URL, never 
 
 from __future__ import annotations
 
+import pandas as pd
+
 from flow_steps.config.errors import SourceError
 from flow_steps.config.secrets import mask_secrets
+from flow_steps.config.values import DEFAULT_CHECKS, PriceChecks
+from flow_steps.data.closes import cut_unclosed
 from flow_steps.data.sources.base import PriceSource, RawPrices, SourceOptions, described
 from flow_steps.data.sources.file import FileSource
 from flow_steps.data.sources.quandl import QuandlSource
@@ -51,7 +55,19 @@ def check_data_source(data_source: str) -> PriceSource:
     return source
 
 
-def fetch_raw_prices(data_source: str, ticker: str, quandl_database: str = "WIKI") -> RawPrices:
-    """The raw price file for `ticker` from `data_source`, as the source gave it."""
+def fetch_raw_prices(
+    data_source: str,
+    ticker: str,
+    quandl_database: str = "WIKI",
+    now: pd.Timestamp | None = None,
+    checks: PriceChecks = DEFAULT_CHECKS,
+) -> RawPrices:
+    """The raw price file for `ticker` from `data_source`, as the source gave it, without the bars that
+    were not closes at `now` (UTC; default: the clock) on `checks.calendar` (data/closes.py)."""
+    now = pd.Timestamp.now(tz="UTC") if now is None else now
     source = check_data_source(data_source)
-    return source.fetch(data_source, ticker, SourceOptions(quandl_database=quandl_database))
+    raw = source.fetch(
+        data_source, ticker, SourceOptions(quandl_database=quandl_database, as_of=now.to_pydatetime())
+    )
+    cut = cut_unclosed(raw.content, raw.resolved_source, checks.date_format, checks.calendar, now)
+    return RawPrices(cut.content, raw.resolved_source)
