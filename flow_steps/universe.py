@@ -32,6 +32,7 @@ from flow_steps.config.names import (
     UNIVERSE_ENTRY_POINT,
 )
 from flow_steps.config.spec import SpecCommand
+from flow_steps.data.sources import source_for
 from flow_steps.data.tickers import parse_tickers
 from flow_steps.orchestration.cluster import (
     check_cluster_answers,
@@ -40,6 +41,7 @@ from flow_steps.orchestration.cluster import (
     cluster_address,
 )
 from flow_steps.orchestration.fan_out import run_universe
+from flow_steps.orchestration.pacing import source_pace
 from flow_steps.runtime.lifecycle import entry_point, refusals_explained, tracked_run
 from flow_steps.runtime.tracking import (
     RUN_ID_VARIABLE,
@@ -60,7 +62,12 @@ EXPERIMENT_VARIABLES = (RUN_ID_VARIABLE, "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIM
 )
 @options(UNIVERSE_ENTRY_POINT)
 def cli(
-    tickers: str, max_parallel: int, executor: str, ray_address: str, **params: str | int | float | bool
+    tickers: str,
+    max_parallel: int,
+    requests_per_minute: float,
+    executor: str,
+    ray_address: str,
+    **params: str | int | float | bool,
 ) -> None:
     try:
         ticker_list = parse_tickers(tickers)
@@ -84,10 +91,17 @@ def cli(
         with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
             if not any(os.environ.get(name) for name in EXPERIMENT_VARIABLES):
                 mlflow.set_experiment(DEFAULT_EXPERIMENT)
-        own = {**values, "tickers": tickers, "max_parallel": str(max_parallel), "executor": executor}
+        own = {
+            **values,
+            "tickers": tickers,
+            "max_parallel": str(max_parallel),
+            "requests_per_minute": str(requests_per_minute),
+            "executor": executor,
+        }
         ray_tag = {"ray_address": address or "local"}
         with tracked_run(run_name_unless_chosen(UNIVERSE_ENTRY_POINT), own, ray_tag):
-            summary = run_universe(ticker_list, values, max_parallel, address, executor)
+            pace = source_pace(requests_per_minute, source_for(values["data_source"]).requests_per_minute)
+            summary = run_universe(ticker_list, values, max_parallel, address, executor, pace)
         click.echo(summary.drop(columns=["run_id"]).to_string(index=False))
     failed = int((summary["status"] != "FINISHED").sum())
     if failed:

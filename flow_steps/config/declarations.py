@@ -261,6 +261,15 @@ EXECUTOR = Param(
     "every step its own process (full isolation; each step pays its imports again).",
     choices=("in-worker", "process"),
 )
+REQUESTS_PER_MINUTE = Param(
+    "requests_per_minute",
+    "float",
+    0.0,
+    "Pace of the universe's requests to its price source, across all workers: tickers start no faster. "
+    "0: the source's own default, below its provider's free allowance (docs/data.md); raise it on a paid "
+    "plan. Local files and the sample have no pace.",
+    low=0,
+)
 RAY_ADDRESS = Param(
     "ray_address",
     "string",

@@ -30,6 +30,7 @@ from flow_steps.config.names import (
 )
 from flow_steps.data.tickers import normalize_ticker
 from flow_steps.orchestration.cluster import join_problem, ray_cause
+from flow_steps.orchestration.pacing import Pace
 from flow_steps.orchestration.workers import IN_WORKER, WORKER_DIED, TickerOutcome, TickerPool
 from flow_steps.runtime.interruption import close_orphaned_runs
 from flow_steps.runtime.outages import OUTAGE_VARIABLE, RETRY_VARIABLES
@@ -152,12 +153,14 @@ def run_universe(
     max_parallel: int,
     address: str | None,
     executor: str = IN_WORKER,
+    pace: Pace | None = None,
 ) -> pd.DataFrame:
     """Run every ticker's pipeline on Ray under the active `universe` run, `executor` `in-worker` or
-    `process` (workers.py); log and return the summary."""
+    `process` (workers.py), starting tickers no faster than `pace`; log and return the summary."""
     import ray
     from ray.exceptions import AuthenticationError
 
+    pace = pace or Pace(None)
     run = mlflow.active_run()
     env = {name: os.environ[name] for name in FORWARDED_VARIABLES if os.environ.get(name)}
     env["MLFLOW_EXPERIMENT_ID"] = run.info.experiment_id
@@ -177,21 +180,32 @@ def run_universe(
         cpus = max_parallel or int(ray.cluster_resources().get("CPU", 1))
         project = "."
     logger.info(
-        "Running %d tickers, %d at a time, on Ray (%s), %s",
+        "Running %d tickers, %d at a time, on Ray (%s), %s%s",
         len(tickers),
         cpus,
         address or "local",
         executor,
+        f", {pace.per_minute:g} a minute at most" if pace.per_minute else "",
     )
     started = time.monotonic()
     pending, waiting, outcomes = {}, list(tickers), []
     pool = TickerPool(executor, min(cpus, len(tickers)), env, project)
     try:
         while waiting or pending:
-            while waiting and len(pending) < cpus:
+            while waiting and len(pending) < cpus and not pace.wait(time.monotonic()):
+                pace.start(time.monotonic())
                 ticker = waiting.pop(0)
                 pending[pool.submit(ticker, params, run.info.run_id)] = ticker
-            [done], _ = ray.wait(list(pending), num_returns=1)
+            turn = pace.wait(time.monotonic()) if waiting and len(pending) < cpus else None
+            if turn:
+                logger.info("%d tickers wait their turn: the next starts in %.0f s", len(waiting), turn)
+            if not pending:
+                time.sleep(turn)
+                continue
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=turn)
+            if not ready:  # the pace allows the next start
+                continue
+            done = ready[0]
             ticker = pending.pop(done)
             outcome = pool.outcome(done, ticker)
             if outcome.returncode == WORKER_DIED:  # its runs are RUNNING with the dead worker's process
