@@ -142,7 +142,9 @@ def test_server_errors_and_other_statuses() -> None:
 
 def test_sessions_without_dates_are_refused() -> None:
     assert "without a date in every session" in failure(200, json.dumps([{"close": 1.0}]))
-    assert "not YYYY-MM-DD" in failure(200, json.dumps([{"date": "01/02/2019", "close": 1.0}]))
+    assert "a date that does not start with YYYY-MM-DD for IBM: '01/02/2019'" in failure(
+        200, json.dumps([{"date": "01/02/2019", "close": 1.0}])
+    )
 
 
 def test_a_failure_never_repeats_the_key_even_when_tiingo_echoes_it(no_tiingo_env) -> None:

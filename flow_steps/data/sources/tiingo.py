@@ -177,8 +177,8 @@ def status_failure(ticker: str, status: int, detail: str) -> str:
         )
     if status == 404:
         return (
-            f"Tiingo does not know the ticker {ticker} (404{said}): check company_abbreviation "
-            "(Tiingo spells share classes with a dash, BRK-B)"
+            f"Tiingo does not know the ticker {ticker} (404{said}): check company_abbreviation against "
+            "Tiingo's list of supported tickers"
         )
     if status == 429:
         return (
@@ -203,6 +203,6 @@ def records_csv(ticker: str, records: list) -> bytes:
     dates = frame["date"].str[:10]
     if not dates.str.fullmatch(SESSION_DATE).all():
         bad = frame["date"][~dates.str.fullmatch(SESSION_DATE)].iloc[0]
-        raise SourceError(f"Tiingo answered a date that is not YYYY-MM-DD... for {ticker}: '{bad}'")
+        raise SourceError(f"Tiingo answered a date that does not start with YYYY-MM-DD for {ticker}: '{bad}'")
     frame["date"] = dates
     return frame.to_csv(index=False).encode()
