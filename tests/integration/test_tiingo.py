@@ -23,7 +23,7 @@ from flow_steps.config.names import (
 from flow_steps.data.sources import SourceOptions, fetch_raw_prices, source_for
 from tests.conftest import TINY_PARAMS, cli_options, run_command
 from tests.support.helpers import assert_one_line_failure
-from tests.support.tiingo_server import EMPTY, HTML_PAGE, TiingoServer, rate_limited, tiingo_frame
+from tests.support.tiingo_server import EMPTY, HTML_PAGE, Scripted, TiingoServer, rate_limited, tiingo_frame
 
 KEY = "tk-LEAK-CANARY-5b8e1d07c3"
 TICKER = "MSFT"
@@ -106,6 +106,39 @@ def test_as_of_bounds_the_range_and_an_empty_range_is_one_line(tiingo, tiingo_en
 def test_an_html_page_with_status_200_is_one_line(tiingo, tiingo_env):
     tiingo.script = [HTML_PAGE]
     assert refusal().startswith("Tiingo answered an HTML page for MSFT where JSON prices were expected")
+
+
+def test_a_hang_is_one_line_within_the_timeout(tiingo, tiingo_env):
+    tiingo_env.setenv("PRICE_SOURCE_TIMEOUT", "1")
+    tiingo.script = [Scripted(hang_seconds=3)]
+    assert refusal() == f"Tiingo at {tiingo.url} did not answer within 1 s"
+
+
+def test_the_stand_in_also_answers_csv_as_tiingo_documents(tiingo):
+    import requests
+
+    answer = requests.get(
+        f"{tiingo.url}/tiingo/daily/msft/prices",
+        params={"startDate": "2013-02-27", "endDate": "2013-02-28", "format": "csv"},
+        headers={"Authorization": f"Token {KEY}"},
+        timeout=10,
+    )
+    frame = pd.read_csv(io.StringIO(answer.text))
+    assert answer.status_code == 200 and list(frame["date"]) == ["2013-02-27", "2013-02-28"]
+    assert list(frame.columns[1:]) == [
+        "close",
+        "high",
+        "low",
+        "open",
+        "volume",
+        "adjClose",
+        "adjHigh",
+        "adjLow",
+        "adjOpen",
+        "adjVolume",
+        "divCash",
+        "splitFactor",
+    ]
 
 
 def test_no_key_is_refused_before_any_run_or_request(tracking, tiingo):
