@@ -6,8 +6,9 @@ import os
 import re
 
 API_KEY_VARIABLES = ("QUANDL_API_KEY", "NASDAQ_DATA_LINK_API_KEY")
+TIINGO_KEY_VARIABLE = "TIINGO_API_KEY"  # sent only in a request header, never in a URL
 # Every variable whose value is a secret: the price sources' keys and a Ray cluster's token.
-SECRET_VARIABLES = (*API_KEY_VARIABLES, "RAY_AUTH_TOKEN")
+SECRET_VARIABLES = (*API_KEY_VARIABLES, TIINGO_KEY_VARIABLE, "RAY_AUTH_TOKEN")
 MASK = "***"
 SECRET_QUERY = re.compile(r"(?i)([?&](?:api_key|apikey|api-key|token|access_token|key)=)([^&#\s]+)")
 

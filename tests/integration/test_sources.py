@@ -139,7 +139,9 @@ def test_literal_keys_in_urls_and_unknown_sources_are_refused_up_front():
     assert "abc123secret" not in str(caught.value)
     with pytest.raises(SourceError, match="unsupported scheme"):
         check_data_source("ftp://example.test/MSFT.csv")
-    with pytest.raises(SourceError, match="is not 'sample', 'quandl', a URL or an existing CSV file"):
+    with pytest.raises(
+        SourceError, match="is not 'sample', 'quandl', 'tiingo', a URL or an existing CSV file"
+    ):
         check_data_source("nasdaq")
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Mapping
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -41,6 +43,35 @@ def wait_before_retry(retries_done: int, retry_after: str | None, seconds_left: 
     if retry_after is not None and retry_after.strip().isdigit():
         wait = float(retry_after.strip())
     return wait if wait <= seconds_left else None
+
+
+def get_with_retries(
+    session: requests.Session,
+    url: str,
+    params: Mapping[str, str],
+    headers: Mapping[str, str],
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> requests.Response:
+    """GET `url`, trying again after a 429 or 5xx answer as `wait_before_retry` says: the last answer.
+
+    PRICE_SOURCE_TIMEOUT bounds the whole call, waits and each request's connect and read included (unlike
+    urllib3's Retry, which cannot bound a Retry-After by the time left). A request that gets no answer
+    raises (requests.RequestException) at once.
+    """
+    deadline = clock() + timeout_seconds()
+    retries_done = 0
+    while True:
+        left = max(deadline - clock(), 0.001)
+        response = session.get(url, params=dict(params), headers=dict(headers), timeout=left)
+        if response.status_code not in RETRY_STATUSES:
+            return response
+        wait = wait_before_retry(retries_done, response.headers.get("Retry-After"), deadline - clock())
+        if wait is None:
+            return response
+        response.close()
+        sleep(wait)
+        retries_done += 1
 
 
 def retry_policy() -> Retry:
