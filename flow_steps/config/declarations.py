@@ -12,6 +12,7 @@ from flow_steps.config.names import (
     MAX_HORIZON,
     QUANDL_SOURCE,
     SAMPLE_SOURCE,
+    YAHOO_SOURCE,
 )
 from flow_steps.config.spec import Param
 
@@ -27,7 +28,8 @@ DATA_SOURCE = Param(
     "string",
     SAMPLE_SOURCE,
     f"'{SAMPLE_SOURCE}' (bundled public-domain MSFT prices, offline), '{QUANDL_SOURCE}' (Quandl / Nasdaq "
-    "Data Link API, key in QUANDL_API_KEY), an http(s):// URL of a CSV file, or a CSV path.",
+    f"Data Link API, key in QUANDL_API_KEY), '{YAHOO_SOURCE}' (Yahoo Finance, no key, personal use), an "
+    "http(s):// URL of a CSV file, or a CSV path.",
 )
 QUANDL_DATABASE = Param(
     "quandl_database",

@@ -138,6 +138,7 @@ MAX_HORIZON = 260  # about a year of trading days; recursive forecasts beyond th
 # Price sources (see flow_steps.data.sources).
 SAMPLE_SOURCE = "sample"
 QUANDL_SOURCE = "quandl"
+YAHOO_SOURCE = "yahoo"
 DEFAULT_QUANDL_DATABASE = "WIKI"
 SAMPLE_TICKER = "MSFT"
 
