@@ -23,7 +23,7 @@ from flow_steps.data.sources.yahoo import (
     rate_limited,
     yahoo_failure,
 )
-from flow_steps.data.sources.yahoo_client import Answer, rewritten, yfinance_scope
+from flow_steps.data.sources.yfinance_seam import Answer, rewritten, yfinance_scope
 from tests.support.yahoo_server import UNKNOWN_SYMBOL
 
 BASE = "http://127.0.0.1:8123"

@@ -17,8 +17,8 @@ from flow_steps.config.names import YAHOO_SOURCE
 from flow_steps.data.sources.base import PriceSource, RawPrices, SourceOptions
 from flow_steps.data.sources.http import MAX_RETRIES, TIMEOUT_VARIABLE, timeout_seconds, wait_before_retry
 
-if TYPE_CHECKING:  # yahoo_client imports curl_cffi: only a fetch loads it
-    from flow_steps.data.sources.yahoo_client import Answer, YahooSession
+if TYPE_CHECKING:  # yfinance_seam imports curl_cffi: only a fetch loads it
+    from flow_steps.data.sources.yfinance_seam import Answer, YahooSession
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class YahooSource(PriceSource):
     def fetch(self, data_source: str, ticker: str, options: SourceOptions) -> RawPrices:
         from yfinance.exceptions import YFRateLimitError
 
-        from flow_steps.data.sources.yahoo_client import DEFAULT_API_BASE, YahooSession, api_base
+        from flow_steps.data.sources.yfinance_seam import DEFAULT_API_BASE, YahooSession, api_base
 
         base = api_base()
         shown = base or DEFAULT_API_BASE
@@ -74,7 +74,7 @@ def daily_history(session: YahooSession, ticker: str, end: str | None, seconds: 
     """The ticker's whole daily history, unadjusted prices with `Adj Close`, dividends and splits."""
     import yfinance as yf
 
-    from flow_steps.data.sources.yahoo_client import yfinance_scope
+    from flow_steps.data.sources.yfinance_seam import yfinance_scope
 
     with yfinance_scope():
         return yf.Ticker(ticker, session=session).history(
