@@ -30,9 +30,10 @@ class YahooSource(PriceSource):
     """Yahoo Finance: fetched again every time (a history gains rows, adjusted closes change)."""
 
     described = f"'{YAHOO_SOURCE}'"
-    # Fetches a minute (each is up to 4 requests: cookie, crumb, timezone, history): Yahoo publishes no
-    # limit; 1.5 fetches is 6 requests a minute, 360 an hour, the lowest figure users report (docs/data.md).
-    requests_per_minute = 1.5
+    # Fetches a minute (yfinance makes 6 requests for one: its cookie page 3 times, a crumb, the timezone,
+    # the history): Yahoo publishes no limit; 1 fetch is 6 requests a minute, 360 an hour, the lowest
+    # figure repeated on the web (docs/data.md).
+    requests_per_minute = 1.0
 
     def claims(self, data_source: str) -> bool:
         return data_source == YAHOO_SOURCE
