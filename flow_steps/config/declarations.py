@@ -14,6 +14,7 @@ from flow_steps.config.names import (
     QUANDL_SOURCE,
     SAMPLE_SOURCE,
     TIINGO_SOURCE,
+    YAHOO_SOURCE,
 )
 from flow_steps.config.spec import Param
 
@@ -30,7 +31,8 @@ DATA_SOURCE = Param(
     SAMPLE_SOURCE,
     f"'{SAMPLE_SOURCE}' (bundled public-domain MSFT prices, offline), '{QUANDL_SOURCE}' (Quandl / Nasdaq "
     f"Data Link API, key in QUANDL_API_KEY), '{TIINGO_SOURCE}' (Tiingo's end-of-day API, key in "
-    "TIINGO_API_KEY), an http(s):// URL of a CSV file, or a CSV path.",
+    f"TIINGO_API_KEY), '{YAHOO_SOURCE}' (Yahoo Finance, no key, personal use), an http(s):// URL of a CSV "
+    "file, or a CSV path.",
 )
 QUANDL_DATABASE = Param(
     "quandl_database",

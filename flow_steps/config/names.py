@@ -140,6 +140,7 @@ MAX_HORIZON = 260  # about a year of trading days; recursive forecasts beyond th
 SAMPLE_SOURCE = "sample"
 QUANDL_SOURCE = "quandl"
 TIINGO_SOURCE = "tiingo"
+YAHOO_SOURCE = "yahoo"
 DEFAULT_QUANDL_DATABASE = "WIKI"
 SAMPLE_TICKER = "MSFT"
 

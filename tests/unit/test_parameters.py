@@ -165,6 +165,7 @@ RUNTIME_PACKAGES = {
     "statsforecast",
     "exchange-calendars",
     "quandl",
+    "yfinance",
     "click",
     "matplotlib",
     "requests",

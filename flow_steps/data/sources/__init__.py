@@ -1,9 +1,9 @@
 """Where daily prices come from: one module per source, behind the interface of `base.py`.
 
 `data_source` names a source: `sample` (the bundled prices, offline), `quandl` (Quandl's API), `tiingo`
-(Tiingo's end-of-day API), an http(s):// URL of a CSV file, or a local CSV path. API keys never leave the
-sources: they are masked in every message, and the lineage a source records names the dataset or URL,
-never the key.
+(Tiingo's end-of-day API), `yahoo` (Yahoo Finance through yfinance, no key), an http(s):// URL of a CSV
+file, or a local CSV path. API keys never leave the sources: they are masked in every message, and the
+lineage a source records names the dataset or URL, never the key.
 """
 
 from __future__ import annotations
@@ -20,9 +20,16 @@ from flow_steps.data.sources.quandl import QuandlSource
 from flow_steps.data.sources.sample import SAMPLE_FILE, SampleSource
 from flow_steps.data.sources.tiingo import TiingoSource
 from flow_steps.data.sources.url import UrlSource, refuse_embedded_secrets
+from flow_steps.data.sources.yahoo import YahooSource
 
 # Asked in this order; the first that claims a data_source serves it (a file: whatever has no scheme).
-NAMED_SOURCES: tuple[PriceSource, ...] = (SampleSource(), QuandlSource(), TiingoSource(), UrlSource())
+NAMED_SOURCES: tuple[PriceSource, ...] = (
+    SampleSource(),
+    QuandlSource(),
+    TiingoSource(),
+    YahooSource(),
+    UrlSource(),
+)
 SOURCES: tuple[PriceSource, ...] = (*NAMED_SOURCES, FileSource(others=NAMED_SOURCES))
 
 __all__ = [
