@@ -11,11 +11,9 @@ from flow_steps.config.declarations import (
     CRASH_RETRIES,
     DATASET_STOCK_CSV,
     DOWNLOAD_PARAMS,
-    EXECUTOR,
     FAIL_ON_DEGRADATION,
     HORIZON,
     MAX_COVERAGE_80,
-    MAX_PARALLEL,
     MAX_RMSE_VS_NAIVE,
     MIN_COVERAGE_80,
     MODEL,
@@ -23,11 +21,8 @@ from flow_steps.config.declarations import (
     MODEL_URI,
     OUTPUT,
     PIPELINE_PARAMS,
-    RAY_ADDRESS,
-    REQUESTS_PER_MINUTE,
     STOCK_DATA,
     TEST_FRACTION,
-    TICKERS,
     TRAIN_PARAMS,
     TRANSFORM_PARAMS,
     WINDOW_FORECASTS,
@@ -43,6 +38,7 @@ from flow_steps.config.names import (
     TRANSFORM_STEP,
     UNIVERSE_ENTRY_POINT,
 )
+from flow_steps.config.ray_params import EXECUTOR, MAX_PARALLEL, RAY_ADDRESS, REQUESTS_PER_MINUTE, TICKERS
 from flow_steps.config.spec import EntryPoint
 
 ENTRY_POINTS = (

@@ -42,8 +42,9 @@ PARAMETERS_DOC_HEADER = """\
 
 Every parameter is a `-P name=value` of `mlflow run . -e <entry point>` and a `--kebab-case` option of
 `python main.py` or `python -m flow_steps.<entry point>`. Each is declared once, in
-`flow_steps/config/declarations.py` (which entry point takes which: `entry_points.py`); the click
-options, the driver's per-step lists, the range checks, MLproject and this page come from there.
+`flow_steps/config/declarations.py` (the universe's own: `ray_params.py`; which entry point takes
+which: `entry_points.py`); the click options, the driver's per-step lists, the range checks,
+MLproject and this page come from there.
 `main` takes every step's parameters; `universe` takes `main`'s for each ticker.
 """
 
