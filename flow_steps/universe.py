@@ -20,10 +20,8 @@ import sys
 
 import click
 import mlflow
-import pandas as pd
 
-from flow_steps.config.as_of import resolve_as_of
-from flow_steps.config.declarations import AS_OF, PIPELINE_PARAMS
+from flow_steps.config.declarations import PIPELINE_PARAMS
 from flow_steps.config.entry_points import check_option, options
 from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import (
@@ -81,8 +79,6 @@ def cli(
     )
     spec = {param.name: param for param in PIPELINE_PARAMS}
     values = {name: spec[name].text(value) for name, value in params.items()}
-    # One "now" for every ticker: a session that closes while the universe runs is in none of them.
-    values[AS_OF.name] = resolve_as_of(values[AS_OF.name], pd.Timestamp.now(tz="UTC")).isoformat()
     cluster_checks = (
         lambda: check_reachable_store(address, mlflow.get_tracking_uri()),
         lambda: address is None or check_cluster_answers(address),
