@@ -28,6 +28,7 @@ from flow_steps.config.names import (
     TAG_PROMOTION,
     TICKER_COLUMN,
 )
+from flow_steps.data.sources import SOURCE_VARIABLES
 from flow_steps.data.tickers import normalize_ticker
 from flow_steps.orchestration.cluster import join_problem, ray_cause
 from flow_steps.orchestration.pacing import Pace
@@ -58,7 +59,7 @@ FORWARDED_VARIABLES = (
     *RETRY_VARIABLES,
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
     "MLFLOW_ENABLE_SGC_RUN_RESUMPTION_FOR_DATABRICKS_JOBS",
-    "QUANDL_API_KEY",
+    *SOURCE_VARIABLES,
 )
 SHIPPED_EXCLUDES = ["mlruns/", "mlartifacts/", "mlflow.db*", ".git/", "outputs/", "**/__pycache__/", ".venv/"]
 
@@ -198,7 +199,7 @@ def run_universe(
                 pending[pool.submit(ticker, params, run.info.run_id)] = ticker
             turn = pace.wait(time.monotonic()) if waiting and len(pending) < cpus else None
             if turn:
-                logger.info("%d tickers wait their turn: the next starts in %.0f s", len(waiting), turn)
+                logger.info("%d tickers wait their turn: the next starts in %.1f s", len(waiting), turn)
             if not pending:
                 time.sleep(turn)
                 continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from flow_steps.config.names import (
     TRAIN_STEP,
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
+    UNIVERSE_ENTRY_POINT,
 )
 from flow_steps.data.sources import SourceOptions, fetch_raw_prices, source_for
 from tests.conftest import TINY_PARAMS, cli_options, run_command
@@ -185,3 +187,42 @@ def test_the_pipeline_trains_on_adjclose_and_never_stores_the_key(tracking, tiin
     for run in steps.values():
         stored += [*run.data.params.values(), *run.data.tags.values()]
     assert stored and not [value for value in stored if KEY in value]
+
+
+SIX = ["AAA", "BBB", "CCC", "DDD", "EEE", "FFF"]
+PACE = 12.0  # requests a minute: a start every 5 s
+LIMIT_SECONDS = 4.0  # the stand-in refuses prices asked sooner than this after the last ones
+
+
+def test_a_paced_universe_of_six_tickers_stays_under_the_limit(tracking):
+    server = TiingoServer(
+        frames=dict.fromkeys(SIX, tiingo_frame()), token=KEY, min_seconds_between=LIMIT_SECONDS
+    )
+    env = {**tracking.env, "TIINGO_API_KEY": KEY, "TIINGO_API_BASE": server.url, "PRICE_SOURCE_TIMEOUT": "10"}
+    server.start()
+    try:
+        # The limit bites: two tickers asked at once (as two free workers would) and the second is refused.
+        with pytest.MonkeyPatch.context() as patch:
+            for name in ("TIINGO_API_KEY", "TIINGO_API_BASE", "PRICE_SOURCE_TIMEOUT"):
+                patch.setenv(name, env[name])
+            fetch_raw_prices("tiingo", "AAA")
+            with pytest.raises(SourceError, match="429"):
+                fetch_raw_prices("tiingo", "BBB")
+        server.requests.clear()
+        time.sleep(LIMIT_SECONDS)
+
+        options = [*cli_options(TINY_PARAMS), "--data-source", "tiingo", "--max-parallel", "2"]
+        command = [sys.executable, "-m", "flow_steps.universe", "--tickers", ",".join(SIX), *options]
+        result = run_command([*command, "--requests-per-minute", str(PACE)], env, timeout=900)
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "tickers wait their turn" in result.stderr
+    prices = [request for request in server.requests if request.path.endswith("/prices")]
+    assert [request.status for request in prices] == [200] * 6  # one request a ticker, none refused
+    arrivals = sorted(request.at for request in prices)
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+    assert min(gaps) >= 60 / PACE - 0.5  # started 5 s apart (a download begins a moment after its start)
+    [universe] = tracking.runs_of_name(UNIVERSE_ENTRY_POINT)
+    wall_seconds = len(SIX) / universe.data.metrics["tickers_per_hour"] * 3600
+    assert wall_seconds >= (len(SIX) - 1) * 60 / PACE  # the pace shows in the wall time

@@ -73,6 +73,12 @@ def rate_limited(retry_after: str | None = "1") -> Scripted:
     )
 
 
+OVER_THE_LIMIT = (
+    429,
+    json.dumps({"detail": "Error: You have run over your hourly request allocation."}),
+    "application/json",
+    "60",
+)
 HTML_PAGE = Scripted(200, "<!DOCTYPE html><html><body>Please log in</body></html>", "text/html")
 EMPTY = Scripted(200, "[]")
 
@@ -82,6 +88,8 @@ class Request:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
+    at: float = 0.0  # time.monotonic() when it arrived
+    status: int = 0  # what it was answered
 
 
 @dataclass
@@ -93,8 +101,11 @@ class TiingoServer:
     script: list[Scripted] = field(default_factory=list)  # answered first, one a request
     repeat: Scripted | None = None  # answered to every request once the script is used up
     requests: list[Request] = field(default_factory=list)
+    # A rate limit as Tiingo enforces one: prices asked sooner than this after the last answered get 429.
+    min_seconds_between: float = 0.0
 
     def __post_init__(self) -> None:
+        self.lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -130,7 +141,13 @@ def _handler_for(server: TiingoServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             parsed = urlparse(self.path)
             query = parse_qs(parsed.query)
-            server.requests.append(Request(parsed.path, query, dict(self.headers.items())))
+            self.record = Request(parsed.path, query, dict(self.headers.items()), time.monotonic())
+            with server.lock:  # one request at a time is checked against the limit
+                answered = [request.at for request in server.requests if request.status == 200]
+                server.requests.append(self.record)
+                if answered and self.record.at - max(answered) < server.min_seconds_between:
+                    return self._send(*OVER_THE_LIMIT)
+                self.record.status = 200  # until answered otherwise
             scripted = server.next_scripted()
             if scripted is not None:
                 if scripted.hang_seconds:
@@ -159,6 +176,7 @@ def _handler_for(server: TiingoServer) -> type[BaseHTTPRequestHandler]:
             self._send(status, json.dumps({"detail": detail}), "application/json")
 
         def _send(self, status: int, body: str, content_type: str, retry_after: str | None = None) -> None:
+            self.record.status = status
             data = body.encode()
             self.send_response(status)
             self.send_header("Content-Type", content_type)

@@ -16,6 +16,7 @@ from flow_steps.config.values import DEFAULT_CHECKS, PriceChecks
 from flow_steps.data.closes import cut_unclosed
 from flow_steps.data.sources.base import PriceSource, RawPrices, SourceOptions, described
 from flow_steps.data.sources.file import FileSource
+from flow_steps.data.sources.http import TIMEOUT_VARIABLE
 from flow_steps.data.sources.quandl import QuandlSource
 from flow_steps.data.sources.sample import SAMPLE_FILE, SampleSource
 from flow_steps.data.sources.tiingo import TiingoSource
@@ -31,10 +32,13 @@ NAMED_SOURCES: tuple[PriceSource, ...] = (
     UrlSource(),
 )
 SOURCES: tuple[PriceSource, ...] = (*NAMED_SOURCES, FileSource(others=NAMED_SOURCES))
+# Every variable a source reads (keys, base URLs, paces, the timeout): what a universe's workers need.
+SOURCE_VARIABLES = tuple(dict.fromkeys([*(name for s in SOURCES for name in s.variables), TIMEOUT_VARIABLE]))
 
 __all__ = [
     "SAMPLE_FILE",
     "SOURCES",
+    "SOURCE_VARIABLES",
     "PriceSource",
     "RawPrices",
     "SourceOptions",

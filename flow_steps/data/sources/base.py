@@ -42,6 +42,7 @@ class PriceSource(ABC):
     # A universe's pace for this source (requests a minute, below the provider's free allowance; see
     # docs/data.md), or None: no limit to respect (local files, the bundled sample).
     requests_per_minute: float | None = None
+    variables: tuple[str, ...] = ()  # environment variables it reads: a universe forwards them to workers
 
     @abstractmethod
     def claims(self, data_source: str) -> bool:

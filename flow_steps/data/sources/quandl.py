@@ -37,6 +37,7 @@ class QuandlSource(PriceSource):
     """Quandl's API: fetched again every time (a dataset gains rows)."""
 
     described = f"'{QUANDL_SOURCE}'"
+    variables = (*API_KEY_VARIABLES, API_BASE_VARIABLE)
 
     def claims(self, data_source: str) -> bool:
         return data_source == QUANDL_SOURCE

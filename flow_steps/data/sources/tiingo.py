@@ -47,6 +47,7 @@ class TiingoSource(PriceSource):
     """Tiingo's end-of-day prices: fetched again every time (a series gains sessions)."""
 
     described = f"'{TIINGO_SOURCE}'"
+    variables = (TIINGO_KEY_VARIABLE, API_BASE_VARIABLE, PACE_VARIABLE)
 
     @property
     def requests_per_minute(self) -> float:  # type: ignore[override]

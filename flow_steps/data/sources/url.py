@@ -24,6 +24,7 @@ class UrlSource(PriceSource):
     """A CSV over HTTP: fetched again every time (what it serves may have changed)."""
 
     described = "a URL"
+    variables = API_KEY_VARIABLES  # the keys a URL may name as ${VARIABLE}
 
     def claims(self, data_source: str) -> bool:
         return is_url(data_source)

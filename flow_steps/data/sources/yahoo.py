@@ -5,6 +5,7 @@ use: for schedules, `tiingo`. The file keeps Yahoo's columns; the pipeline train
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from datetime import datetime, timedelta
@@ -22,14 +23,22 @@ if TYPE_CHECKING:  # yfinance_seam imports curl_cffi: only a fetch loads it
 
 logger = logging.getLogger(__name__)
 
+API_BASE_VARIABLE = "YAHOO_API_BASE"  # Yahoo's hosts replaced by this base URL (the tests' loopback server)
+
 # What to do when Yahoo will not serve a script, in every line that says so.
 INSTEAD = "wait and run again, lower the pace (fewer tickers at once), or use data_source=tiingo"
+
+
+def api_base() -> str | None:
+    """YAHOO_API_BASE without its trailing slash, or None: Yahoo's own hosts."""
+    return os.environ.get(API_BASE_VARIABLE, "").strip().rstrip("/") or None
 
 
 class YahooSource(PriceSource):
     """Yahoo Finance: fetched again every time (a history gains rows, adjusted closes change)."""
 
     described = f"'{YAHOO_SOURCE}'"
+    variables = (API_BASE_VARIABLE,)
     # Fetches a minute (yfinance makes 6 requests for one: its cookie page 3 times, a crumb, the timezone,
     # the history): Yahoo publishes no limit; 1 fetch is 6 requests a minute, 360 an hour, the lowest
     # figure repeated on the web (docs/data.md).
@@ -41,7 +50,7 @@ class YahooSource(PriceSource):
     def fetch(self, data_source: str, ticker: str, options: SourceOptions) -> RawPrices:
         from yfinance.exceptions import YFRateLimitError
 
-        from flow_steps.data.sources.yfinance_seam import DEFAULT_API_BASE, YahooSession, api_base
+        from flow_steps.data.sources.yfinance_seam import DEFAULT_API_BASE, YahooSession
 
         base = api_base()
         shown = base or DEFAULT_API_BASE

@@ -13,7 +13,6 @@ names, which yfinance==1.7.0 (pinned) has; tests/unit/test_yahoo.py checks that 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
@@ -24,16 +23,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from curl_cffi import requests as curl_requests
 
-API_BASE_VARIABLE = "YAHOO_API_BASE"
 DEFAULT_API_BASE = "https://query2.finance.yahoo.com"  # where yfinance asks for prices
 YAHOO_DOMAIN = "yahoo.com"
 MIN_REQUEST_SECONDS = 0.5  # a request started at the deadline still gets an answer or a timeout
 _ONE_FETCH_AT_A_TIME = threading.Lock()  # yfinance's state is process-wide
-
-
-def api_base() -> str | None:
-    """YAHOO_API_BASE without its trailing slash, or None: Yahoo's own hosts."""
-    return os.environ.get(API_BASE_VARIABLE, "").strip().rstrip("/") or None
 
 
 def rewritten(url: str, base: str | None) -> str:
