@@ -28,7 +28,7 @@ from tests.support.helpers import assert_one_line_failure
 from tests.support.tiingo_server import EMPTY, HTML_PAGE, Scripted, TiingoServer, rate_limited, tiingo_frame
 
 KEY = "tk-LEAK-CANARY-5b8e1d07c3"
-TICKER = "MSFT"
+TICKER = "IBM"  # served with the bundled Microsoft prices (a split, dividends)
 
 
 @pytest.fixture
@@ -79,8 +79,8 @@ def test_429_with_retry_after_then_the_prices(tiingo, tiingo_env):
 def test_429_past_the_limit_is_one_line(tiingo, tiingo_env):
     tiingo.repeat = rate_limited("1")
     message = refusal()
-    assert message.startswith("Tiingo still answered 429 Too Many Requests for MSFT after its retries")
-    assert "lower TIINGO_REQUESTS_PER_MINUTE, or use a paid plan" in message
+    assert message.startswith("Tiingo still answered 429 Too Many Requests for IBM after its retries")
+    assert "lower a universe's requests_per_minute, or use a paid plan" in message
     assert len(tiingo.requests) == 4  # the first try and 3 retries, a second apart
 
 
@@ -100,14 +100,14 @@ def test_as_of_bounds_the_range_and_an_empty_range_is_one_line(tiingo, tiingo_en
     frame = fetch(as_of=datetime(2003, 2, 18, 22, 0, tzinfo=UTC))
     assert frame["date"].iloc[-1] == "2003-02-18" and tiingo.requests[-1].query["endDate"] == ["2003-02-18"]
     message = refusal(as_of=datetime(1999, 1, 4, tzinfo=UTC))  # before the first session served
-    assert message.startswith("Tiingo has no prices for MSFT in the range asked (an empty answer)")
+    assert message.startswith("Tiingo has no prices for IBM in the range asked (an empty answer)")
     tiingo.script = [EMPTY]
-    assert refusal().startswith("Tiingo has no prices for MSFT")
+    assert refusal().startswith("Tiingo has no prices for IBM")
 
 
 def test_an_html_page_with_status_200_is_one_line(tiingo, tiingo_env):
     tiingo.script = [HTML_PAGE]
-    assert refusal().startswith("Tiingo answered an HTML page for MSFT where JSON prices were expected")
+    assert refusal().startswith("Tiingo answered an HTML page for IBM where JSON prices were expected")
 
 
 def test_a_hang_is_one_line_within_the_timeout(tiingo, tiingo_env):

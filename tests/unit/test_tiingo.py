@@ -61,7 +61,7 @@ SESSIONS = [
 
 @pytest.fixture
 def no_tiingo_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("TIINGO_API_KEY", "TIINGO_API_BASE", "TIINGO_REQUESTS_PER_MINUTE"):
+    for name in ("TIINGO_API_KEY", "TIINGO_API_BASE"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -110,7 +110,7 @@ def test_a_limit_said_with_status_200_names_the_limit_and_what_to_do(body: str) 
         "Tiingo refused IBM: 'You have run over" if "500" in body else "Tiingo refused IBM"
     )
     assert "about 50 requests an hour and 500 symbols a month" in message
-    assert "lower TIINGO_REQUESTS_PER_MINUTE, or use a paid plan" in message
+    assert "lower a universe's requests_per_minute, or use a paid plan" in message
 
 
 @pytest.mark.parametrize(
@@ -170,17 +170,9 @@ def test_the_key_is_masked_and_the_lineage_never_holds_it(no_tiingo_env) -> None
     assert KEY not in source_label("IBM", f"https://proxy.example/{KEY}")
 
 
-def test_the_pace_stays_below_the_free_hourly_cap_unless_set(no_tiingo_env) -> None:
-    source = TiingoSource()
-    assert source.requests_per_minute == DEFAULT_REQUESTS_PER_MINUTE
-    assert DEFAULT_REQUESTS_PER_MINUTE * 60 < FREE_REQUESTS_PER_HOUR
-    no_tiingo_env.setenv("TIINGO_REQUESTS_PER_MINUTE", "300")
-    assert source.requests_per_minute == 300.0
-    no_tiingo_env.setenv("TIINGO_API_KEY", KEY)
-    for bad in ("fast", "0", "-1"):
-        no_tiingo_env.setenv("TIINGO_REQUESTS_PER_MINUTE", bad)
-        with pytest.raises(SourceError, match=f"TIINGO_REQUESTS_PER_MINUTE='{bad}' is not a positive number"):
-            check_data_source("tiingo")
+def test_the_pace_stays_below_the_free_hourly_cap(no_tiingo_env) -> None:
+    assert TiingoSource().requests_per_minute == DEFAULT_REQUESTS_PER_MINUTE == 0.75
+    assert DEFAULT_REQUESTS_PER_MINUTE * 60 < FREE_REQUESTS_PER_HOUR == 50
 
 
 def test_the_whole_history_is_asked_and_nothing_after_as_of() -> None:

@@ -29,17 +29,17 @@ logger = logging.getLogger(__name__)
 
 API_BASE_VARIABLE = "TIINGO_API_BASE"
 DEFAULT_API_BASE = "https://api.tiingo.com"
-PACE_VARIABLE = "TIINGO_REQUESTS_PER_MINUTE"
 # The free plan's published allowance, as read on 2026-12-06 (docs/data.md gives the sources): about 50
 # requests an hour, 1,000 a day and 500 distinct symbols a month. The default pace stays below the hourly cap.
 FREE_REQUESTS_PER_HOUR = 50
 FREE_SYMBOLS_PER_MONTH = 500
-DEFAULT_REQUESTS_PER_MINUTE = 0.75  # 45 an hour
+DEFAULT_REQUESTS_PER_MINUTE = 0.75  # 45 an hour; a universe's requests_per_minute sets another (paid plans)
 FULL_HISTORY_START = "1962-01-01"  # before Tiingo's oldest US sessions: the whole history is asked
 SESSION_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 LIMIT_ADVICE = (
     f"Tiingo's free plan allows about {FREE_REQUESTS_PER_HOUR} requests an hour and "
-    f"{FREE_SYMBOLS_PER_MONTH} symbols a month: wait and run again, lower {PACE_VARIABLE}, or use a paid plan"
+    f"{FREE_SYMBOLS_PER_MONTH} symbols a month: wait and run again, lower a universe's requests_per_minute, "
+    "or use a paid plan"
 )
 
 
@@ -47,19 +47,14 @@ class TiingoSource(PriceSource):
     """Tiingo's end-of-day prices: fetched again every time (a series gains sessions)."""
 
     described = f"'{TIINGO_SOURCE}'"
-    variables = (TIINGO_KEY_VARIABLE, API_BASE_VARIABLE, PACE_VARIABLE)
-
-    @property
-    def requests_per_minute(self) -> float:  # type: ignore[override]
-        """The pace of a universe: TIINGO_REQUESTS_PER_MINUTE (a paid plan), else below the free cap."""
-        return requests_per_minute(os.environ.get(PACE_VARIABLE, ""))
+    variables = (TIINGO_KEY_VARIABLE, API_BASE_VARIABLE)
+    requests_per_minute = DEFAULT_REQUESTS_PER_MINUTE
 
     def claims(self, data_source: str) -> bool:
         return data_source == TIINGO_SOURCE
 
     def check(self, data_source: str) -> None:
         api_key()
-        requests_per_minute(os.environ.get(PACE_VARIABLE, ""))
 
     def check_tickers(self, data_source: str, tickers: list[str]) -> None:
         self.check(data_source)
@@ -91,19 +86,6 @@ def api_key() -> str:
             "with a Tiingo account, https://www.tiingo.com/account/api/token)"
         )
     return key
-
-
-def requests_per_minute(value: str) -> float:
-    """The pace TIINGO_REQUESTS_PER_MINUTE sets (a positive number), else the default."""
-    if not value.strip():
-        return DEFAULT_REQUESTS_PER_MINUTE
-    try:
-        pace = float(value)
-    except ValueError:
-        pace = 0.0
-    if not pace > 0:
-        raise SourceError(f"{PACE_VARIABLE}='{value}' is not a positive number of requests a minute")
-    return pace
 
 
 def query(as_of: datetime | None) -> dict[str, str]:
