@@ -22,12 +22,11 @@ from flow_steps.config.names import (
     MODEL_CONFIG_WINDOW,
     STATIC_INTERVALS,
 )
-from flow_steps.model.adaptive import DEFAULT_INTERVALS, OTHER_INTERVALS, adaptive_runs
+from flow_steps.model.adaptive import DEFAULT_INTERVALS, OTHER_INTERVALS, adaptive_runs, answer_columns
 from flow_steps.model.features import ReturnScaler, closes_from_scaled_returns, make_windows, model_inputs
 from flow_steps.model.intervals import (
     LEVELS,
     ewma_volatility,
-    interval_columns,
     latest_volatility,
     scaled_intervals,
     scaled_scores,
@@ -132,9 +131,8 @@ class LstmPriceForecaster(mlflow.pyfunc.PythonModel):
         sigma = latest_volatility(closes)
         for method, multipliers in self.multipliers_by_method(closes).items():
             intervals = scaled_intervals(forecasts, sigma, multipliers, days_ahead)
-            default = method == DEFAULT_INTERVALS
             for level, interval in intervals.items():
-                lower, upper = interval_columns(level, "" if default else method)
+                lower, upper = answer_columns(method, level)
                 answer[lower], answer[upper] = interval.lower, interval.upper
         return answer
 

@@ -7,7 +7,7 @@ from mlflow.exceptions import MlflowException
 
 from flow_steps.config.errors import DataValidationError
 from flow_steps.config.names import DAYS_AHEAD_COLUMN, FORECAST_COLUMN, MAX_HORIZON
-from flow_steps.model.adaptive import ANSWER_INTERVAL_COLUMNS, adaptive_run
+from flow_steps.model.adaptive import ANSWER_INTERVAL_COLUMNS, adaptive_run, answer_columns
 from flow_steps.model.features import ReturnScaler
 from flow_steps.model.intervals import (
     INTERVAL_COLUMNS,
@@ -139,8 +139,9 @@ def storm(calm_days: int, storm_days: int) -> np.ndarray:
     return 100 * np.exp(np.cumsum([0.0, *moves]))
 
 
-def half_width(answer: pd.DataFrame, prefix: str = "") -> float:
-    return float(np.log(answer[f"{prefix}upper_80"] / answer[f"{prefix}lower_80"]).iloc[0]) / 2
+def half_width(answer: pd.DataFrame, method: str, level: int = 80) -> float:
+    lower, upper = answer_columns(method, level)
+    return float(np.log(answer[upper] / answer[lower]).iloc[0]) / 2
 
 
 def test_the_served_model_widens_its_intervals_after_a_run_of_misses_in_the_request(adaptive_forecaster):
@@ -148,8 +149,8 @@ def test_the_served_model_widens_its_intervals_after_a_run_of_misses_in_the_requ
     assert list(answer.columns) == [DAYS_AHEAD_COLUMN, FORECAST_COLUMN, *ANSWER_INTERVAL_COLUMNS]
     static = multipliers_from_scores(SCORES)[80]
     sigma = latest_volatility(storm(5, 30))
-    assert half_width(answer, "static_") == pytest.approx(static * sigma, rel=1e-9)
-    assert half_width(answer) > 1.1 * half_width(answer, "static_")  # adaptive: the default columns
+    assert half_width(answer, "static") == pytest.approx(static * sigma, rel=1e-9)
+    assert half_width(answer, "adaptive") > 1.1 * half_width(answer, "static")
 
 
 def test_a_request_of_one_window_has_the_static_intervals_and_so_has_a_model_without_scores(
@@ -158,7 +159,7 @@ def test_a_request_of_one_window_has_the_static_intervals_and_so_has_a_model_wit
     closes = pd.DataFrame({"Close": storm(0, 4)})  # exactly window = 5 closes: nothing to adapt to
     answer = adaptive_forecaster.predict(None, closes)
     for level in (80, 95):
-        np.testing.assert_allclose(answer[f"upper_{level}"], answer[f"static_upper_{level}"], rtol=1e-12)
+        assert half_width(answer, "adaptive", level) == pytest.approx(half_width(answer, "static", level))
     older = forecaster.predict(None, pd.DataFrame({"Close": storm(5, 30)}))  # logged before ACI
     assert list(older.columns) == [DAYS_AHEAD_COLUMN, FORECAST_COLUMN, *INTERVAL_COLUMNS]
 
