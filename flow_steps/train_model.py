@@ -11,6 +11,7 @@ import mlflow
 
 from flow_steps.config.entry_points import options
 from flow_steps.config.names import (
+    DATE_COLUMN,
     FORECAST_PLOT_PATH,
     METRIC_NAIVE_TEST_RMSE,
     METRIC_TEST_COVERAGE_80,
@@ -35,7 +36,10 @@ logger = logging.getLogger(__name__)
 def train(stock_data: str, params: TrainParams) -> None:
     """Fit, evaluate and record (training/recording.py), then log the model with its scores."""
     prices, split = fit_and_record(stock_data, params)
-    model_id = log_model(split.lstm, split.multipliers, prices, params.window)
+    last_training_date = prices[DATE_COLUMN].iloc[-len(split.actual) - 1]
+    model_id = log_model(
+        split.lstm, split.multipliers, prices, params.window, split.scores, f"{last_training_date:%Y-%m-%d}"
+    )
     mlflow.log_metrics(split.metrics, model_id=model_id)  # the scores, on the run and on its model
     logger.info(
         "LSTM test RMSE %.4f, naive %.4f (ratio %.3f) over %d test days; 80%% interval covered %.1f%%, "

@@ -100,6 +100,23 @@ METRIC_TEST_RMSE_VS_NAIVE = "test_rmse_vs_naive"
 METRIC_TEST_COVERAGE_80 = "test_coverage_80"  # the share of test days inside the LSTM's 80% interval
 METRIC_TEST_COVERAGE_95 = "test_coverage_95"
 METRIC_TEST_DIRECTIONAL_ACCURACY = "test_directional_accuracy"
+# The LSTM's intervals both ways, side by side: static (one calibrated multiplier) and adaptive (ACI,
+# flow_steps/model/adaptive.py), as <way>_test_coverage_<level> and <way>_test_interval_score_<level>;
+# test_coverage_<level> and test_interval_score_<level> are the default way's, the served model's.
+STATIC_INTERVALS = "static"
+ADAPTIVE_INTERVALS = "adaptive"
+INTERVAL_METHODS = (STATIC_INTERVALS, ADAPTIVE_INTERVALS)
+METRIC_STATIC_TEST_COVERAGE_80 = "static_test_coverage_80"
+METRIC_STATIC_TEST_COVERAGE_95 = "static_test_coverage_95"
+METRIC_ADAPTIVE_TEST_COVERAGE_80 = "adaptive_test_coverage_80"
+METRIC_ADAPTIVE_TEST_COVERAGE_95 = "adaptive_test_coverage_95"
+
+
+def interval_method_prefix(method: str) -> str:
+    """The prefix of one way's interval metrics (`adaptive_`) and answer columns (`adaptive_lower_80`)."""
+    return f"{method}_"
+
+
 METRIC_N_TEST_DAYS = "n_test_days"
 METRIC_TRAIN_LOSS = "train_loss"
 METRIC_VAL_LOSS = "val_loss"
@@ -134,6 +151,9 @@ TICKER_COLUMN = "ticker"  # in a batch forecast table and a universe's summary
 # On forecast runs: the tickers forecast, as ",MSFT,AAPL," (monitor finds a ticker's with LIKE '%,MSFT,%').
 TAG_FORECAST_TICKERS = "forecast_tickers"
 HORIZON_PARAM = "horizon"
+# Keys of the served model's config that a forecast reads too (it sends the closes after the training end).
+MODEL_CONFIG_WINDOW = "window"
+MODEL_CONFIG_TRAINED_THROUGH = "trained_through"  # the last training close's date, YYYY-MM-DD
 MAX_HORIZON = 260  # about a year of trading days; recursive forecasts beyond that are noise
 
 # Price sources (see flow_steps.data.sources).

@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
@@ -20,8 +21,15 @@ from flow_steps.config.names import (
     MODEL_ARTIFACT,
     PRICE_COLUMN,
 )
-from flow_steps.model.intervals import INTERVAL_COLUMNS
-from flow_steps.model.pyfunc import KERAS_ARTIFACT, RETURN_SCALE_CONFIG, WINDOW_CONFIG, multiplier_config
+from flow_steps.model.adaptive import ANSWER_INTERVAL_COLUMNS
+from flow_steps.model.pyfunc import (
+    KERAS_ARTIFACT,
+    RETURN_SCALE_CONFIG,
+    SCORES_CONFIG,
+    TRAINED_THROUGH_CONFIG,
+    WINDOW_CONFIG,
+    multiplier_config,
+)
 from flow_steps.training.lstm import FittedLstm
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -69,14 +77,22 @@ def model_signature() -> ModelSignature:
     outputs = [ColSpec("long", DAYS_AHEAD_COLUMN), ColSpec("double", FORECAST_COLUMN)]
     return ModelSignature(
         inputs=Schema([ColSpec("double", PRICE_COLUMN)]),
-        outputs=Schema([*outputs, *(ColSpec("double", column) for column in INTERVAL_COLUMNS)]),
+        outputs=Schema([*outputs, *(ColSpec("double", column) for column in ANSWER_INTERVAL_COLUMNS)]),
         params=ParamSchema([ParamSpec(HORIZON_PARAM, "long", 1)]),
     )
 
 
-def log_model(lstm: FittedLstm, multipliers: dict[int, float], prices: pd.DataFrame, window: int) -> str:
+def log_model(
+    lstm: FittedLstm,
+    multipliers: dict[int, float],
+    prices: pd.DataFrame,
+    window: int,
+    scores: np.ndarray | None = None,
+    trained_through: str | None = None,
+) -> str:
     """Log the pyfunc model as code, with its Keras weights, config (window, return scale, calibrated
-    interval multipliers), signature and input example.
+    interval multipliers, and the calibration scores and last training date its adaptive intervals
+    start from), signature and input example.
 
     Returns the logged model's id (MLflow 3 logged models carry their own metrics).
     """
@@ -95,6 +111,8 @@ def log_model(lstm: FittedLstm, multipliers: dict[int, float], prices: pd.DataFr
                 WINDOW_CONFIG: window,
                 RETURN_SCALE_CONFIG: lstm.scaler.scale,
                 **{multiplier_config(level): value for level, value in multipliers.items()},
+                **({} if scores is None else {SCORES_CONFIG: [float(value) for value in scores]}),
+                **({} if trained_through is None else {TRAINED_THROUGH_CONFIG: trained_through}),
             },
             artifacts={KERAS_ARTIFACT: str(keras_path)},
             code_paths=[str(code_dir)],

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -27,6 +28,8 @@ from flow_steps.config.names import (
     FORECAST_COLUMN,
     HORIZON_PARAM,
     LAST_CLOSE_COLUMN,
+    MODEL_CONFIG_TRAINED_THROUGH,
+    MODEL_CONFIG_WINDOW,
     MODEL_VERSION_COLUMN,
     PRICE_COLUMN,
     TAG_MODEL_VERSION,
@@ -39,7 +42,8 @@ from flow_steps.data.sessions import next_sessions
 from flow_steps.data.sources import fetch_raw_prices
 from flow_steps.data.tickers import normalize_ticker, ticker_source
 from flow_steps.deployment.versions import alias_version_number
-from flow_steps.model.intervals import INTERVAL_COLUMNS, LEVELS, lower_column, upper_column
+from flow_steps.model.adaptive import ANSWER_INTERVAL_COLUMNS
+from flow_steps.model.intervals import LEVELS, lower_column, upper_column
 from flow_steps.runtime.interruption import interruptions_held
 
 logger = logging.getLogger(__name__)
@@ -51,12 +55,15 @@ VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>\d+)$")
 
 def forecast_table(prices: pd.DataFrame, answer: pd.DataFrame, calendar: str) -> pd.DataFrame:
     """Dates (the calendar's sessions after the last price), forecast closes, % change from the last
-    close, the prediction intervals the model gave, and the last close they start from (what monitoring
+    close, the prediction intervals the model gave (the default way's and the other's, see
+    flow_steps/model/adaptive.py), and the last close they start from (what monitoring
     compares the naive forecast with)."""
     last_date, last_close = prices[DATE_COLUMN].iloc[-1], float(prices[PRICE_COLUMN].iloc[-1])
     dates = next_sessions(calendar, last_date, len(answer))
     values = answer[FORECAST_COLUMN].to_numpy(dtype=float)
-    bounds = {column: answer[column].to_numpy(dtype=float) for column in INTERVAL_COLUMNS if column in answer}
+    bounds = {
+        column: answer[column].to_numpy(dtype=float) for column in ANSWER_INTERVAL_COLUMNS if column in answer
+    }
     return pd.DataFrame(
         {
             DATE_COLUMN: dates,
@@ -99,6 +106,23 @@ def registry_version_tags(model_uri: str) -> dict[str, str]:
     return {TAG_MODEL_VERSION: number} if number else {}
 
 
+def request_prices(prices: pd.DataFrame, model_config: dict | None) -> pd.DataFrame:
+    """The prices a forecast sends the model: from `window` closes before the first close after the
+    model's training end, so that its adaptive intervals walk through every close it was not trained on
+    (and none it was); all of them for a model that does not say its window and training end."""
+    config = model_config or {}
+    if MODEL_CONFIG_WINDOW not in config or MODEL_CONFIG_TRAINED_THROUGH not in config:
+        return prices
+    window = int(config[MODEL_CONFIG_WINDOW])
+    after = int(
+        np.searchsorted(
+            prices[DATE_COLUMN].to_numpy(), np.datetime64(config[MODEL_CONFIG_TRAINED_THROUGH]), "right"
+        )
+    )
+    first = max(0, min(after, len(prices)) - window)
+    return prices.iloc[min(first, max(0, len(prices) - window)) :]
+
+
 def forecast(
     model_uri: str,
     company_abbreviation: str,
@@ -115,7 +139,8 @@ def forecast(
     with interruptions_held():  # a signal stops it after TensorFlow's work, never inside it
         model = load_model(model_uri)
         try:
-            answer = model.predict(prices[[PRICE_COLUMN]], params={HORIZON_PARAM: horizon})
+            request = request_prices(prices, model.model_config)[[PRICE_COLUMN]].reset_index(drop=True)
+            answer = model.predict(request, params={HORIZON_PARAM: horizon})
         except MlflowException as error:
             raise PipelineError(
                 f"model '{model_uri}' refused the prices of {raw.resolved_source}: {error.message}"

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flow_steps.config.names import interval_method_prefix
+
 LEVELS = (80, 95)  # nominal coverage, in percent
 VOLATILITY_DECAY = 0.94
 MIN_CALIBRATION_DAYS = 5
@@ -32,6 +34,13 @@ def upper_column(level: int) -> str:
 
 
 INTERVAL_COLUMNS = tuple(column(level) for level in LEVELS for column in (lower_column, upper_column))
+
+
+def interval_columns(level: int, method: str = "") -> tuple[str, str]:
+    """The answer's lower and upper columns at `level`: `lower_80`, or `static_lower_80` for a way
+    that is not the default (flow_steps/model/adaptive.py)."""
+    prefix = interval_method_prefix(method) if method else ""
+    return prefix + lower_column(level), prefix + upper_column(level)
 
 
 def ewma_volatility(closes: np.ndarray, decay: float = VOLATILITY_DECAY) -> np.ndarray:
@@ -56,6 +65,21 @@ def latest_volatility(closes: np.ndarray, decay: float = VOLATILITY_DECAY) -> fl
     return float(ewma_volatility(closes, decay)[-1])
 
 
+def scaled_scores(actual: np.ndarray, forecast: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Each day's conformity score `|log(actual / forecast)| / sigma`: its error in units of volatility."""
+    errors = np.abs(np.log(np.asarray(actual, dtype=float) / np.asarray(forecast, dtype=float)))
+    return errors / np.asarray(sigma, dtype=float)
+
+
+def calibration_scores(actual: np.ndarray, forecast: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """The finite scaled scores of the calibration days, ascending; refused below MIN_CALIBRATION_DAYS."""
+    scores = np.sort(scaled_scores(actual, forecast, sigma))
+    scores = scores[np.isfinite(scores)]
+    if len(scores) < MIN_CALIBRATION_DAYS:
+        raise ValueError(f"{len(scores)} calibration days, need at least {MIN_CALIBRATION_DAYS}")
+    return scores
+
+
 def calibrate(
     actual: np.ndarray, forecast: np.ndarray, sigma: np.ndarray, levels: tuple[int, ...] = LEVELS
 ) -> dict[int, float]:
@@ -64,13 +88,14 @@ def calibrate(
     With n calibration days the quantile is the ceil((n + 1) * level)-th smallest score (capped at n),
     the split-conformal rule that covers at least `level` of new days when they behave like these.
     """
-    scores = np.abs(np.log(np.asarray(actual, dtype=float) / np.asarray(forecast, dtype=float)))
-    scores = np.sort(scores / np.asarray(sigma, dtype=float))
-    scores = scores[np.isfinite(scores)]
-    if len(scores) < MIN_CALIBRATION_DAYS:
-        raise ValueError(f"{len(scores)} calibration days, need at least {MIN_CALIBRATION_DAYS}")
-    rank = {level: min(len(scores), int(np.ceil((len(scores) + 1) * level / 100))) for level in levels}
-    return {level: float(scores[rank[level] - 1]) for level in levels}
+    return multipliers_from_scores(calibration_scores(actual, forecast, sigma), levels)
+
+
+def multipliers_from_scores(sorted_scores: np.ndarray, levels: tuple[int, ...] = LEVELS) -> dict[int, float]:
+    """The static multipliers of ascending calibration scores (see `calibrate`)."""
+    n = len(sorted_scores)
+    rank = {level: min(n, int(np.ceil((n + 1) * level / 100))) for level in levels}
+    return {level: float(sorted_scores[rank[level] - 1]) for level in levels}
 
 
 @dataclass(frozen=True)
@@ -80,9 +105,12 @@ class Interval:
 
 
 def scaled_intervals(
-    forecast: np.ndarray, sigma: np.ndarray, multipliers: dict[int, float], days_ahead: np.ndarray | int = 1
+    forecast: np.ndarray,
+    sigma: np.ndarray,
+    multipliers: dict[int, float] | dict[int, np.ndarray],
+    days_ahead: np.ndarray | int = 1,
 ) -> dict[int, Interval]:
-    """`forecast * exp(+-q * sigma * sqrt(days_ahead))` for each level's multiplier `q`."""
+    """`forecast * exp(+-q * sigma * sqrt(days_ahead))` for each level's multiplier `q` (or one per day)."""
     forecast = np.asarray(forecast, dtype=float)
     spread = np.asarray(sigma, dtype=float) * np.sqrt(np.asarray(days_ahead, dtype=float))
     return {
@@ -111,8 +139,8 @@ def coverage(actual: np.ndarray, interval: Interval) -> float:
     return float(np.mean((actual >= interval.lower) & (actual <= interval.upper)))
 
 
-def interval_score(actual: np.ndarray, interval: Interval, level: int) -> float:
-    """Mean Winkler score: width, plus 2 / alpha times the distance by which the actual falls outside.
+def interval_scores(actual: np.ndarray, interval: Interval, level: int) -> np.ndarray:
+    """Each day's Winkler score: width, plus 2 / alpha times the distance by which the actual falls outside.
 
     Lower is better; a narrow interval that misses pays for each miss (Gneiting & Raftery 2007).
     """
@@ -120,7 +148,12 @@ def interval_score(actual: np.ndarray, interval: Interval, level: int) -> float:
     alpha = 1 - level / 100
     below = np.maximum(interval.lower - actual, 0)
     above = np.maximum(actual - interval.upper, 0)
-    return float(np.mean(interval.upper - interval.lower + 2 / alpha * (below + above)))
+    return interval.upper - interval.lower + 2 / alpha * (below + above)
+
+
+def interval_score(actual: np.ndarray, interval: Interval, level: int) -> float:
+    """The mean Winkler score over the days (see `interval_scores`)."""
+    return float(np.mean(interval_scores(actual, interval, level)))
 
 
 def interval_metrics(

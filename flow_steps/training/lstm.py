@@ -15,16 +15,19 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from flow_steps.config.names import DATE_COLUMN, PRICE_COLUMN
+from flow_steps.config.names import DATE_COLUMN, INTERVAL_METHODS, PRICE_COLUMN, interval_method_prefix
 from flow_steps.config.values import TrainParams
+from flow_steps.model.adaptive import DEFAULT_INTERVALS, both_intervals
 from flow_steps.model.features import ReturnScaler, holdout_size, make_windows, model_inputs, next_log_returns
 from flow_steps.model.intervals import (
     FEW_CALIBRATION_DAYS,
+    LEVELS,
     Interval,
-    calibrate,
+    calibration_scores,
     constant_intervals,
     ewma_volatility,
-    scaled_intervals,
+    interval_metrics,
+    multipliers_from_scores,
 )
 from flow_steps.model.pyfunc import predict_next_closes
 from flow_steps.runtime.interruption import raise_if_interrupted
@@ -201,13 +204,15 @@ class SplitEvaluation:
     forecasts: dict[str, np.ndarray]  # model name -> forecast of each test day
     intervals: dict[str, dict[int, Interval]]  # model name -> level -> interval of each test day
     multipliers: dict[int, float]  # the LSTM's calibrated multiplier of volatility, per level
+    scores: np.ndarray  # the LSTM's calibration scores, ascending (what adaptive intervals start from)
+    lstm_intervals: dict[str, dict[int, Interval]]  # static and adaptive: way -> level -> interval
     table: pd.DataFrame  # one row per model, every metric
     metrics: dict[str, float]  # the table as MLflow metric names, and seconds to fit the peers
 
 
-def calibrate_on_validation(lstm: FittedLstm, training_closes: np.ndarray, window: int) -> dict[int, float]:
-    """The LSTM's interval multipliers, from its errors on the validation windows (after the fit windows,
-    before the test days) scaled by the volatility known before each validation day."""
+def calibrate_on_validation(lstm: FittedLstm, training_closes: np.ndarray, window: int) -> np.ndarray:
+    """The LSTM's calibration scores, ascending: its errors on the validation windows (after the fit
+    windows, before the test days) scaled by the volatility known before each validation day."""
     windows, targets = make_windows(training_closes, window)
     n_validation = lstm.n_validation_samples
     forecasts = predict_next_closes(lstm.keras_model, windows[-n_validation:], lstm.scaler)
@@ -218,7 +223,7 @@ def calibrate_on_validation(lstm: FittedLstm, training_closes: np.ndarray, windo
             "too narrow; use a longer price history or a larger validation_fraction",
             n_validation,
         )
-    return calibrate(targets[-n_validation:], forecasts, sigma)
+    return calibration_scores(targets[-n_validation:], forecasts, sigma)
 
 
 def evaluate_split(
@@ -247,10 +252,13 @@ def evaluate_split(
         **baseline_forecasts(closes, n_test, params.window, params.ma_window, params.knn_neighbors),
         **peers.forecasts,
     }
-    multipliers = calibrate_on_validation(lstm, closes[:-n_test], params.window)
+    scores = calibrate_on_validation(lstm, closes[:-n_test], params.window)
+    multipliers = multipliers_from_scores(scores)
     test_sigma = ewma_volatility(closes)[len(closes) - n_test : len(closes)]
+    # adaptive: walking through the test days in order, each day's interval from the misses before it
+    lstm_intervals = both_intervals(scores, closes[-n_test:], forecasts[LSTM], test_sigma, LEVELS)
     intervals = {
-        LSTM: scaled_intervals(forecasts[LSTM], test_sigma, multipliers),
+        LSTM: lstm_intervals[DEFAULT_INTERVALS],
         NAIVE: constant_intervals(closes[-n_test - 1 : -1], closes[:-n_test]),
         **peers.intervals,
     }
@@ -258,6 +266,10 @@ def evaluate_split(
     metrics = metrics_by_name(table, closes[-n_test - 1 : -1], closes[-n_test:])
     metrics.update({f"{name}_fit_seconds": seconds for name, seconds in peers.seconds.items()})
     metrics.update({f"interval_multiplier_{level}": value for level, value in multipliers.items()})
+    for method in INTERVAL_METHODS:
+        metrics.update(
+            interval_metrics(closes[-n_test:], lstm_intervals[method], interval_method_prefix(method))
+        )
     return SplitEvaluation(
         lstm=lstm,
         dates=prices[DATE_COLUMN].iloc[-n_test:].reset_index(drop=True),
@@ -265,6 +277,8 @@ def evaluate_split(
         forecasts=forecasts,
         intervals=intervals,
         multipliers=multipliers,
+        scores=scores,
+        lstm_intervals=lstm_intervals,
         table=table,
         metrics=metrics,
     )

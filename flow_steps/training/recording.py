@@ -24,8 +24,8 @@ from flow_steps.config.names import (
 )
 from flow_steps.config.values import TrainParams, check_train_params
 from flow_steps.data.reading import sha256_bytes
+from flow_steps.model.adaptive import DEFAULT_INTERVALS, OTHER_INTERVALS, answer_columns
 from flow_steps.model.features import check_enough_rows, holdout_size
-from flow_steps.model.intervals import lower_column, upper_column
 from flow_steps.runtime.inputs import log_prices_input, read_prepared
 from flow_steps.training.evaluation import LSTM, NAIVE, backtest_ranges, backtest_summary
 from flow_steps.training.lstm import (
@@ -90,11 +90,11 @@ def fit_and_record(stock_data: str, params: TrainParams) -> tuple[pd.DataFrame, 
 
 
 def log_split_artifacts(split: SplitEvaluation, prices: pd.DataFrame) -> None:
-    bounds = {
-        column(level): getattr(interval, side)
-        for level, interval in split.intervals[LSTM].items()
-        for column, side in ((lower_column, "lower"), (upper_column, "upper"))
-    }
+    bounds = {}  # lstm_lower_80, ... of the default intervals; lstm_adaptive_lower_80, ... of the other way
+    for method in (DEFAULT_INTERVALS, OTHER_INTERVALS):
+        for level, interval in split.lstm_intervals[method].items():
+            lower, upper = answer_columns(method, level)
+            bounds.update({lower: interval.lower, upper: interval.upper})
     predictions = pd.DataFrame(
         {
             DATE_COLUMN: split.dates,

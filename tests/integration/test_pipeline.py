@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -21,6 +22,7 @@ from flow_steps.config.names import (
     BACKTEST_PATH,
     DOWNLOAD_STEP,
     FORECAST_PLOT_PATH,
+    INTERVAL_METHODS,
     METRICS_TABLE_PATH,
     MODEL_ARTIFACT,
     PREDICTIONS_PATH,
@@ -36,8 +38,9 @@ from flow_steps.config.names import (
 )
 from flow_steps.data.sources import SAMPLE_FILE
 from flow_steps.deployment.packaging import served_code_files
+from flow_steps.deployment.prediction import request_prices
 from flow_steps.deployment.scoring import holdout_days, score
-from flow_steps.model.intervals import INTERVAL_COLUMNS
+from flow_steps.model.adaptive import ANSWER_INTERVAL_COLUMNS, DEFAULT_INTERVALS, answer_columns
 from flow_steps.runtime.inputs import read_prepared
 from flow_steps.runtime.lineage import PROJECT_ROOT, RUNNING_CODE
 from flow_steps.training.evaluation import BASELINES, STATISTICAL_PEERS
@@ -82,6 +85,12 @@ def register_arguments(register: Run) -> list[str]:
     )
 
 
+def interval(answer: pd.DataFrame, method: str, level: int) -> tuple[float, float]:
+    """The first row's interval of one way (static or adaptive) at `level`."""
+    lower, upper = answer_columns(method, level)
+    return answer[lower].item(), answer[upper].item()
+
+
 def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price_level(tracking):
     params = {**TINY_PARAMS, "lstm_units": "6", "backtest_folds": "2", "register_model": "true"}
     result = run_command(mlflow_run(params, experiment=EXPERIMENT), tracking.env)
@@ -120,6 +129,12 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     for prefix in ("", "naive_", "autoets_"):  # intervals: the LSTM's, the constant baseline's, AutoETS's
         for name in ("coverage_80", "coverage_95", "interval_score_80", "interval_score_95"):
             assert f"{prefix}test_{name}" in metrics
+    # The LSTM's intervals both ways, side by side; the unprefixed ones are the default way's.
+    for way in INTERVAL_METHODS:
+        for name in ("coverage_80", "coverage_95", "interval_score_80", "interval_score_95"):
+            assert f"{way}_test_{name}" in metrics and f"backtest_{way}_test_{name}" in metrics
+    assert metrics["test_coverage_80"] == metrics[f"{DEFAULT_INTERVALS}_test_coverage_80"]
+    assert metrics["test_interval_score_95"] == metrics[f"{DEFAULT_INTERVALS}_test_interval_score_95"]
     assert metrics["autoarima_fit_seconds"] > 0 and metrics["train_seconds"] > 0
     assert metrics["test_rmse_vs_naive"] == pytest.approx(metrics["test_rmse"] / metrics["naive_test_rmse"])
     assert 0 <= metrics["test_up_share"] <= 1
@@ -144,7 +159,7 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
         "lstm",
         *BASELINES,
         *STATISTICAL_PEERS,
-        *(f"lstm_{column}" for column in INTERVAL_COLUMNS),
+        *(f"lstm_{column}" for column in ANSWER_INTERVAL_COLUMNS),
     ]
     table = pd.read_csv(
         mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path=METRICS_TABLE_PATH)
@@ -223,6 +238,23 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     assert forecast["forecast_close"].item() == pytest.approx(later.iloc[-1], rel=0.05)
     assert forecast["lower_95"].item() < forecast["lower_80"].item() < forecast["forecast_close"].item()
     assert forecast["forecast_close"].item() < forecast["upper_80"].item() < forecast["upper_95"].item()
+    # Its adaptive intervals start from the calibration scores it carries; after a run of misses in the
+    # request's closes (moves growing 20% a day, ahead of any volatility estimate) they are wider than
+    # the static ones; with no close beyond one window they are the static ones.
+    served = model.unwrap_python_model()
+    assert len(served.scores) >= 5 and model.model_config["trained_through"] == f"{prices['Date'].iloc[-61]}"
+    storm = later.iloc[-1] * np.exp(np.cumsum([0.003 * 1.2**day * (-1) ** day for day in range(1, 26)]))
+    stormy = model.predict(pd.DataFrame({"Close": [*later.to_numpy()[-10:], *storm]}))  # one window first
+    widths = {
+        way: np.log(interval(stormy, way, 80)[1] / interval(stormy, way, 80)[0]) for way in INTERVAL_METHODS
+    }
+    assert widths["adaptive"] > widths["static"]  # at 95% the static multiplier may be the largest score
+    one_window = model.predict(pd.DataFrame({"Close": later.to_numpy()[-10:]}))
+    for level in (80, 95):
+        assert interval(one_window, "adaptive", level) == interval(one_window, "static", level)
+    # A forecast sends the closes from one window before the first test day: none it was trained on.
+    sent = request_prices(prices.assign(Date=pd.to_datetime(prices["Date"])), model.model_config)
+    assert len(sent) == 60 + 10
 
     # Run again with --reuse-training (given alone): every step is reused, the registration too,
     # since that training run is already version 1; no step process is launched.

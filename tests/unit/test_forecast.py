@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -43,3 +44,16 @@ def test_forecast_runs_the_price_checks_before_loading_any_model(tracking, monke
 )
 def test_a_numbered_version_or_a_run_is_recorded_without_asking_the_registry(uri, tags):
     assert prediction.registry_version_tags(uri) == tags
+
+
+def test_a_forecast_sends_the_closes_after_the_training_end_and_one_window_before_them():
+    prices = pd.DataFrame({"Date": pd.bdate_range("2024-01-01", periods=10), "Close": np.arange(1.0, 11.0)})
+    config = {"window": 3, "trained_through": "2024-01-05"}  # the 5th close, a Friday
+
+    def sent(**changes: str) -> list[float]:
+        return prediction.request_prices(prices, {**config, **changes})["Close"].tolist()
+
+    assert sent() == [3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]  # from 3 closes before the 6th
+    assert sent(trained_through="2024-01-12") == [8.0, 9.0, 10.0]  # through the last close: one window
+    assert len(sent(trained_through="2023-06-30")) == 10  # through a date before the prices: all
+    assert len(prediction.request_prices(prices, {"window": 3})) == 10  # a model logged before ACI

@@ -7,8 +7,15 @@ from mlflow.exceptions import MlflowException
 
 from flow_steps.config.errors import DataValidationError
 from flow_steps.config.names import DAYS_AHEAD_COLUMN, FORECAST_COLUMN, MAX_HORIZON
+from flow_steps.model.adaptive import ANSWER_INTERVAL_COLUMNS, adaptive_run, answer_columns
 from flow_steps.model.features import ReturnScaler
-from flow_steps.model.intervals import INTERVAL_COLUMNS, latest_volatility
+from flow_steps.model.intervals import (
+    INTERVAL_COLUMNS,
+    ewma_volatility,
+    latest_volatility,
+    multipliers_from_scores,
+    scaled_scores,
+)
 from flow_steps.model.pyfunc import LstmPriceForecaster, predict_next_closes
 from flow_steps.training.network import build_lstm
 
@@ -112,3 +119,54 @@ def test_pyfunc_refuses_bad_input_with_a_client_error(forecaster, frame, params,
     with pytest.raises(MlflowException, match=message) as caught:
         forecaster.predict(None, frame, params=params)
     assert caught.value.get_http_status_code() == 400
+
+
+SCORES = np.linspace(0.01, 2.0, 200)  # calibration scores; the static 80% multiplier is the 161st
+
+
+@pytest.fixture
+def adaptive_forecaster(tiny_lstm) -> LstmPriceForecaster:
+    static = multipliers_from_scores(SCORES)
+    model = LstmPriceForecaster(window=5, return_scale=0.02, multipliers=static, scores=SCORES)
+    model._keras_model = tiny_lstm
+    return model
+
+
+def storm(calm_days: int, storm_days: int) -> np.ndarray:
+    """Calm closes (+-0.3%), then moves growing 15% a day: volatility always lags, so each one misses."""
+    moves = [0.003 * (-1) ** day for day in range(calm_days)]
+    moves += [0.003 * 1.15**day * (-1) ** day for day in range(1, storm_days + 1)]
+    return 100 * np.exp(np.cumsum([0.0, *moves]))
+
+
+def half_width(answer: pd.DataFrame, method: str, level: int = 80) -> float:
+    lower, upper = answer_columns(method, level)
+    return float(np.log(answer[upper] / answer[lower]).iloc[0]) / 2
+
+
+def test_the_served_model_widens_its_intervals_after_a_run_of_misses_in_the_request(adaptive_forecaster):
+    answer = adaptive_forecaster.predict(None, pd.DataFrame({"Close": storm(5, 30)}))
+    assert list(answer.columns) == [DAYS_AHEAD_COLUMN, FORECAST_COLUMN, *ANSWER_INTERVAL_COLUMNS]
+    static = multipliers_from_scores(SCORES)[80]
+    sigma = latest_volatility(storm(5, 30))
+    assert half_width(answer, "static") == pytest.approx(static * sigma, rel=1e-9)
+    assert half_width(answer, "adaptive") > 1.1 * half_width(answer, "static")
+
+
+def test_a_request_of_one_window_has_the_static_intervals_and_so_has_a_model_without_scores(
+    adaptive_forecaster, forecaster
+):
+    closes = pd.DataFrame({"Close": storm(0, 4)})  # exactly window = 5 closes: nothing to adapt to
+    answer = adaptive_forecaster.predict(None, closes)
+    for level in (80, 95):
+        assert half_width(answer, "adaptive", level) == pytest.approx(half_width(answer, "static", level))
+    older = forecaster.predict(None, pd.DataFrame({"Close": storm(5, 30)}))  # logged before ACI
+    assert list(older.columns) == [DAYS_AHEAD_COLUMN, FORECAST_COLUMN, *INTERVAL_COLUMNS]
+
+
+def test_the_adaptive_multiplier_is_aci_over_the_requests_one_step_forecasts(adaptive_forecaster):
+    closes = storm(10, 12)
+    forecasts = adaptive_forecaster.one_step_forecasts(closes, n_last=len(closes) - 5)
+    sigma = ewma_volatility(closes)[5 : len(closes)]
+    expected = adaptive_run(SCORES, scaled_scores(closes[5:], forecasts, sigma), 95).next_multiplier
+    assert adaptive_forecaster.multipliers_by_method(closes)["adaptive"][95] == pytest.approx(expected)
