@@ -64,14 +64,14 @@ def refusal(ticker: str = TICKER, as_of: datetime | None = None) -> str:
 
 def test_429_with_retry_after_then_the_prices(tiingo, tiingo_env):
     tiingo.script = [rate_limited("1"), rate_limited("1")]
-    raw = fetch_raw_prices("tiingo", TICKER)
+    raw = fetch_raw_prices("tiingo", TICKER, now=pd.Timestamp("2026-12-04 22:00", tz="UTC"))
     frame = pd.read_csv(io.BytesIO(raw.content))
     assert len(frame) == 3270 and frame["date"].iloc[0] == "2000-03-01"
     assert raw.resolved_source == f"tiingo:{TICKER}@{tiingo.url}"
     assert len(tiingo.requests) == 3
     last = tiingo.requests[-1]
     assert last.path == f"/tiingo/daily/{TICKER}/prices"
-    assert last.query == {"startDate": ["1962-01-01"], "format": ["json"]}
+    assert last.query == {"startDate": ["1962-01-01"], "format": ["json"], "endDate": ["2026-12-04"]}
     assert {name.lower(): value for name, value in last.headers.items()}["authorization"] == f"Token {KEY}"
     assert all(KEY not in request.path and KEY not in str(request.query) for request in tiingo.requests)
 
@@ -120,7 +120,7 @@ def test_the_stand_in_also_answers_csv_as_tiingo_documents(tiingo):
     import requests
 
     answer = requests.get(
-        f"{tiingo.url}/tiingo/daily/msft/prices",
+        f"{tiingo.url}/tiingo/daily/{TICKER.lower()}/prices",
         params={"startDate": "2013-02-27", "endDate": "2013-02-28", "format": "csv"},
         headers={"Authorization": f"Token {KEY}"},
         timeout=10,
