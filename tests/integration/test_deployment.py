@@ -147,7 +147,7 @@ def test_a_better_model_takes_the_champion_alias(registry):
 
 
 def test_a_worse_model_stays_challenger(registry):
-    tracking, [_, second, third, _] = registry
+    tracking, [_, second, third, *_] = registry
     metrics = third.register.data.metrics
     assert metrics["champion_test_rmse"] == pytest.approx(second.expected_rmse, rel=1e-9)
     assert metrics["challenger_test_rmse"] == pytest.approx(third.expected_rmse, rel=1e-9)
