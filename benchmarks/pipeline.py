@@ -141,7 +141,7 @@ def in_process(params: dict[str, str]) -> dict[str, float]:
         registered_model_name,
     )
     from flow_steps.config.values import PriceChecks, Registration, TrainParams
-    from flow_steps.deployment.promotion import register
+    from flow_steps.deployment.registration import register
     from flow_steps.runtime.lifecycle import mark_training_experiment
     from flow_steps.runtime.lineage import code_version
 

@@ -1,11 +1,14 @@
-"""Step 4: register the trained model, and make it the champion only if it beats the current one.
+"""Step 4: register the trained model, and make it the champion only if it beats the current one by evidence.
 
 The new version gets the alias `challenger` and tags with its evaluation metrics and data lineage.
-Both models are scored on the new model's test days, next to the naive forecast; the alias `champion`
-moves to the new version only when its RMSE is lower. The first version of a model becomes champion.
-A model's score is the test RMSE its train_model run logged when that run was tested on exactly these
-days (the same prepared prices, by SHA-256, and the same number of test days); otherwise the model is
-loaded and scored here, which costs a TensorFlow start-up.
+Both models are scored day by day on the new model's test days, next to the naive forecast; the alias
+`champion` moves to the new version only when a one-sided Diebold-Mariano test (HLN's small-sample
+correction) finds its squared errors lower at `promotion_alpha`, its RMSE is lower by at least
+`min_improvement`, and its 80% interval score is not significantly worse. The first version of a model
+becomes champion (tagged `no_skill_over_naive` when the same test finds no skill over the naive forecast).
+A model's daily losses come from its train_model run's test predictions when that run was tested on
+exactly these days (the same prepared prices, by SHA-256, and the same number of test days); otherwise
+the model is loaded and scored here, which costs a TensorFlow start-up.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from flow_steps.config.names import (
     TAG_REGISTERED_MODEL,
 )
 from flow_steps.config.values import Registration
-from flow_steps.deployment.promotion import register
+from flow_steps.deployment.registration import register
 from flow_steps.runtime.inputs import local_input
 from flow_steps.runtime.lifecycle import run_step
 
@@ -31,11 +34,21 @@ logger = logging.getLogger(__name__)
 
 @click.command(
     help="Register a trained model as a new version of MODEL_NAME with the alias 'challenger', tagged "
-    "with its metrics and data lineage. It becomes 'champion' when it is the first version, or when its "
-    "RMSE on its test days beats the current champion's RMSE on the same days."
+    "with its metrics and data lineage. It becomes 'champion' when it is the first version, or when on its "
+    "test days it beats the current champion by evidence: a Diebold-Mariano p-value at most "
+    "PROMOTION_ALPHA, an RMSE lower by at least MIN_IMPROVEMENT, an 80% interval score not significantly "
+    "worse."
 )
 @options(REGISTER_STEP)
-def cli(model_uri: str, stock_data: str, test_fraction: float, model_name: str) -> None:
+def cli(
+    model_uri: str,
+    stock_data: str,
+    test_fraction: float,
+    model_name: str,
+    promotion_alpha: float,
+    min_improvement: float,
+) -> None:
+    registration = Registration(model_name, test_fraction, promotion_alpha, min_improvement)
     run_step(
         REGISTER_STEP,
         {
@@ -43,8 +56,10 @@ def cli(model_uri: str, stock_data: str, test_fraction: float, model_name: str) 
             "stock_data": stock_data,
             "test_fraction": test_fraction,
             "model_name": model_name,
+            "promotion_alpha": promotion_alpha,
+            "min_improvement": min_improvement,
         },
-        lambda: register(model_uri, local_input(stock_data), Registration(model_name, test_fraction)),
+        lambda: register(model_uri, local_input(stock_data), registration),
         output=registered_version_uri,
     )
 

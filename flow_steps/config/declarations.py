@@ -16,7 +16,7 @@ from flow_steps.config.names import (
     TIINGO_SOURCE,
     YAHOO_SOURCE,
 )
-from flow_steps.config.spec import Param
+from flow_steps.config.spec import Param, significance_level
 
 # Download (and every command that fetches prices).
 COMPANY_ABBREVIATION = Param(
@@ -160,6 +160,22 @@ BACKTEST_FOLDS = Param(
 # Register.
 MODEL_URI = Param("model_uri", "string", None, "runs:/<train_model run id>/model")
 MODEL_NAME = Param("model_name", "string", None, "Registered model name, e.g. stock-MSFT-lstm.")
+
+PROMOTION_ALPHA = significance_level(
+    "promotion_alpha",
+    "Level of the promotion tests: the challenger replaces the champion only when a one-sided "
+    "Diebold-Mariano test on the test days' squared errors gives a p-value at most this "
+    "(docs/deployment.md).",
+)
+MIN_IMPROVEMENT = Param(
+    "min_improvement",
+    "float",
+    0.005,
+    "... and its test RMSE is lower than the champion's by at least this share (0.005 = 0.5%).",
+    low=0,
+    high=1,
+    high_open=True,
+)
 # Forecast.
 MODEL = Param(
     "model",
@@ -186,33 +202,16 @@ OUTPUT = Param(
 WINDOW_FORECASTS = Param(
     "window_forecasts",
     "int",
-    20,
-    "How many of the newest logged forecasts (forecast runs) whose dates have real closes to score.",
+    250,
+    "How many of the newest logged forecasts (forecast runs) whose dates have real closes to score; the "
+    "tests take each one's first day (250: a year of daily forecasts).",
     low=1,
 )
-MAX_RMSE_VS_NAIVE = Param(
-    "max_rmse_vs_naive",
-    "float",
-    1.1,
-    "The champion is degraded when its realized RMSE / the naive forecast's RMSE is above this.",
-    low=0,
-    low_open=True,
-)
-MIN_COVERAGE_80 = Param(
-    "min_coverage_80",
-    "float",
-    0.65,
-    "The champion is degraded when its 80% interval held less than this share of the realized closes.",
-    low=0,
-    high=1,
-)
-MAX_COVERAGE_80 = Param(
-    "max_coverage_80",
-    "float",
-    0.95,
-    "... or more than this share (an interval too wide to be useful).",
-    low=0,
-    high=1,
+MONITOR_ALPHA = significance_level(
+    "monitor_alpha",
+    "Level of monitor's tests: the champion is degraded when its realized loss is significantly worse than "
+    "the naive forecast's (Diebold-Mariano) or an interval fails Kupiec's or Christoffersen's test, p-value "
+    "at most this (docs/deployment.md).",
 )
 FAIL_ON_DEGRADATION = Param(
     "fail_on_degradation",
@@ -229,7 +228,7 @@ REGISTER_MODEL = Param(
     "bool",
     True,
     "Register the model as stock-<TICKER>-lstm (alias challenger) and make it champion when it beats the "
-    "current champion on the same test days.",
+    "current champion on the same test days, by evidence (promotion_alpha, min_improvement).",
 )
 CRASH_RETRIES = Param(
     "crash_retries",
@@ -243,6 +242,7 @@ CRASH_RETRIES = Param(
 
 DOWNLOAD_PARAMS = (COMPANY_ABBREVIATION, DATA_SOURCE, QUANDL_DATABASE, AS_OF, *PRICE_CHECK_PARAMS)
 TRANSFORM_PARAMS = (MAX_ROW_LIMIT, *PRICE_CHECK_PARAMS)
+PROMOTION_PARAMS = (PROMOTION_ALPHA, MIN_IMPROVEMENT)
 TRAIN_PARAMS = (
     LSTM_UNITS,
     WINDOW,
@@ -258,6 +258,5 @@ TRAIN_PARAMS = (
 )
 
 # main's parameters: every step's, once each, and the driver's own.
-PIPELINE_PARAMS = tuple(
-    dict.fromkeys((*DOWNLOAD_PARAMS, *TRANSFORM_PARAMS, *TRAIN_PARAMS, REUSE_TRAINING, REGISTER_MODEL))
-)
+STEP_PARAMS = (*DOWNLOAD_PARAMS, *TRANSFORM_PARAMS, *TRAIN_PARAMS, REUSE_TRAINING, REGISTER_MODEL)
+PIPELINE_PARAMS = tuple(dict.fromkeys((*STEP_PARAMS, *PROMOTION_PARAMS)))

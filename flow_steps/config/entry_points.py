@@ -13,14 +13,13 @@ from flow_steps.config.declarations import (
     DOWNLOAD_PARAMS,
     FAIL_ON_DEGRADATION,
     HORIZON,
-    MAX_COVERAGE_80,
-    MAX_RMSE_VS_NAIVE,
-    MIN_COVERAGE_80,
     MODEL,
     MODEL_NAME,
     MODEL_URI,
+    MONITOR_ALPHA,
     OUTPUT,
     PIPELINE_PARAMS,
+    PROMOTION_PARAMS,
     STOCK_DATA,
     TEST_FRACTION,
     TRAIN_PARAMS,
@@ -50,7 +49,7 @@ ENTRY_POINTS = (
     EntryPoint(
         REGISTER_STEP,
         f"python -m flow_steps.{REGISTER_STEP}",
-        (MODEL_URI, STOCK_DATA, TEST_FRACTION, MODEL_NAME),
+        (MODEL_URI, STOCK_DATA, TEST_FRACTION, MODEL_NAME, *PROMOTION_PARAMS),
     ),
     EntryPoint(
         FORECAST_ENTRY_POINT,
@@ -61,14 +60,7 @@ ENTRY_POINTS = (
     EntryPoint(
         MONITOR_ENTRY_POINT,
         f"python -m flow_steps.{MONITOR_ENTRY_POINT}",
-        (
-            *DOWNLOAD_PARAMS,
-            WINDOW_FORECASTS,
-            MAX_RMSE_VS_NAIVE,
-            MIN_COVERAGE_80,
-            MAX_COVERAGE_80,
-            FAIL_ON_DEGRADATION,
-        ),
+        (*DOWNLOAD_PARAMS, WINDOW_FORECASTS, MONITOR_ALPHA, FAIL_ON_DEGRADATION),
         comment="Scores the ticker's logged forecasts against the closes data_source now has.",
     ),
     EntryPoint(

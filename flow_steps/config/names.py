@@ -71,6 +71,9 @@ ALREADY_REGISTERED = "already_registered"
 TAG_PROMOTION_REASON = "promotion_reason"
 TAG_CHAMPION_VERSION_BEFORE = "champion_version_before"
 TAG_CHAMPION_SAW_TEST_DAYS = "champion_saw_test_days"
+# On a new version and its register run: "true" when it shows no evidence of skill over the naive forecast
+# (the promotion test against naive fails); the first version becomes champion all the same.
+TAG_NO_SKILL_OVER_NAIVE = "no_skill_over_naive"
 TAG_STOCK_DATA_SHA256 = "stock_data_sha256"  # on train runs: the prepared prices trained and tested on
 # On register runs: where each score came from, SCORED_FROM_TRAINING or SCORED_HERE.
 TAG_CHALLENGER_SCORE_SOURCE = "challenger_score_source"
@@ -80,6 +83,7 @@ SCORED_HERE = "loaded and scored on these test days"
 TAG_MODEL_URI = "model_uri"  # on the parent and forecast runs
 TAG_DEGRADED = "degraded"  # on monitor runs: "true" when the champion is degraded
 TAG_DEGRADATION = "degradation"  # on monitor runs: why, in one line
+TAG_TOO_FEW_DAYS = "too_few_days"  # on monitor runs: the tests that could not run yet, and the days they need
 TAG_PRICE_COLUMN = "price_column"  # on the transform run
 TAG_TICKER = "ticker"  # on the transform run: names the datasets of the runs that read its prices
 TAG_SOURCE_NEWEST_FIRST = "source_newest_first"
@@ -122,6 +126,25 @@ METRIC_TRAIN_LOSS = "train_loss"
 METRIC_VAL_LOSS = "val_loss"
 METRIC_CHALLENGER_TEST_RMSE = "challenger_test_rmse"  # register_model's scores on the same test days
 METRIC_CHAMPION_TEST_RMSE = "champion_test_rmse"
+# register_model's evidence (deployment/evidence.py), challenger against champion on the same test days:
+# Diebold-Mariano (HLN) on the squared errors, its one-sided p-value, the mean of challenger - champion
+# squared error (negative: the challenger is better), 1 - challenger RMSE / champion RMSE; the same test on
+# the 80% interval scores (H1: the challenger's are worse); and the challenger against the naive forecast.
+METRIC_PROMOTION_STATISTIC = "promotion_dm_statistic"
+METRIC_PROMOTION_P_VALUE = "promotion_p_value"
+METRIC_PROMOTION_MEAN_LOSS_DIFFERENCE = "promotion_mean_loss_difference"
+METRIC_PROMOTION_IMPROVEMENT = "promotion_improvement"
+METRIC_INTERVAL_STATISTIC = "promotion_interval_dm_statistic"
+METRIC_INTERVAL_P_VALUE = "promotion_interval_p_value"
+METRIC_SKILL_STATISTIC = "skill_dm_statistic"
+METRIC_SKILL_P_VALUE = "skill_p_value"
+METRIC_SKILL_IMPROVEMENT = "skill_improvement"
+# monitor's evidence on the champion's one-day-ahead forecasts: the days tested, Diebold-Mariano against
+# the naive forecast (H1: the champion's loss is higher), and kupiec_<level>_* / christoffersen_<level>_*
+# (coverage_test_metric) for each interval.
+METRIC_TESTED_DAYS = "realized_tested_days"
+METRIC_MONITOR_STATISTIC = "realized_dm_statistic"
+METRIC_MONITOR_P_VALUE = "realized_dm_p_value"
 METRIC_LARGEST_GAP_DAYS = "largest_gap_days"  # download and transform: the checks' findings
 METRIC_LARGEST_GAP_SESSIONS = "largest_gap_sessions"
 METRIC_MISSING_SESSIONS = "missing_sessions"
@@ -168,6 +191,11 @@ SAMPLE_TICKER = "MSFT"
 def raw_data_path(ticker: str) -> str:
     """Artifact path of the raw CSV that download_raw_data logs for `ticker`."""
     return f"{RAW_DATA_DIR}/{ticker}.csv"
+
+
+def coverage_test_metric(test: str, level: int, what: str) -> str:
+    """monitor's metric of a coverage test: kupiec_80_p_value, christoffersen_95_statistic, ..."""
+    return f"{test}_{level}_{what}"
 
 
 def registered_model_name(ticker: str) -> str:

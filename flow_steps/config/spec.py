@@ -102,6 +102,11 @@ class Param:
         return f"{{type: {kind}, default: {default}}}"
 
 
+def significance_level(name: str, help_text: str, default: float = 0.05) -> Param:
+    """A statistical test's level (alpha), in (0, 0.5]."""
+    return Param(name, "float", default, help_text, low=0, high=0.5, low_open=True)
+
+
 @dataclass(frozen=True)
 class EntryPoint:
     """An MLproject entry point: its command and its parameters, in command-line order."""

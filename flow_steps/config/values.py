@@ -21,8 +21,10 @@ from flow_steps.config.declarations import (
     MAX_DAILY_MOVE,
     MAX_GAP_DAYS,
     MAX_GAP_SESSIONS,
+    MIN_IMPROVEMENT,
     ON_SUSPECT_MOVE,
     PATIENCE,
+    PROMOTION_ALPHA,
     SEED,
     TEST_FRACTION,
     TRAIN_PARAMS,
@@ -68,13 +70,17 @@ DEFAULT_TRAIN_PARAMS = TrainParams()
 
 @dataclass(frozen=True)
 class Registration:
-    """Parameters of register_model, checked when made: the registered model and the test days' share."""
+    """Parameters of register_model, checked when made: the registered model, the test days' share and
+    the promotion rule's level and least improvement."""
 
     model_name: str
     test_fraction: float = TEST_FRACTION.default
+    promotion_alpha: float = PROMOTION_ALPHA.default
+    min_improvement: float = MIN_IMPROVEMENT.default
 
     def __post_init__(self) -> None:
-        check_values((TEST_FRACTION,), {TEST_FRACTION.name: self.test_fraction})
+        checked = (TEST_FRACTION, PROMOTION_ALPHA, MIN_IMPROVEMENT)
+        check_values(checked, {param.name: getattr(self, param.name) for param in checked})
 
 
 def check_train_params(params: TrainParams) -> None:

@@ -1,67 +1,123 @@
-"""Promotion: a trained model becomes a new version, `challenger`, and `champion` only when it beats the
-current champion on the same test days; its lineage tags and description say how and on what."""
+"""Promotion, pure: when a new version replaces the champion (on the same test days, significantly and
+practically better, its intervals not significantly worse), and the version's description in one line.
+The registry's part is deployment/registration.py's; the statistics are deployment/evidence.py's.
+"""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
-import mlflow
-from mlflow.entities import Run
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+import numpy as np
 
-from flow_steps.config.errors import DataValidationError, PipelineError
+from flow_steps.config.declarations import MIN_IMPROVEMENT, PROMOTION_ALPHA
+from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import (
-    ALREADY_REGISTERED,
-    CHALLENGER_ALIAS,
-    CHAMPION_ALIAS,
-    DOWNLOAD_STEP,
     FIRST_VERSION,
     KEPT,
-    METRIC_CHALLENGER_TEST_RMSE,
-    METRIC_CHAMPION_TEST_RMSE,
-    METRIC_NAIVE_TEST_RMSE,
+    METRIC_INTERVAL_P_VALUE,
+    METRIC_INTERVAL_STATISTIC,
+    METRIC_PROMOTION_IMPROVEMENT,
+    METRIC_PROMOTION_MEAN_LOSS_DIFFERENCE,
+    METRIC_PROMOTION_P_VALUE,
+    METRIC_PROMOTION_STATISTIC,
+    METRIC_SKILL_IMPROVEMENT,
+    METRIC_SKILL_P_VALUE,
+    METRIC_SKILL_STATISTIC,
     METRIC_TEST_COVERAGE_80,
     METRIC_TEST_COVERAGE_95,
     PROMOTED,
-    TAG_CHALLENGER_SCORE_SOURCE,
-    TAG_CHAMPION_SAW_TEST_DAYS,
-    TAG_CHAMPION_SCORE_SOURCE,
-    TAG_CHAMPION_VERSION,
-    TAG_CHAMPION_VERSION_BEFORE,
-    TAG_CHILD_RUN_PREFIX,
-    TAG_CODE_VERSION,
-    TAG_DATA_SOURCE,
-    TAG_MODEL_VERSION,
-    TAG_PROMOTION,
-    TAG_PROMOTION_REASON,
-    TAG_RAW_SHA256,
-    TAG_REGISTERED_MODEL,
-    TAG_TRAIN_RUN_ID,
-    TAG_TRAINED_THROUGH,
-    TRANSFORM_STEP,
 )
-from flow_steps.config.values import Registration
-from flow_steps.data.reading import sha256_bytes
-from flow_steps.deployment.lock import promotion_lock
-from flow_steps.deployment.scoring import HoldoutDays, day_text, holdout_days, model_score
-from flow_steps.deployment.versions import MODEL_NAME_PATTERN, RUNS_URI, alias_version, register_version
-from flow_steps.runtime.inputs import input_file, read_prepared
-from flow_steps.runtime.lifecycle import refusals_explained
-from flow_steps.training.evaluation import naive_forecast, rmse
+from flow_steps.deployment.evidence import MIN_DM_DAYS, TestResult, dm_hln_test
+from flow_steps.deployment.scoring import DailyLosses, HoldoutDays, day_text
+from flow_steps.deployment.versions import RUNS_URI
 
-logger = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class PromotionRules:
+    """When a challenger is better enough: its DM p-value at most `alpha`, its RMSE lower by at least
+    `min_improvement` (a share), and its 80% interval score not significantly worse at `alpha`."""
+
+    alpha: float = PROMOTION_ALPHA.default
+    min_improvement: float = MIN_IMPROVEMENT.default
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One model against another on the same days: their RMSEs, Diebold-Mariano (HLN) on the squared
+    errors (H1: the first's are lower) and on the 80% interval scores (H1: the first's are higher; None
+    when either has no interval)."""
+
+    rmse: float
+    other_rmse: float
+    accuracy: TestResult
+    intervals: TestResult | None = None
+
+    @property
+    def improvement(self) -> float:
+        """1 - RMSE / the other's RMSE: the share by which the RMSE is lower."""
+        return 1 - self.rmse / self.other_rmse if self.other_rmse > 0 else 0.0
+
+    def better(self, rules: PromotionRules) -> bool:
+        """Significantly and practically better, and its intervals not significantly worse."""
+        worse_intervals = self.intervals is not None and self.intervals.rejects(rules.alpha)
+        return (
+            self.accuracy.rejects(rules.alpha)
+            and self.improvement >= rules.min_improvement
+            and not worse_intervals
+        )
+
+    def words(self, rules: PromotionRules, other: str) -> str:
+        """The comparison in words: the RMSEs, the tests and what they mean."""
+        lower = (
+            f"{self.improvement:.2%} lower" if self.improvement >= 0 else f"{-self.improvement:.2%} higher"
+        )
+        enough = "at least" if self.improvement >= rules.min_improvement else "under"
+        text = (
+            f"RMSE {self.rmse:.6g} against {other}'s {self.other_rmse:.6g} ({lower}, {enough} "
+            f"min_improvement {rules.min_improvement:.2%}); "
+        )
+        if self.accuracy.n < MIN_DM_DAYS:
+            text += f"{self.accuracy.n} days, too few for the Diebold-Mariano test (needs {MIN_DM_DAYS})"
+        elif self.accuracy.rejects(rules.alpha):
+            text += f"Diebold-Mariano p={self.accuracy.p_value:.3g} <= promotion_alpha {rules.alpha:g}"
+        else:
+            text += (
+                f"Diebold-Mariano p={self.accuracy.p_value:.3g} > promotion_alpha {rules.alpha:g}: not "
+                "significant, these test days cannot tell it apart from luck"
+            )
+        if self.intervals is not None:
+            worse = (
+                "significantly worse" if self.intervals.rejects(rules.alpha) else "not significantly worse"
+            )
+            text += f"; 80% interval score {worse} (p={self.intervals.p_value:.3g})"
+        return text
+
+
+def compare(challenger: DailyLosses, other: DailyLosses) -> Comparison:
+    """`challenger` against `other` on the same days (one-day-ahead forecasts: horizon 1). With fewer than
+    MIN_DM_DAYS days there is no test: p-value 1, statistic NaN."""
+    days = len(challenger.squared_error)
+    if days < MIN_DM_DAYS:
+        difference = float(np.mean(challenger.squared_error - other.squared_error)) if days else float("nan")
+        untested = TestResult(float("nan"), 1.0, days, difference)
+        return Comparison(challenger.rmse, other.rmse, untested)
+    accuracy = dm_hln_test(challenger.squared_error, other.squared_error, alternative="less")
+    intervals = None
+    if challenger.interval_score is not None and other.interval_score is not None:
+        intervals = dm_hln_test(challenger.interval_score, other.interval_score, alternative="greater")
+    return Comparison(challenger.rmse, other.rmse, accuracy, intervals)
 
 
 @dataclass(frozen=True)
 class Promotion:
-    """Whether the new version becomes champion, and why, in one line."""
+    """Whether the new version becomes champion, and why, in one line; the evidence against the champion
+    (None without one) and against the naive forecast (None when not compared)."""
 
     decision: str
     reason: str
+    against_champion: Comparison | None = None
+    against_naive: Comparison | None = None
+    no_skill: bool = False  # compared with the naive forecast and not better by the same rule
 
     @property
     def promotes(self) -> bool:
@@ -69,22 +125,49 @@ class Promotion:
 
 
 def decide_promotion(
-    challenger_rmse: float, champion_version: str | None, champion_rmse: float | None
+    challenger: DailyLosses,
+    champion_version: str | None,
+    champion: DailyLosses | None,
+    rules: PromotionRules = PromotionRules(),
+    naive: DailyLosses | None = None,
 ) -> Promotion:
-    """The new version replaces the champion only with a strictly lower RMSE on the same test days."""
+    """The new version replaces the champion only when, on the same test days, it is significantly
+    (Diebold-Mariano with HLN's correction, one-sided, p <= `rules.alpha`) and practically (RMSE lower by
+    at least `rules.min_improvement`) better, and its 80% interval score is not significantly worse. The
+    first version becomes champion whatever its evidence against `naive` (compared when given)."""
+    against_naive = compare(challenger, naive) if naive is not None else None
+    no_skill = against_naive is not None and not against_naive.better(rules)
     if champion_version is None:
-        return Promotion(FIRST_VERSION, "no champion yet: the first version becomes champion")
-    if champion_rmse is None:
-        return Promotion(KEPT, f"champion version {champion_version} cannot be scored on these test days")
-    if challenger_rmse < champion_rmse:
-        return Promotion(
-            PROMOTED,
-            f"RMSE {challenger_rmse:.6g} beats champion version {champion_version}'s {champion_rmse:.6g}",
-        )
-    return Promotion(
-        KEPT,
-        f"RMSE {challenger_rmse:.6g} does not beat champion version {champion_version}'s {champion_rmse:.6g}",
-    )
+        reason = "no champion yet: the first version becomes champion"
+        if no_skill:
+            reason += ", with no evidence of skill over the naive forecast"
+        return Promotion(FIRST_VERSION, reason, None, against_naive, no_skill)
+    if champion is None:
+        reason = f"champion version {champion_version} cannot be scored on these test days"
+        return Promotion(KEPT, reason, None, against_naive, no_skill)
+    comparison = compare(challenger, champion)
+    words = comparison.words(rules, f"champion version {champion_version}")
+    decision, verdict = (PROMOTED, "better") if comparison.better(rules) else (KEPT, "not better enough")
+    return Promotion(decision, f"{verdict} than the champion: {words}", comparison, against_naive, no_skill)
+
+
+def evidence_metrics(promotion: Promotion) -> dict[str, float]:
+    """What the register run logs of the evidence: against the champion and against the naive forecast."""
+    metrics = {}
+    champion, naive = promotion.against_champion, promotion.against_naive
+    if champion is not None:
+        metrics[METRIC_PROMOTION_STATISTIC] = champion.accuracy.statistic
+        metrics[METRIC_PROMOTION_P_VALUE] = champion.accuracy.p_value
+        metrics[METRIC_PROMOTION_MEAN_LOSS_DIFFERENCE] = champion.accuracy.mean_difference
+        metrics[METRIC_PROMOTION_IMPROVEMENT] = champion.improvement
+        if champion.intervals is not None:
+            metrics[METRIC_INTERVAL_STATISTIC] = champion.intervals.statistic
+            metrics[METRIC_INTERVAL_P_VALUE] = champion.intervals.p_value
+    if naive is not None:
+        metrics[METRIC_SKILL_STATISTIC] = naive.accuracy.statistic
+        metrics[METRIC_SKILL_P_VALUE] = naive.accuracy.p_value
+        metrics[METRIC_SKILL_IMPROVEMENT] = naive.improvement
+    return metrics
 
 
 def train_run_id(model_uri: str) -> str:
@@ -97,102 +180,6 @@ def train_run_id(model_uri: str) -> str:
     return match["run_id"]
 
 
-def lineage_tags(client: MlflowClient, train: Run, days: HoldoutDays) -> dict[str, str]:
-    """The tags tools need: the training run, code, data (source and hash) and last training day.
-
-    Scores live on the logged model (its metrics) and in the version's description; parameters on
-    the training run.
-    """
-    tags = {
-        TAG_TRAIN_RUN_ID: train.info.run_id,
-        TAG_CODE_VERSION: train.data.tags.get(TAG_CODE_VERSION, ""),
-        TAG_TRAINED_THROUGH: day_text(days.dates.iloc[-days.n_test - 1]),
-    }
-    parent_id = train.data.tags.get(MLFLOW_PARENT_RUN_ID)
-    if parent_id:  # the pipeline's parent run knows the download and transform runs
-        parent = client.get_run(parent_id).data.tags
-        for step in (DOWNLOAD_STEP, TRANSFORM_STEP):
-            if TAG_CHILD_RUN_PREFIX + step in parent:
-                tags[f"{step}_run_id"] = parent[TAG_CHILD_RUN_PREFIX + step]
-        if f"{DOWNLOAD_STEP}_run_id" in tags:
-            download = client.get_run(tags[f"{DOWNLOAD_STEP}_run_id"]).data.tags
-            tags.update(
-                {name: download[name] for name in (TAG_DATA_SOURCE, TAG_RAW_SHA256) if name in download}
-            )
-    return tags
-
-
-def register(model_uri: str, stock_data: str, registration: Registration) -> None:
-    """Register `model_uri` as a new version of the registered model, tag it, and move the aliases."""
-    model_name, test_fraction = registration.model_name, registration.test_fraction
-    if not MODEL_NAME_PATTERN.match(model_name):
-        raise PipelineError(f"model_name '{model_name}' must be letters, digits, '.', '_' or '-'")
-    run_id = train_run_id(model_uri)
-    prices_sha256 = sha256_bytes(input_file(stock_data, "stock_data").read_bytes())
-    days = holdout_days(read_prepared(stock_data, "stock_data"), test_fraction, prices_sha256)
-    client = MlflowClient()
-    try:
-        train = client.get_run(run_id)
-    except MlflowException as error:
-        raise PipelineError(f"model_uri '{model_uri}': no such run in this tracking store") from error
-    with (
-        refusals_explained(f"register versions of registered model '{model_name}'", "EDIT"),
-        promotion_lock(client, model_name),  # concurrent registrations decide one at a time
-    ):
-        _register_and_promote(client, train, model_uri, model_name, days)
-
-
-def _register_and_promote(
-    client: MlflowClient, train: Run, model_uri: str, model_name: str, days: HoldoutDays
-) -> None:
-    """The registry's part of `register`: a version, its tags and description, the aliases."""
-    run_id = train.info.run_id
-    version, is_new = register_version(
-        client, model_name, model_uri, run_id, lineage_tags(client, train, days)
-    )
-    champion = alias_version(client, model_name, CHAMPION_ALIAS)
-    challenger_rmse, source = model_score(f"models:/{model_name}/{version.version}", train, days)
-    naive_rmse = rmse(days.actual, naive_forecast(days.closes, days.n_test))
-    mlflow.log_metrics({METRIC_CHALLENGER_TEST_RMSE: challenger_rmse, METRIC_NAIVE_TEST_RMSE: naive_rmse})
-    mlflow.set_tag(TAG_CHALLENGER_SCORE_SOURCE, source)
-    if is_new:
-        promotion = _compare_with_champion(client, model_name, champion, challenger_rmse, days)
-        # The lineage tags came with the version; each call on a version costs two requests (MLflow
-        # first checks that the model is not a prompt).
-        client.set_model_version_tag(model_name, version.version, TAG_PROMOTION, promotion.decision)
-        client.update_model_version(
-            model_name,
-            version.version,
-            version_description(challenger_rmse, naive_rmse, days, promotion, train.data.metrics),
-        )
-        client.set_registered_model_alias(model_name, CHALLENGER_ALIAS, version.version)
-        if promotion.promotes:
-            client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version.version)
-    else:
-        promotion = Promotion(ALREADY_REGISTERED, f"run {run_id} is already version {version.version}")
-
-    champion_now = alias_version(client, model_name, CHAMPION_ALIAS)
-    mlflow.set_tags(
-        {
-            TAG_REGISTERED_MODEL: model_name,
-            TAG_MODEL_VERSION: str(version.version),
-            TAG_CHAMPION_VERSION: str(champion_now.version) if champion_now else "",
-            TAG_CHAMPION_VERSION_BEFORE: str(champion.version) if champion else "",
-            TAG_PROMOTION: promotion.decision,
-            TAG_PROMOTION_REASON: promotion.reason,
-        }
-    )
-    logger.info(
-        "%s version %s (test RMSE %.6g, naive %.6g): %s; champion is version %s",
-        model_name,
-        version.version,
-        challenger_rmse,
-        naive_rmse,
-        promotion.reason,
-        champion_now.version if champion_now else "none",
-    )
-
-
 def version_description(
     challenger_rmse: float,
     naive_rmse: float,
@@ -200,9 +187,11 @@ def version_description(
     promotion: Promotion,
     training_metrics: dict[str, float] | None = None,
 ) -> str:
-    """One line for the registry page: the score against naive, the intervals' coverage (from the
-    training run's test days), the data, the decision and why."""
+    """One line for the registry page: the score against naive (and the test of skill over it, when
+    made), the intervals' coverage (from the training run's test days), the data, the decision and why."""
     ratio = challenger_rmse / naive_rmse
+    naive = promotion.against_naive
+    skill = f" (skill test p={naive.accuracy.p_value:.3g})" if naive is not None else ""
     metrics = training_metrics or {}
     coverage = ""
     if METRIC_TEST_COVERAGE_80 in metrics and METRIC_TEST_COVERAGE_95 in metrics:
@@ -211,47 +200,8 @@ def version_description(
             f"/{metrics[METRIC_TEST_COVERAGE_95]:.1%}"
         )
     return (
-        f"Test RMSE {challenger_rmse:.4g} = {ratio:.3f} x naive over {days.n_test} days "
+        f"Test RMSE {challenger_rmse:.4g} = {ratio:.3f} x naive{skill} over {days.n_test} days "
         f"{day_text(days.dates.iloc[-days.n_test])}..{day_text(days.dates.iloc[-1])}{coverage}; "
         f"trained through {day_text(days.dates.iloc[-days.n_test - 1])}; {promotion.decision}: "
         f"{promotion.reason}"
     )
-
-
-def _compare_with_champion(
-    client: MlflowClient,
-    model_name: str,
-    champion: ModelVersion | None,
-    challenger_rmse: float,
-    days: HoldoutDays,
-) -> Promotion:
-    """Score the champion on these test days, log its score, and decide; warn if it saw those days."""
-    if champion is None:
-        return decide_promotion(challenger_rmse, None, None)
-    champion_rmse = _champion_score(client, model_name, champion, days)
-    if champion_rmse is not None:
-        mlflow.log_metric(METRIC_CHAMPION_TEST_RMSE, champion_rmse)
-    if champion.tags.get(TAG_TRAINED_THROUGH, "") >= day_text(days.dates.iloc[-days.n_test]):
-        logger.warning(
-            "Champion version %s was trained on data through %s, on or after the first test day: "
-            "its score on these days is optimistic",
-            champion.version,
-            champion.tags[TAG_TRAINED_THROUGH],
-        )
-        mlflow.set_tag(TAG_CHAMPION_SAW_TEST_DAYS, "true")
-    return decide_promotion(challenger_rmse, str(champion.version), champion_rmse)
-
-
-def _champion_score(
-    client: MlflowClient, model_name: str, champion: ModelVersion, days: HoldoutDays
-) -> float | None:
-    """The champion's RMSE on these test days, or None when its window needs more history than there is."""
-    try:
-        champion_rmse, source = model_score(
-            f"models:/{model_name}/{champion.version}", client.get_run(champion.run_id), days
-        )
-        mlflow.set_tag(TAG_CHAMPION_SCORE_SOURCE, source)
-        return champion_rmse
-    except DataValidationError as error:
-        logger.warning("Champion version %s cannot be scored: %s", champion.version, error)
-        return None

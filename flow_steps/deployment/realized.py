@@ -2,7 +2,7 @@
 
 Finds the newest forecast runs of the ticker (in the active run's experiment) whose dates now have a
 real close, scores them per model version (deployment/degradation.py) and logs the result on the active
-run; the champion's realized metrics decide whether it is degraded.
+run; the tests on the champion's one-day-ahead forecasts decide whether it is degraded.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from flow_steps.config.names import (
     TAG_FORECAST_TICKERS,
     TAG_MODEL_URI,
     TAG_MODEL_VERSION,
+    TAG_TOO_FEW_DAYS,
     TICKER_COLUMN,
     registered_model_name,
 )
@@ -36,9 +37,8 @@ from flow_steps.data.ingest import load_prices
 from flow_steps.data.sources import fetch_raw_prices
 from flow_steps.deployment.degradation import (
     RUN_COLUMN,
-    Thresholds,
     by_version,
-    degradation,
+    judge,
     realized_metrics,
     scored_days,
 )
@@ -93,11 +93,13 @@ def newest_scored(runs: list, ticker: str, prices: pd.DataFrame, window: int) ->
 
 @dataclass(frozen=True)
 class Monitoring:
-    """What monitoring found: the champion's degradation (None: not degraded, or nothing to judge yet)
-    and the realized metrics by version as people read them ('' when nothing was scored)."""
+    """What monitoring found: the champion's degradation (None: not degraded, or nothing to judge yet),
+    the realized metrics by version as people read them ('' when nothing was scored), and the tests that
+    had too few days (None: none)."""
 
     degradation: str | None
     report: str = ""
+    too_few_days: str | None = None
 
 
 def monitor_ticker(
@@ -106,18 +108,18 @@ def monitor_ticker(
     quandl_database: str,
     checks: PriceChecks,
     window: int,
-    thresholds: Thresholds,
+    alpha: float,
     now: pd.Timestamp,
 ) -> Monitoring:
     """Read the ticker's prices (the closes by `now`) as training does, then score its logged forecasts."""
     raw = fetch_raw_prices(data_source, ticker, quandl_database, now, checks)
     prices = load_prices(raw.content, raw.resolved_source, checks=checks).prices
-    return monitor(ticker, prices, window, thresholds)
+    return monitor(ticker, prices, window, alpha)
 
 
-def monitor(ticker: str, prices: pd.DataFrame, window: int, thresholds: Thresholds) -> Monitoring:
+def monitor(ticker: str, prices: pd.DataFrame, window: int, alpha: float) -> Monitoring:
     """Score the newest `window` forecast runs with real closes in `prices`, log them on the active run,
-    and judge the champion."""
+    and judge the champion by the tests at level `alpha` (monitor_alpha)."""
     client = MlflowClient()
     run = mlflow.active_run()
     scored = newest_scored(forecast_runs(client, run.info.experiment_id, ticker), ticker, prices, window)
@@ -143,8 +145,12 @@ def monitor(ticker: str, prices: pd.DataFrame, window: int, thresholds: Threshol
         return Monitoring(None, report)
     metrics = realized_metrics(champion_days)
     mlflow.log_metrics({f"realized_{name}": value for name, value in metrics.items()})
-    reason = degradation(metrics, thresholds)
-    mlflow.set_tag(TAG_DEGRADED, str(reason is not None).lower())
-    if reason:
-        mlflow.set_tag(TAG_DEGRADATION, reason)
-    return Monitoring(reason, report)
+    judgement = judge(champion_days, alpha)
+    mlflow.log_metrics(judgement.metrics)
+    mlflow.set_tag(TAG_DEGRADED, str(judgement.degradation is not None).lower())
+    if judgement.degradation:
+        mlflow.set_tag(TAG_DEGRADATION, judgement.degradation)
+    if judgement.too_few_days:
+        logger.info("The champion (version %s): %s", champion, judgement.too_few_days)
+        mlflow.set_tag(TAG_TOO_FEW_DAYS, judgement.too_few_days)
+    return Monitoring(judgement.degradation, report, judgement.too_few_days)

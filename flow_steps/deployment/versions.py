@@ -78,6 +78,8 @@ def model_description(model_name: str) -> str:
         f"(1-{MAX_HORIZON} trading days). Output: "
         "one row per day ahead, 'days_ahead' and 'forecast_close'. Every version is scored on its test days "
         "next to the naive forecast (tomorrow = today); the alias 'challenger' marks the newest version, "
-        "and 'champion' moves to a new version only when its RMSE on those days is strictly lower than "
-        "the current champion's on the same days. Made by the stock-market-prediction pipeline."
+        "and 'champion' moves to a new version only when, on its test days, it beats the current champion "
+        "by evidence: a one-sided Diebold-Mariano test finds its squared errors lower (p at most "
+        "promotion_alpha), its RMSE is lower by at least min_improvement, and its 80% interval score is "
+        "not significantly worse. Made by the stock-market-prediction pipeline."
     )

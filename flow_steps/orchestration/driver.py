@@ -19,6 +19,7 @@ from flow_steps.config.declarations import (
     COMPANY_ABBREVIATION,
     CRASH_RETRIES,
     DOWNLOAD_PARAMS,
+    PROMOTION_PARAMS,
     TRAIN_PARAMS,
     TRANSFORM_PARAMS,
 )
@@ -149,6 +150,7 @@ def _register(steps: StepRunner, train: Run, stock_data: str, params: dict[str, 
             "stock_data": stock_data,
             "test_fraction": params["test_fraction"],
             "model_name": model_name,
+            **_values(PROMOTION_PARAMS, params),
         },
         {} if already_registered else None,
     )

@@ -1,7 +1,9 @@
 """Deployment: the Model Registry's champion/challenger, the served REST model and the forecast command.
 
-One temporary store for the module: four models of known RMSE registered in a row (worse, better, worse
-again, the same as the champion), then `mlflow models serve` on the champion and the forecast command.
+One temporary store for the module: five models of known RMSE registered in a row (worse, better, worse
+again, the same as the champion, the champion nudged), then `mlflow models serve` on the champion and the
+forecast command. Promotion by evidence has its own models: one with a real edge on prices that drift,
+and LSTMs trained with different seeds.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from deploy.local_serving import invocation_payload, served_model
-from flow_steps import download_raw_data, forecast, register_model, transform_data
+from flow_steps import download_raw_data, forecast, register_model, train_model, transform_data
 from flow_steps.config.names import (
     DOWNLOAD_STEP,
     FORECAST_ENTRY_POINT,
@@ -28,6 +30,7 @@ from flow_steps.config.names import (
     TAG_CHAMPION_SAW_TEST_DAYS,
     TAG_CHAMPION_SCORE_SOURCE,
     TAG_ERROR,
+    TRAIN_STEP,
     TRANSFORM_STEP,
     TRANSFORMED_DATA_PATH,
 )
@@ -46,20 +49,20 @@ from tests.conftest import (
     temporary_tracking,
 )
 from tests.support.helpers import mlflow_run, newest
-from tests.support.known_models import BETTER, WORSE, register
+from tests.support.known_models import BETTER, MULTIPLIERS, NUDGED, WORSE, register
 
 # One worker for the whole file: its module-scoped fixture is set up once.
 pytestmark = [pytest.mark.xdist_group("test_deployment")]
 
 MODEL = "stock-MSFT-lstm"
 CHAMPION = f"models:/{MODEL}@champion"
-# Registered in this order: worse, better, worse again, the same as the champion.
-SEQUENCE = (WORSE, BETTER, WORSE, BETTER)
+# Registered in this order: worse, better, worse again, the same as the champion, the champion nudged.
+SEQUENCE = (WORSE, BETTER, WORSE, BETTER, NUDGED)
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    """Four registrations in a row: worse, better, worse again, the same as the champion.
+    """Five registrations in a row: worse, better, worse again, the same as the champion, nudged.
 
     The models' forecasts are known by construction, so the outcome does not depend on training
     numerics; the full training path is covered by test_pipeline's `mlflow run` test. The steps run in
@@ -107,13 +110,19 @@ def test_the_first_version_becomes_champion_with_its_metrics_and_lineage(registr
     n_test = holdout_days(prices, 0.2).n_test
     test_days = prices["Date"].iloc[-n_test:].dt.strftime("%Y-%m-%d")
     assert tags["trained_through"] == prices["Date"].iloc[-n_test - 1].strftime("%Y-%m-%d")
-    # One line that says how good it is, on which days, and what the registry decided.
+    # One line that says how good it is, on which days, and what the registry decided: a 1% rise a day
+    # has no skill over the naive forecast, and the version says so (a tag, the description, the run).
     ratio = first.expected_rmse / train.data.metrics["naive_test_rmse"]
+    skill_p = first.register.data.metrics["skill_p_value"]
+    assert skill_p > 0.05 and first.register.data.metrics["skill_improvement"] < 0
     assert version.description == (
-        f"Test RMSE {first.expected_rmse:.4g} = {ratio:.3f} x naive over {n_test} days "
-        f"{test_days.iloc[0]}..{test_days.iloc[-1]}; trained through {tags['trained_through']}; "
-        "first_version: no champion yet: the first version becomes champion"
+        f"Test RMSE {first.expected_rmse:.4g} = {ratio:.3f} x naive (skill test p={skill_p:.3g}) over "
+        f"{n_test} days {test_days.iloc[0]}..{test_days.iloc[-1]}; trained through "
+        f"{tags['trained_through']}; first_version: no champion yet: the first version becomes champion, "
+        "with no evidence of skill over the naive forecast"
     )
+    assert tags["no_skill_over_naive"] == "true" and first.register.data.tags["no_skill_over_naive"] == "true"
+    assert "promotion_p_value" not in first.register.data.metrics  # no champion to test against
 
 
 def test_a_better_model_takes_the_champion_alias(registry):
@@ -123,30 +132,56 @@ def test_a_better_model_takes_the_champion_alias(registry):
     assert metrics["champion_test_rmse"] == pytest.approx(first.expected_rmse, rel=1e-9)
     assert metrics["challenger_test_rmse"] == pytest.approx(second.expected_rmse, rel=1e-9)
     assert metrics["challenger_test_rmse"] == pytest.approx(metrics["naive_test_rmse"], rel=1e-12)
+    # By evidence: significantly (one-sided Diebold-Mariano) and practically (at least 0.5%) better.
+    assert metrics["promotion_p_value"] <= 0.05 and metrics["promotion_dm_statistic"] < 0
+    assert metrics["promotion_improvement"] == pytest.approx(
+        1 - second.expected_rmse / first.expected_rmse, rel=1e-9
+    )
+    assert metrics["promotion_improvement"] >= 0.005 and metrics["promotion_mean_loss_difference"] < 0
+    assert metrics["promotion_interval_p_value"] > 0.05  # its intervals are the same width: not worse
     assert second.decision == "promoted"
+    assert second.register.data.tags["promotion_reason"].startswith("better than the champion: RMSE ")
     assert second.register.data.tags["champion_version_before"] == "1"
     assert "champion_saw_test_days" not in second.register.data.tags  # trained on days before them
     assert tracking.client.get_model_version(MODEL, "2").tags["promotion"] == "promoted"
 
 
 def test_a_worse_model_stays_challenger(registry):
-    tracking, [_, second, third, _] = registry
+    tracking, [_, second, third, *_] = registry
     metrics = third.register.data.metrics
     assert metrics["champion_test_rmse"] == pytest.approx(second.expected_rmse, rel=1e-9)
     assert metrics["challenger_test_rmse"] == pytest.approx(third.expected_rmse, rel=1e-9)
     assert third.decision == "kept"
-    assert "does not beat champion version 2's" in third.register.data.tags["promotion_reason"]
-    assert "kept: RMSE" in tracking.client.get_model_version(MODEL, "3").description
+    reason = third.register.data.tags["promotion_reason"]
+    assert reason.startswith("not better enough than the champion: RMSE ")
+    assert "against champion version 2's" in reason and "higher, under min_improvement 0.50%" in reason
+    assert metrics["promotion_p_value"] > 0.5  # one-sided: far from evidence in its favour
+    assert f"kept: {reason}" in tracking.client.get_model_version(MODEL, "3").description
 
 
 def test_a_model_that_only_ties_the_champion_stays_challenger(registry):
-    tracking, [_, second, _, fourth] = registry
+    tracking, [_, second, _, fourth, _] = registry
     metrics = fourth.register.data.metrics
     assert metrics["challenger_test_rmse"] == metrics["champion_test_rmse"]
+    assert (metrics["promotion_p_value"], metrics["promotion_improvement"]) == (1.0, 0.0)  # no evidence
     assert fourth.decision == "kept"
+    assert "these test days cannot tell it apart from luck" in fourth.register.data.tags["promotion_reason"]
     assert tracking.client.get_model_version_by_alias(MODEL, "champion").version == 2
-    assert tracking.client.get_model_version_by_alias(MODEL, "challenger").version == 4
     assert tracking.client.get_model_version(MODEL, "1").aliases == []
+
+
+def test_a_nudged_champion_is_not_promoted_on_a_difference_too_small_to_matter(registry):
+    """The naive forecast nudged up 0.02% a day: its RMSE differs from the champion's by far less than
+    min_improvement, whatever the test says."""
+    tracking, [*_, fifth] = registry
+    metrics = fifth.register.data.metrics
+    assert abs(metrics["promotion_improvement"]) < 0.005
+    assert (
+        fifth.decision == "kept"
+        and "under min_improvement 0.50%" in fifth.register.data.tags["promotion_reason"]
+    )
+    assert tracking.client.get_model_version_by_alias(MODEL, "champion").version == 2
+    assert tracking.client.get_model_version_by_alias(MODEL, "challenger").version == 5
 
 
 def test_registering_the_same_training_run_again_adds_no_version(registry):
@@ -162,7 +197,7 @@ def test_registering_the_same_training_run_again_adds_no_version(registry):
     assert again.data.tags["model_version"] == "1"
     assert len(tracking.client.search_model_versions(f"name = '{MODEL}'")) == len(SEQUENCE)
     assert tracking.client.get_model_version_by_alias(MODEL, "champion").version == 2
-    assert tracking.client.get_model_version_by_alias(MODEL, "challenger").version == 4
+    assert tracking.client.get_model_version_by_alias(MODEL, "challenger").version == len(SEQUENCE)
 
 
 def test_registering_something_that_is_not_a_training_run_fails_the_step(registry):
@@ -202,6 +237,72 @@ def test_a_champion_is_scored_again_on_other_days_and_flagged_when_it_trained_on
     naive = rmse(other.actual, other.closes[-other.n_test - 1 : -1])  # BETTER is the naive forecast
     assert metrics[METRIC_CHAMPION_TEST_RMSE] == pytest.approx(naive, rel=1e-9)
     assert elsewhere.decision == KEPT
+
+
+def drifting_prices(path) -> str:
+    """300 business days of prices that rise 1% a day, give or take 0.5%: a 1% rise a day (WORSE on
+    real prices) has a real edge over the naive forecast on them."""
+    rng = np.random.default_rng(7)
+    closes = 50 * np.exp(np.cumsum(0.01 + 0.005 * rng.standard_normal(300)))
+    pd.DataFrame({"Date": pd.bdate_range("2015-01-01", periods=300), "Close": closes}).to_csv(
+        path, index=False, date_format="%Y-%m-%d"
+    )
+    return str(path)
+
+
+def test_a_challenger_with_a_real_edge_is_promoted_by_evidence(registry, tmp_path):
+    """On drifting prices the naive champion (no skill over itself: tagged) gives way to the drift model,
+    with a p-value far below promotion_alpha; asked for a 99% improvement, the same model is kept."""
+    tracking, _ = registry
+    stock_data, name = drifting_prices(tmp_path / "drift.csv"), "drift"
+    naive = register(tracking.client, stock_data, BETTER, name)
+    assert naive.decision == "first_version"
+    assert naive.register.data.metrics["skill_p_value"] == 1.0  # it is the naive forecast: no evidence
+    assert tracking.client.get_model_version(name, "1").tags["no_skill_over_naive"] == "true"
+
+    asked_too_much = register(
+        tracking.client, stock_data, WORSE, name, False, MULTIPLIERS, "--min-improvement", "0.99"
+    )
+    assert asked_too_much.decision == KEPT
+    assert asked_too_much.register.data.params["min_improvement"] == "0.99"
+    assert "under min_improvement 99.00%" in asked_too_much.register.data.tags["promotion_reason"]
+
+    edge = register(tracking.client, stock_data, WORSE, name)
+    metrics = edge.register.data.metrics
+    assert edge.decision == "promoted"
+    assert metrics["promotion_p_value"] < 1e-6 and metrics["promotion_improvement"] > 0.5
+    assert metrics["promotion_interval_p_value"] > 0.05
+    assert metrics["skill_p_value"] < 1e-6  # and skill over naive: no tag
+    assert "no_skill_over_naive" not in tracking.client.get_model_version(name, "3").tags
+    assert tracking.client.get_model_version_by_alias(name, "champion").version == 3
+    description = tracking.client.get_model_version(name, "3").description
+    assert "promoted: better than the champion: RMSE " in description
+    assert "Diebold-Mariano p=" in description and "<= promotion_alpha 0.05" in description
+
+
+def test_the_same_lstm_trained_with_other_seeds_is_not_promoted_on_noise(registry):
+    """Three seeds, the same data and parameters: a version is promoted only with the evidence the rule
+    asks for (measured 2026-12-06 on these 60 test days: none was)."""
+    tracking, [first, *_] = registry
+    stock_data, name = first.train.data.params["stock_data"], "seeds"
+    params = ["--window", "10", "--lstm-units", "8", "--epochs", "2", "--batch-size", "32"]
+    decisions = []
+    for seed in ("1", "2", "3"):
+        invoke_step(train_model.cli, "--stock-data", stock_data, *params, "--seed", seed)
+        train = newest(tracking.runs_of_name(TRAIN_STEP))
+        arguments = ["--model-uri", f"runs:/{train.info.run_id}/model", "--stock-data", stock_data]
+        result = CliRunner().invoke(register_model.cli, [*arguments, "--model-name", name])
+        assert result.exit_code == 0, result.output
+        run = newest(tracking.runs_of_name(REGISTER_STEP))
+        assert run.data.tags[TAG_CHALLENGER_SCORE_SOURCE] == SCORED_FROM_TRAINING  # its test predictions
+        decisions.append(run.data.tags["promotion"])
+        if run.data.tags["promotion"] == "promoted":
+            assert run.data.metrics["promotion_p_value"] <= 0.05
+            assert run.data.metrics["promotion_improvement"] >= 0.005
+        elif run.data.tags["promotion"] == KEPT:
+            metrics = run.data.metrics
+            assert metrics["promotion_p_value"] > 0.05 or metrics["promotion_improvement"] < 0.005
+    assert decisions == ["first_version", KEPT, KEPT]
 
 
 @pytest.fixture(scope="module")

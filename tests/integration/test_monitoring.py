@@ -1,9 +1,11 @@
 """Monitoring on time-split data: forecasts made with prices through day T (and T-5), scored by `monitor`
-with prices through T+10, against a hand computation; a deliberately biased champion is flagged.
+with prices through T+10, against a hand computation; with too few days the tests say how many they
+need; a deliberately biased champion is flagged by Diebold-Mariano, one with far too narrow intervals by
+Kupiec's test.
 
 The champions are models of known behaviour (tests/support/known_models.py): `BETTER` forecasts
-exactly the last close (the naive forecast), `WORSE` a 1% rise every day. The commands run in this
-process (click).
+exactly the last close (the naive forecast), BIAS's a 3% rise every day, NARROW's the naive forecast with
+intervals a tenth of the width they need. The commands run in this process (click).
 """
 
 from __future__ import annotations
@@ -32,12 +34,16 @@ from flow_steps.config.names import (
 )
 from flow_steps.data.ingest import load_prices
 from flow_steps.data.sources import SAMPLE_FILE
-from flow_steps.deployment.degradation import RUN_COLUMN, Thresholds, degradation, realized_metrics
+from flow_steps.deployment.degradation import RUN_COLUMN, judge, realized_metrics
 from tests.conftest import EXPERIMENT, run_command
 from tests.support.helpers import local_copy, mlflow_run, newest, prepared_prices
-from tests.support.known_models import BETTER, WORSE, register
+from tests.support.known_models import BETTER, NARROW, WORSE, register
 
-LOOSE = ["--max-rmse-vs-naive", "1.1", "--min-coverage-80", "0", "--max-coverage-80", "1"]
+BIASED = 1.5  # a 3% rise every day (known_models: last close * exp(1.5 * 0.02))
+TOO_FEW = (
+    "one-day-ahead days scored: Diebold-Mariano needs 16; Kupiec and Christoffersen at 80% need 25; "
+    "Kupiec and Christoffersen at 95% need 100"
+)
 
 
 @pytest.fixture
@@ -55,15 +61,17 @@ def prices_at(tmp_path):
 
 @pytest.fixture
 def champions(tracking, monkeypatch, prices_at):
-    """MSFT's champion forecasts the last close; BIAS's a 1% rise a day. Both trained on prices through T."""
+    """MSFT's champion forecasts the last close; BIAS's a 3% rise a day; NARROW's the last close with
+    intervals far too narrow. All trained on prices through T."""
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     _, prepared = prepared_prices("--data-source", prices_at(10))
     stock_data = local_copy(prepared)
-    for ticker, scaled_return in (("MSFT", BETTER), ("BIAS", WORSE)):
-        assert register(
-            tracking.client, stock_data, scaled_return, registered_model_name(ticker)
-        ).decision == ("first_version")
+    for ticker, scaled_return in (("MSFT", BETTER), ("BIAS", BIASED)):
+        name = registered_model_name(ticker)
+        assert register(tracking.client, stock_data, scaled_return, name).decision == "first_version"
+    narrow = register(tracking.client, stock_data, BETTER, registered_model_name("NARROW"), False, NARROW)
+    assert narrow.decision == "first_version"
     return tracking
 
 
@@ -74,12 +82,18 @@ def run(command, *args: str) -> int:
     return result.exit_code
 
 
-def forecast_from(ticker: str, source: str, *model: str) -> str:
-    """Forecast 10 days with the ticker's champion (or `--model ...`); the forecast run's id."""
-    arguments = ["--company-abbreviation", ticker, "--data-source", source, "--horizon", "10", *model]
+def forecast_from(ticker: str, source: str, *model: str, horizon: int = 10) -> str:
+    """Forecast `horizon` days with the ticker's champion (or `--model ...`); the forecast run's id."""
+    arguments = ["--company-abbreviation", ticker, "--data-source", source, "--horizon", str(horizon), *model]
     result = CliRunner().invoke(forecast.cli, arguments)
     assert result.exit_code == 0, result.output
     return newest(tracking_runs(FORECAST_ENTRY_POINT)).info.run_id
+
+
+def daily_forecasts(ticker: str, days: int, prices_at) -> None:
+    """One-day-ahead forecasts made on each of the `days` sessions before the last: the daily schedule."""
+    for cut in range(days, 0, -1):
+        forecast_from(ticker, prices_at(cut), horizon=1)
 
 
 def tracking_runs(name: str) -> list:
@@ -124,7 +138,7 @@ def test_realized_metrics_match_a_hand_computation_and_a_sound_champion_is_not_f
     tracking = champions
     forecast_from("MSFT", prices_at(15))  # made on T-5
     forecast_from("MSFT", prices_at(10))  # made on T
-    assert run(monitor.cli, "--data-source", prices_at(0), *LOOSE, "--fail-on-degradation", "true") == 0
+    assert run(monitor.cli, "--data-source", prices_at(0), "--fail-on-degradation", "true") == 0
 
     found = newest_monitor_run(tracking)
     assert found.info.status == "FINISHED"
@@ -138,19 +152,21 @@ def test_realized_metrics_match_a_hand_computation_and_a_sound_champion_is_not_f
     for name, value in expected.items():
         assert found.data.metrics[name] == pytest.approx(value, rel=1e-9), name
     assert found.data.metrics["realized_rmse_vs_naive"] == pytest.approx(1.0)  # it is the naive forecast
+    # The tests take each forecast's first day: 2 days, too few for any of them, and each says so.
+    assert found.data.metrics["realized_tested_days"] == 2
+    assert found.data.tags["too_few_days"] == f"2 {TOO_FEW}"
+    assert "realized_dm_p_value" not in found.data.metrics and "kupiec_80_p_value" not in found.data.metrics
 
-    # The same forecasts judged against a band they cannot meet: flagged for coverage alone.
-    band = ["--min-coverage-80", "0.99", "--max-coverage-80", "0.99", "--fail-on-degradation", "true"]
-    assert run(monitor.cli, "--data-source", prices_at(0), *band) == 2
-    flagged = newest_monitor_run(tracking)
-    assert flagged.data.tags["degraded"] == "true"
-    assert flagged.data.tags["degradation"].startswith("80% interval covered")
+    # Too few days flag nothing, whatever the level.
+    lenient = ["--monitor-alpha", "0.5", "--fail-on-degradation", "true"]
+    assert run(monitor.cli, "--data-source", prices_at(0), *lenient) == 0
+    assert newest_monitor_run(tracking).data.tags["degraded"] == "false"
 
 
-def test_a_biased_champion_is_flagged_degraded(champions, prices_at):
+def test_a_biased_champion_is_flagged_degraded_by_diebold_mariano(champions, prices_at):
     tracking = champions
-    forecast_from("BIAS", prices_at(10))
-    args = ["--company-abbreviation", "BIAS", "--data-source", prices_at(0), *LOOSE]
+    daily_forecasts("BIAS", 16, prices_at)  # the fewest days the test runs on
+    args = ["--company-abbreviation", "BIAS", "--data-source", prices_at(0)]
     assert run(monitor.cli, *args) == 0  # flagged, but told not to fail
     assert run(monitor.cli, *args, "--fail-on-degradation", "true") == 2
 
@@ -158,11 +174,36 @@ def test_a_biased_champion_is_flagged_degraded(champions, prices_at):
     assert found.info.status == "FINISHED" and found.data.tags["degraded"] == "true"
     expected = hand_scores(tracking, "BIAS", prices_at(0))
     assert found.data.metrics["realized_rmse_vs_naive"] == pytest.approx(expected["realized_rmse_vs_naive"])
-    assert found.data.metrics["realized_rmse_vs_naive"] > 1.1
-    assert "max_rmse_vs_naive 1.1" in found.data.tags["degradation"]
+    metrics = found.data.metrics
+    assert metrics["realized_tested_days"] == 16 and metrics["realized_dm_p_value"] <= 0.05
+    assert found.data.tags["degradation"].startswith("Diebold-Mariano test: realized RMSE ")
+    assert (
+        f"over 16 days, p={metrics['realized_dm_p_value']:.3g} <= monitor_alpha 0.05"
+        in (found.data.tags["degradation"])
+    )
     by_version = pd.read_csv(tracking.client.download_artifacts(found.info.run_id, MONITOR_BY_VERSION_PATH))
     assert by_version["model_version"].astype(str).tolist() == ["1"]
-    assert by_version["days"].tolist() == [10]  # the 10 sessions after T, all traded by T+10
+    assert by_version["days"].tolist() == [16]  # the 16 sessions before the last, all traded
+    # On the same days a level below the p-value flags nothing.
+    alpha = f"{metrics['realized_dm_p_value'] / 2:.3g}"
+    assert run(monitor.cli, *args, "--monitor-alpha", alpha, "--fail-on-degradation", "true") == 0
+
+
+def test_intervals_that_miss_far_too_often_fail_kupiecs_test(champions, prices_at):
+    tracking = champions
+    daily_forecasts("NARROW", 25, prices_at)  # the fewest days the 80% tests run on
+    assert run(monitor.cli, "--company-abbreviation", "NARROW", "--data-source", prices_at(0)) == 0
+    found = newest_monitor_run(tracking)
+    metrics, tags = found.data.metrics, found.data.tags
+    assert tags["degraded"] == "true" and metrics["kupiec_80_p_value"] <= 0.05
+    assert metrics["realized_dm_p_value"] == 1.0  # the naive forecast itself: no evidence against it
+    days = pd.read_csv(tracking.client.download_artifacts(found.info.run_id, MONITOR_SCORED_DAYS_PATH))
+    missed = int((days["inside_80"] == 0).sum())
+    assert tags["degradation"].startswith(
+        f"Kupiec test: the 80% interval missed {missed} of 25 days (expected 5), "
+        f"p={metrics['kupiec_80_p_value']:.3g} <= monitor_alpha 0.05"
+    )
+    assert tags["too_few_days"] == "25 one-day-ahead days scored: Kupiec and Christoffersen at 95% need 100"
 
 
 def test_nothing_to_score_yet_is_not_a_failure(champions, prices_at):
@@ -193,7 +234,7 @@ def test_versions_and_tickers_are_scored_apart_with_the_default_thresholds(champ
 
     found = newest_monitor_run(tracking)
     defaults = {param.name: param.default for param in BY_ENTRY_POINT[MONITOR_ENTRY_POINT].params}
-    for name in ("window_forecasts", "max_rmse_vs_naive", "min_coverage_80", "max_coverage_80"):
+    for name in ("window_forecasts", "monitor_alpha"):
         assert found.data.params[name] == str(defaults[name]), name
     days = pd.read_csv(tracking.client.download_artifacts(found.info.run_id, MONITOR_SCORED_DAYS_PATH))
     assert set(days[RUN_COLUMN]) == set(made.values())  # MSFT's three, never BIAS's
@@ -206,11 +247,14 @@ def test_versions_and_tickers_are_scored_apart_with_the_default_thresholds(champ
     table = pd.read_csv(tracking.client.download_artifacts(found.info.run_id, MONITOR_BY_VERSION_PATH))
     assert table[MODEL_VERSION_COLUMN].tolist() == [2, 1]  # newest version first
     assert table["days"].tolist() == [(days[MODEL_VERSION_COLUMN] == version).sum() for version in (2, 1)]
-    champion = realized_metrics(days[days[MODEL_VERSION_COLUMN] == 1])
-    names = ("max_rmse_vs_naive", "min_coverage_80", "max_coverage_80")
-    expected = degradation(champion, Thresholds(*(defaults[name] for name in names)))
-    assert found.data.tags["degraded"] == str(expected is not None).lower()
-    assert found.data.tags.get("degradation") == expected
+    champion = days[days[MODEL_VERSION_COLUMN] == 1]
+    assert found.data.metrics["realized_rmse"] == pytest.approx(realized_metrics(champion)["rmse"])
+    expected = judge(champion, defaults["monitor_alpha"])
+    assert found.data.tags["degraded"] == str(expected.degradation is not None).lower()
+    assert found.data.tags.get("degradation") == expected.degradation
+    assert (
+        found.data.tags["too_few_days"] == expected.too_few_days == f"1 {TOO_FEW}"
+    )  # version 1: one forecast
     assert found.data.metrics["realized_days"] == (days[MODEL_VERSION_COLUMN] == 1).sum()
 
     # window_forecasts=1: only the newest forecast run that has scored days.

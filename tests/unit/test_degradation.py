@@ -1,5 +1,6 @@
 """deployment/degradation.py, the pure rules of `monitor`: which forecast rows are scored, the realized
-metrics, one row per model version, and when a champion counts as degraded (the spec's defaults)."""
+metrics, one row per model version, which rows the tests take, and when the tests flag a champion (the
+statistics worked by hand; scipy only turns a hand statistic into a p-value)."""
 
 from __future__ import annotations
 
@@ -8,22 +9,21 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
-from flow_steps.config.entry_points import BY_ENTRY_POINT
 from flow_steps.config.names import (
     DATE_COLUMN,
     FORECAST_COLUMN,
     LAST_CLOSE_COLUMN,
     MODEL_VERSION_COLUMN,
-    MONITOR_ENTRY_POINT,
     PRICE_COLUMN,
 )
 from flow_steps.deployment.degradation import (
     ACTUAL_COLUMN,
     RUN_COLUMN,
-    Thresholds,
     by_version,
-    degradation,
+    judge,
+    one_step_days,
     realized_metrics,
     scored_days,
 )
@@ -66,7 +66,6 @@ def test_a_forecast_without_intervals_has_no_coverage():
     )
     metrics = realized_metrics(scored_days(rows, PRICES))
     assert math.isnan(metrics["coverage_80"]) and math.isnan(metrics["coverage_95"])
-    assert degradation(metrics, Thresholds(1.1, 0.65, 0.95)) is None  # no interval: not judged on one
 
 
 def test_realized_metrics_by_hand():
@@ -98,28 +97,94 @@ def test_one_row_per_version_newest_first_in_number_order():
     assert table["forecasts"].tolist() == [1, 2, 1]
 
 
-DEFAULTS = Thresholds(
-    *(
-        next(param.default for param in BY_ENTRY_POINT[MONITOR_ENTRY_POINT].params if param.name == name)
-        for name in ("max_rmse_vs_naive", "min_coverage_80", "max_coverage_80")
+def test_the_tests_take_each_forecasts_first_day_once_per_date_in_date_order():
+    rows = pd.concat(
+        [
+            forecasts("b", "1", ["2020-01-06"], [10.0], 11.0, 0.1),  # made on the 3rd: 1 day ahead
+            forecasts("a", "1", ["2020-01-03", "2020-01-06"], [10.5, 10.5], 10.0, 0.6),  # 1 and 2 ahead
+            forecasts("c", "1", ["2020-01-03"], [10.7], 10.0, 0.6),  # the 3rd again, 1 ahead
+        ]
     )
-)
+    scored = scored_days(rows, PRICES)
+    assert sorted(zip(scored[RUN_COLUMN], scored["days_ahead"], strict=True)) == [
+        ("a", 1),
+        ("a", 2),
+        ("b", 1),
+        ("c", 1),
+    ]
+    first = one_step_days(scored)
+    assert first[DATE_COLUMN].dt.strftime("%Y-%m-%d").tolist() == ["2020-01-03", "2020-01-06"]
+    assert first[RUN_COLUMN].tolist() == ["a", "b"]  # the first found of the 3rd (sorted by run), b's 6th
 
 
-@pytest.mark.parametrize(
-    ("ratio", "coverage", "flagged"),
-    [
-        (DEFAULTS.max_rmse_vs_naive, DEFAULTS.min_coverage_80, None),  # at the limits: sound
-        (np.nextafter(DEFAULTS.max_rmse_vs_naive, 2), 0.8, "max_rmse_vs_naive"),
-        (1.0, np.nextafter(DEFAULTS.min_coverage_80, 0), "80% interval covered"),
-        (1.0, np.nextafter(DEFAULTS.max_coverage_80, 1), "80% interval covered"),
-    ],
-)
-def test_the_default_thresholds_flag_a_champion_just_past_them(ratio, coverage, flagged):
-    reason = degradation({"rmse_vs_naive": ratio, "coverage_80": coverage}, DEFAULTS)
-    assert (reason is None) if flagged is None else (flagged in reason)
+def champion_days(errors, naive_errors, inside_80, inside_95=None) -> pd.DataFrame:
+    """Scored one-day-ahead rows on consecutive weekdays."""
+    n = len(errors)
+    return pd.DataFrame(
+        {
+            DATE_COLUMN: pd.bdate_range("2020-01-01", periods=n),
+            "days_ahead": 1,
+            RUN_COLUMN: [f"r{day}" for day in range(n)],
+            "error": errors,
+            "naive_error": naive_errors,
+            "inside_80": inside_80,
+            "inside_95": np.nan if inside_95 is None else inside_95,
+        }
+    )
 
 
-def test_both_reasons_are_given_in_one_line():
-    reason = degradation({"rmse_vs_naive": 2.0, "coverage_80": 0.1}, DEFAULTS)
-    assert reason.count("; ") == 1 and "\n" not in reason
+def test_with_too_few_days_no_test_runs_and_each_says_how_many_it_needs():
+    judgement = judge(champion_days([5.0] * 15, [1.0] * 15, [0.0] * 15, [0.0] * 15), 0.05)
+    assert judgement.degradation is None
+    assert judgement.too_few_days == (
+        "15 one-day-ahead days scored: Diebold-Mariano needs 16; Kupiec and Christoffersen at 80% need 25; "
+        "Kupiec and Christoffersen at 95% need 100"
+    )
+    assert judgement.metrics == {"realized_tested_days": 15.0}
+
+
+def test_a_champion_significantly_worse_than_naive_is_flagged_by_diebold_mariano():
+    # 16 days: squared errors 4 against naive's 1 and 2.25 in turn: d = [3, 1.75] x 8, mean 2.375,
+    # spread 0.625; statistic 2.375 / (0.625 / 4) * sqrt(15 / 16) = 14.7173367; p = P(t_15 >= it).
+    days = champion_days([2.0] * 16, [1.0, 1.5] * 8, [1.0] * 16)
+    judgement = judge(days, 0.05)
+    assert judgement.metrics["realized_dm_statistic"] == pytest.approx(14.717336715588184, rel=1e-12)
+    p_value = judgement.metrics["realized_dm_p_value"]
+    assert p_value == pytest.approx(stats.t(15).sf(14.717336715588184), rel=1e-9)
+    assert judgement.degradation == (
+        f"Diebold-Mariano test: realized RMSE 2 against the naive forecast's 1.275 over 16 days, "
+        f"p={p_value:.3g} <= monitor_alpha 0.05"
+    )
+    assert judgement.too_few_days == "16 one-day-ahead days scored: Kupiec and Christoffersen at 80% need 25"
+    # monitor_alpha on the p-value flags; just below it does not.
+    assert judge(days, p_value).degradation is not None
+    assert judge(days, np.nextafter(p_value, 0)).degradation is None
+
+
+def test_a_champion_no_worse_than_naive_is_not_flagged():
+    same = champion_days([1.0, -1.5] * 8, [1.0, -1.5] * 8, [1.0] * 16)  # identical errors: no evidence
+    assert judge(same, 0.5).degradation is None
+    assert judge(same, 0.5).metrics["realized_dm_p_value"] == 1.0
+
+
+def test_an_80_percent_interval_that_misses_too_often_fails_kupiec():
+    # 15 misses of 25 at 80% (expected 5): LR = -2 (10 ln 0.8 + 15 ln 0.2) + 2 (10 ln 0.4 + 15 ln 0.6)
+    # = 19.0954250; p = P(chi2_1 >= it) = 1.24e-05.
+    inside = [0.0, 1.0, 0.0, 0.0, 1.0] * 5
+    judgement = judge(champion_days([1.0] * 25, [1.0] * 25, inside), 0.05)
+    assert judgement.metrics["kupiec_80_statistic"] == pytest.approx(19.095425048844376, rel=1e-12)
+    assert judgement.metrics["kupiec_80_p_value"] == pytest.approx(stats.chi2(1).sf(19.095425048844376))
+    assert judgement.degradation.startswith(
+        "Kupiec test: the 80% interval missed 15 of 25 days (expected 5), p=1.24e-05 <= monitor_alpha 0.05; "
+        "Christoffersen test: the 80% interval missed 15 of 25 days (expected 5), 5 of them right after a "
+        "miss, p="
+    )
+    assert "kupiec_95_p_value" not in judgement.metrics  # no 95% interval in these rows
+    assert judgement.too_few_days is None
+
+
+def test_an_interval_that_covers_as_its_level_says_is_not_flagged():
+    inside = [1.0, 1.0, 1.0, 1.0, 0.0] * 5  # 5 misses of 25, scattered: exactly the expected rate
+    judgement = judge(champion_days([1.0] * 25, [1.0] * 25, inside), 0.05)
+    assert judgement.degradation is None
+    assert judgement.metrics["kupiec_80_p_value"] == pytest.approx(1.0)

@@ -8,23 +8,32 @@ from deploy.local_serving import invocation_payload
 from flow_steps.config.errors import PipelineError
 from flow_steps.deployment.prediction import forecast_table, render, resolve_model_uri, write_csv
 from flow_steps.deployment.promotion import decide_promotion, train_run_id
-from flow_steps.deployment.scoring import holdout_days
+from flow_steps.deployment.scoring import DailyLosses, holdout_days
+
+# 20 days: the champion's squared errors are all 1; the challenger's alternate 0.625 and 0.5 (RMSE 0.75,
+# 25% lower, with every day better: significant at any usual level).
+CHAMPION = DailyLosses(np.ones(20), np.ones(20))
+BETTER = DailyLosses(np.tile([0.625, 0.5], 10), np.ones(20))
 
 
 def test_the_first_version_is_promoted():
-    promotion = decide_promotion(2.0, champion_version=None, champion_rmse=None)
+    promotion = decide_promotion(BETTER, champion_version=None, champion=None)
     assert promotion.promotes and promotion.decision == "first_version"
 
 
-def test_the_champion_moves_only_for_a_strictly_lower_rmse():
-    assert decide_promotion(0.99, "3", 1.0).decision == "promoted"
-    tie = decide_promotion(1.0, "3", 1.0)
-    assert not tie.promotes and tie.reason == "RMSE 1 does not beat champion version 3's 1"
-    assert not decide_promotion(1.01, "3", 1.0).promotes
+def test_the_champion_moves_only_for_a_significant_and_large_enough_improvement():
+    promoted = decide_promotion(BETTER, "3", CHAMPION)
+    assert promoted.decision == "promoted" and promoted.against_champion.improvement == 0.25
+    tie = decide_promotion(CHAMPION, "3", CHAMPION)
+    assert (
+        not tie.promotes and "not significant, these test days cannot tell it apart from luck" in tie.reason
+    )
+    worse = decide_promotion(CHAMPION, "3", BETTER)
+    assert not worse.promotes and "(33.33% higher, under min_improvement 0.50%)" in worse.reason
 
 
 def test_a_champion_that_cannot_be_scored_is_kept():
-    promotion = decide_promotion(0.5, "3", None)
+    promotion = decide_promotion(BETTER, "3", None)
     assert not promotion.promotes and "cannot be scored" in promotion.reason
 
 

@@ -14,7 +14,7 @@ from flow_steps.data.sessions import describe_non_sessions
 from flow_steps.data.tickers import parse_tickers
 from flow_steps.deployment.degradation import by_version, realized_metrics, scored_days
 from flow_steps.deployment.promotion import Promotion, decide_promotion, version_description
-from flow_steps.deployment.scoring import HoldoutDays
+from flow_steps.deployment.scoring import DailyLosses, HoldoutDays
 from flow_steps.deployment.versions import model_description
 from flow_steps.runtime.outages import outage_error, retries_for
 from flow_steps.training.evaluation import backtest_summary
@@ -159,7 +159,7 @@ def test_an_ambiguous_column_names_a_date_that_reads_two_ways():
 
 
 def test_the_first_version_says_so_and_a_description_names_its_coverage():
-    first = decide_promotion(0.5, None, None)
+    first = decide_promotion(DailyLosses(np.array([0.25, 0.25])), None, None)
     assert first == Promotion("first_version", "no champion yet: the first version becomes champion")
     days = HoldoutDays(
         closes=np.array([1.0, 2.0, 3.0]),
@@ -177,6 +177,34 @@ def test_the_first_version_says_so_and_a_description_names_its_coverage():
     assert "intervals covered" not in version_description(0.5, 1.0, days, first)
 
 
+def test_a_first_version_without_skill_over_naive_says_so_with_its_p_value():
+    # 2 days (fewer than 16): no test, p-value 1, no evidence of skill.
+    naive = DailyLosses(np.array([1.0, 1.0]))
+    first = decide_promotion(DailyLosses(np.array([0.25, 0.25])), None, None, naive=naive)
+    assert first.no_skill and first.decision == "first_version"
+    days = HoldoutDays(
+        closes=np.array([1.0, 2.0, 3.0]),
+        dates=pd.Series(pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-03"])),
+        n_test=2,
+    )
+    assert version_description(0.5, 1.0, days, first) == (
+        "Test RMSE 0.5 = 0.500 x naive (skill test p=1) over 2 days 2020-01-02..2020-01-03; trained through "
+        "2020-01-01; first_version: no champion yet: the first version becomes champion, with no evidence "
+        "of skill over the naive forecast"
+    )
+
+
+def test_a_tie_is_kept_and_the_reason_says_why_word_for_word():
+    # 16 identical days: zero variance, no evidence (p 1); improvement 0 < 0.5%; interval scores equal.
+    same = DailyLosses(np.full(16, 1.0), np.full(16, 2.0))
+    kept = decide_promotion(same, "3", DailyLosses(np.full(16, 1.0), np.full(16, 2.0)))
+    assert kept.reason == (
+        "not better enough than the champion: RMSE 1 against champion version 3's 1 (0.00% lower, under "
+        "min_improvement 0.50%); Diebold-Mariano p=1 > promotion_alpha 0.05: not significant, these test "
+        "days cannot tell it apart from luck; 80% interval score not significantly worse (p=1)"
+    )
+
+
 def test_the_registry_page_says_what_the_model_takes_gives_and_how_it_is_promoted():
     # The window's default (60) and the horizon's maximum (260) are the declared ones.
     assert model_description("stock-MSFT-lstm") == (
@@ -186,8 +214,10 @@ def test_the_registry_page_says_what_the_model_takes_gives_and_how_it_is_promote
         "days). Output: "
         "one row per day ahead, 'days_ahead' and 'forecast_close'. Every version is scored on its test days "
         "next to the naive forecast (tomorrow = today); the alias 'challenger' marks the newest version, "
-        "and 'champion' moves to a new version only when its RMSE on those days is strictly lower than "
-        "the current champion's on the same days. Made by the stock-market-prediction pipeline."
+        "and 'champion' moves to a new version only when, on its test days, it beats the current champion "
+        "by evidence: a one-sided Diebold-Mariano test finds its squared errors lower (p at most "
+        "promotion_alpha), its RMSE is lower by at least min_improvement, and its 80% interval score is "
+        "not significantly worse. Made by the stock-market-prediction pipeline."
     )
 
 

@@ -9,57 +9,33 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.entities import Metric, Run, RunData, RunInfo, RunTag
+from scipy import stats
 
 from flow_steps.config.errors import PipelineError
 from flow_steps.config.names import (
     FIRST_VERSION,
     KEPT,
     MAX_HORIZON,
-    METRIC_TEST_RMSE,
     PROMOTED,
-    SCORED_FROM_TRAINING,
     TAG_STOCK_DATA_SHA256,
 )
-from flow_steps.deployment.degradation import Thresholds, degradation, realized_metrics
-from flow_steps.deployment.promotion import Promotion, decide_promotion, train_run_id, version_description
-from flow_steps.deployment.scoring import day_text, holdout_days, model_score, score_from_training
-from flow_steps.deployment.versions import MODEL_NAME_PATTERN, RUNS_URI, model_description
-
-THRESHOLDS = Thresholds(max_rmse_vs_naive=1.25, min_coverage_80=0.5, max_coverage_80=0.75)
-
-
-def metrics(ratio: float, coverage: float) -> dict[str, float]:
-    return {"rmse_vs_naive": ratio, "coverage_80": coverage}
-
-
-# RMSE / naive: 1.25 is allowed, beyond it is degraded.
-@pytest.mark.parametrize(("ratio", "degraded"), [(1.24, False), (1.25, False), (1.26, True)])
-def test_the_rmse_ratio_limit_is_inclusive(ratio, degraded):
-    reason = degradation(metrics(ratio, 0.6), THRESHOLDS)
-    assert (
-        (reason == f"realized RMSE / naive {ratio:.3f} > max_rmse_vs_naive 1.25")
-        if degraded
-        else reason is None
-    )
-
-
-# Coverage: [0.5, 0.75], both bounds allowed.
-@pytest.mark.parametrize(
-    ("coverage", "degraded"), [(0.49, True), (0.5, False), (0.6, False), (0.75, False), (0.76, True)]
+from flow_steps.deployment.degradation import realized_metrics
+from flow_steps.deployment.promotion import (
+    Promotion,
+    PromotionRules,
+    decide_promotion,
+    evidence_metrics,
+    train_run_id,
+    version_description,
 )
-def test_the_coverage_band_includes_both_bounds(coverage, degraded):
-    reason = degradation(metrics(1.0, coverage), THRESHOLDS)
-    expected = f"80% interval covered {coverage:.1%}, outside [0.5, 0.75]"
-    assert reason == expected if degraded else reason is None
-
-
-def test_both_reasons_are_joined_and_a_missing_coverage_is_no_reason():
-    reason = degradation(metrics(2.0, 0.1), THRESHOLDS)
-    assert reason == (
-        "realized RMSE / naive 2.000 > max_rmse_vs_naive 1.25; "
-        "80% interval covered 10.0%, outside [0.5, 0.75]"
-    )
-    assert degradation(metrics(1.0, float("nan")), THRESHOLDS) is None
+from flow_steps.deployment.scoring import (
+    DailyLosses,
+    day_text,
+    holdout_days,
+    losses_from_predictions,
+    same_test_days,
+)
+from flow_steps.deployment.versions import MODEL_NAME_PATTERN, RUNS_URI, model_description
 
 
 def test_a_naive_rmse_of_zero_gives_no_ratio():
@@ -79,22 +55,91 @@ def test_a_naive_rmse_of_zero_gives_no_ratio():
     assert math.isnan(found["coverage_95"])
 
 
-# The champion moves only for a strictly lower RMSE.
-@pytest.mark.parametrize(("challenger", "decision"), [(0.99, PROMOTED), (1.0, KEPT), (1.01, KEPT)])
-def test_an_equal_rmse_keeps_the_champion(challenger, decision):
-    promotion = decide_promotion(challenger, "3", 1.0)
+# The champion moves only when the three conditions hold; each limit on it and on each side.
+CHAMPION = DailyLosses(np.ones(20), np.ones(20))
+# Mean squared error 0.5625 (RMSE 0.75, 25% lower than 1, exactly), noisy enough for a moderate p-value:
+# d = [0.0625, -0.9375] x 10, mean -0.4375, spread 0.5.
+CHALLENGER = DailyLosses(np.tile([1.0625, 0.0625], 10), np.ones(20))
+
+
+@pytest.mark.parametrize(
+    ("min_improvement", "decision"),
+    [(np.nextafter(0.25, 0), PROMOTED), (0.25, PROMOTED), (np.nextafter(0.25, 1), KEPT)],
+)
+def test_the_improvement_must_reach_min_improvement(min_improvement, decision):
+    promotion = decide_promotion(CHALLENGER, "3", CHAMPION, PromotionRules(0.05, min_improvement))
+    assert promotion.against_champion.improvement == 0.25
     assert promotion.decision == decision
-    assert promotion.promotes == (decision == PROMOTED)
-    verb = "beats" if decision == PROMOTED else "does not beat"
-    assert promotion.reason == f"RMSE {challenger:.6g} {verb} champion version 3's 1"
+    enough = "at least" if decision == PROMOTED else "under"
+    assert f"RMSE 0.75 against champion version 3's 1 (25.00% lower, {enough} min_improvement 25.00%)" in (
+        promotion.reason
+    )
+
+
+def test_the_p_value_must_reach_promotion_alpha():
+    # The statistic is -0.4375 / (0.5 / sqrt(20)) * sqrt(19 / 20) = -3.8136...; p = P(t_19 <= it).
+    p_value = decide_promotion(CHALLENGER, "3", CHAMPION).against_champion.accuracy.p_value
+    assert p_value == pytest.approx(stats.t(19).cdf(-0.4375 / (0.5 / math.sqrt(20)) * math.sqrt(0.95)))
+    for alpha, decision in (
+        (np.nextafter(p_value, 0), KEPT),
+        (p_value, PROMOTED),
+        (np.nextafter(p_value, 1), PROMOTED),
+    ):
+        promotion = decide_promotion(CHALLENGER, "3", CHAMPION, PromotionRules(alpha, 0.005))
+        assert promotion.decision == decision, alpha
+        assert ("cannot tell it apart from luck" in promotion.reason) == (decision == KEPT)
+
+
+def test_significantly_worse_intervals_keep_the_champion():
+    worse = DailyLosses(CHALLENGER.squared_error, np.tile([2.0, 3.0], 10))  # every day's score higher
+    promotion = decide_promotion(worse, "3", CHAMPION)
+    assert promotion.decision == KEPT
+    assert "80% interval score significantly worse (p=" in promotion.reason
+    # A little worse on average but noisy: not significantly, and it is promoted.
+    noisy = DailyLosses(CHALLENGER.squared_error, np.tile([1.5, 0.6], 10))
+    promotion = decide_promotion(noisy, "3", CHAMPION)
+    assert promotion.decision == PROMOTED and promotion.against_champion.intervals.p_value > 0.05
+    assert "80% interval score not significantly worse" in promotion.reason
+
+
+@pytest.mark.parametrize(("days", "tested"), [(15, False), (16, True)])
+def test_the_promotion_test_needs_16_days(days, tested):
+    champion, better = DailyLosses(np.ones(days)), DailyLosses(np.tile([0.625, 0.5], 8)[:days])
+    promotion = decide_promotion(better, "3", champion)
+    assert promotion.promotes == tested
+    assert (f"{days} days, too few for the Diebold-Mariano test (needs 16)" in promotion.reason) != tested
 
 
 def test_the_first_version_promotes_and_an_unscored_champion_is_kept():
-    assert decide_promotion(5.0, None, None).promotes
-    assert decide_promotion(5.0, None, None).decision == FIRST_VERSION
-    kept = decide_promotion(5.0, "2", None)
+    assert decide_promotion(CHALLENGER, None, None).promotes
+    assert decide_promotion(CHALLENGER, None, None).decision == FIRST_VERSION
+    kept = decide_promotion(CHALLENGER, "2", None)
     assert (kept.decision, kept.promotes) == (KEPT, False)
     assert kept.reason == "champion version 2 cannot be scored on these test days"
+
+
+def test_skill_over_naive_is_the_same_rule_and_its_evidence_is_logged():
+    skilled = decide_promotion(CHALLENGER, None, None, naive=DailyLosses(np.ones(20)))
+    assert not skilled.no_skill and skilled.reason == "no champion yet: the first version becomes champion"
+    unskilled = decide_promotion(CHAMPION, None, None, naive=DailyLosses(np.ones(20)))
+    assert unskilled.no_skill and unskilled.reason.endswith(
+        "with no evidence of skill over the naive forecast"
+    )
+    metrics = evidence_metrics(decide_promotion(CHALLENGER, "3", CHAMPION, naive=DailyLosses(np.ones(20))))
+    assert metrics["promotion_improvement"] == metrics["skill_improvement"] == 0.25
+    assert metrics["promotion_mean_loss_difference"] == -0.4375
+    assert metrics["promotion_p_value"] == metrics["skill_p_value"] < 0.05
+    assert set(metrics) == {
+        "promotion_dm_statistic",
+        "promotion_p_value",
+        "promotion_mean_loss_difference",
+        "promotion_improvement",
+        "promotion_interval_dm_statistic",
+        "promotion_interval_p_value",
+        "skill_dm_statistic",
+        "skill_p_value",
+        "skill_improvement",
+    }
 
 
 PRICES = pd.DataFrame(
@@ -108,11 +153,9 @@ def test_holdout_days_are_the_last_rounded_fraction():
     assert (days.n_test, days.actual.tolist(), days.prices_sha256) == (2, [9.0, 10.0], "abc")
 
 
-def training_run(sha: str | None, n_test: float, rmse: float = 1.5) -> Run:
+def training_run(sha: str | None, n_test: float) -> Run:
     tags = [RunTag(TAG_STOCK_DATA_SHA256, sha)] if sha is not None else []
-    data = RunData(
-        metrics=[Metric("n_test_days", n_test, 0, 0), Metric(METRIC_TEST_RMSE, rmse, 0, 0)], tags=tags
-    )
+    data = RunData(metrics=[Metric("n_test_days", n_test, 0, 0)], tags=tags)
     info = RunInfo("r" * 32, "0", "user", "FINISHED", 0, 1, "active")
     return Run(info, data)
 
@@ -123,17 +166,26 @@ def training_run(sha: str | None, n_test: float, rmse: float = 1.5) -> Run:
 )
 def test_a_training_score_is_reused_only_for_the_same_file_and_days(sha, n_test, reused):
     days = holdout_days(PRICES, 0.25, "abc")
-    assert score_from_training(training_run(sha, n_test), days) == (1.5 if reused else None)
+    assert same_test_days(training_run(sha, n_test), days) == reused
 
 
 def test_an_unknown_file_never_reuses_a_score():
     days = holdout_days(PRICES, 0.25, "")
-    assert score_from_training(training_run("", 2), days) is None
+    assert not same_test_days(training_run("", 2), days)
 
 
-def test_a_reused_score_says_where_it_came_from():
-    days = holdout_days(PRICES, 0.25, "abc")
-    assert model_score("models:/m/1", training_run("abc", 2, rmse=0.75), days) == (0.75, SCORED_FROM_TRAINING)
+def test_a_training_runs_predictions_give_the_daily_losses_of_exactly_these_days():
+    days = holdout_days(PRICES, 0.25, "abc")  # actual 9 and 10
+    table = pd.DataFrame({"actual": [9.0, 10.0], "lstm": [8.0, 10.5], "lstm_lower_80": [7.0, 10.0]})
+    table["lstm_upper_80"] = [8.5, 11.0]
+    losses = losses_from_predictions(table, days)
+    assert losses.squared_error.tolist() == [1.0, 0.25]
+    # Winkler at 80% (2 / 0.2 = 10): day 1 width 1.5 + 10 * (9 - 8.5) = 6.5; day 2 width 1, inside: 1.
+    assert losses.interval_score.tolist() == pytest.approx([6.5, 1.0])
+    assert losses.rmse == pytest.approx(math.sqrt(0.625))
+    assert losses_from_predictions(table.drop(columns=["lstm_lower_80"]), days).interval_score is None
+    assert losses_from_predictions(table.iloc[:1], days) is None  # other days
+    assert losses_from_predictions(table.assign(actual=[9.0, 11.0]), days) is None  # other closes
 
 
 def test_days_are_written_as_iso_dates():
@@ -177,4 +229,4 @@ def test_the_registry_description_names_the_horizon_and_the_rule():
     text = model_description("msft-lstm")
     assert text.startswith("msft-lstm: forecasts the next trading days' closing prices")
     assert f"(1-{MAX_HORIZON} trading days)" in text and "(1-260 trading days)" in text
-    assert "strictly lower than the current champion's" in text
+    assert "by evidence: a one-sided Diebold-Mariano test" in text

@@ -162,6 +162,7 @@ RUNTIME_PACKAGES = {
     "pandas",
     "numpy",
     "scikit-learn",
+    "scipy",
     "statsforecast",
     "exchange-calendars",
     "quandl",
