@@ -8,10 +8,8 @@ The driver itself is flow_steps/orchestration/driver.py; this file is its comman
 from __future__ import annotations
 
 import logging
-import os
 
 import click
-import mlflow
 
 from flow_steps.config.entry_points import check_option, options
 from flow_steps.config.names import DEFAULT_EXPERIMENT, MAIN_ENTRY_POINT
@@ -20,22 +18,9 @@ from flow_steps.data.sources import check_data_source
 from flow_steps.orchestration.driver import run_pipeline
 from flow_steps.runtime.interruption import end_with_parent
 from flow_steps.runtime.lifecycle import entry_point, refusals_explained
-from flow_steps.runtime.tracking import experiment_label
+from flow_steps.runtime.tracking import experiment_label, use_experiment
 
 logger = logging.getLogger("main")
-
-
-def use_experiment(experiment_name: str | None) -> None:
-    """Log to `experiment_name`, else to MLFLOW_EXPERIMENT_NAME / _ID, else to DEFAULT_EXPERIMENT.
-
-    Under `mlflow run` the run already exists, in the experiment `mlflow run --experiment-name` chose.
-    """
-    if os.environ.get("MLFLOW_RUN_ID"):
-        return
-    if experiment_name or not (
-        os.environ.get("MLFLOW_EXPERIMENT_NAME") or os.environ.get("MLFLOW_EXPERIMENT_ID")
-    ):
-        mlflow.set_experiment(experiment_name or DEFAULT_EXPERIMENT)
 
 
 @click.command(

@@ -219,6 +219,17 @@ FAIL_ON_DEGRADATION = Param(
     False,
     "Exit 2 when the champion is degraded, so that a scheduler can trigger retraining.",
 )
+# replay: the daily loop over a range of sessions.
+REPLAY_START = Param(
+    "start",
+    "string",
+    None,
+    "First session to replay (a date, 2012-01-03); the first champion is trained as of the session before.",
+    validate=check_as_of,
+)
+REPLAY_END = Param(
+    "end", "string", None, "Last session to replay (a date, 2012-12-31).", validate=check_as_of
+)
 # The driver.
 REUSE_TRAINING = Param(
     "reuse_training", "bool", False, "Also reuse a finished train_model run with the same inputs."

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import click
 
 from flow_steps.config.declarations import (
+    AS_OF,
     COMPANY_ABBREVIATION,
     CRASH_RETRIES,
     DATASET_STOCK_CSV,
@@ -20,6 +21,10 @@ from flow_steps.config.declarations import (
     OUTPUT,
     PIPELINE_PARAMS,
     PROMOTION_PARAMS,
+    REGISTER_MODEL,
+    REPLAY_END,
+    REPLAY_START,
+    REUSE_TRAINING,
     STOCK_DATA,
     TEST_FRACTION,
     TRAIN_PARAMS,
@@ -33,6 +38,7 @@ from flow_steps.config.names import (
     MAIN_ENTRY_POINT,
     MONITOR_ENTRY_POINT,
     REGISTER_STEP,
+    REPLAY_ENTRY_POINT,
     TRAIN_STEP,
     TRANSFORM_STEP,
     UNIVERSE_ENTRY_POINT,
@@ -68,6 +74,19 @@ ENTRY_POINTS = (
         "python main.py",
         (*PIPELINE_PARAMS, CRASH_RETRIES),
         comment="The whole pipeline; every step parameter can be set here.",
+    ),
+    EntryPoint(
+        REPLAY_ENTRY_POINT,
+        f"python -m flow_steps.{REPLAY_ENTRY_POINT}",
+        (
+            REPLAY_START,
+            REPLAY_END,
+            *(param for param in PIPELINE_PARAMS if param not in (AS_OF, REUSE_TRAINING, REGISTER_MODEL)),
+            WINDOW_FORECASTS,
+            MONITOR_ALPHA,
+        ),
+        comment="The daily schedule (forecast, monitor, retrain when degraded) as of every session from "
+        "start to end, under one run.",
     ),
     EntryPoint(
         UNIVERSE_ENTRY_POINT,

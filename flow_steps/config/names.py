@@ -14,6 +14,7 @@ PIPELINE_STEPS = (DOWNLOAD_STEP, TRANSFORM_STEP, TRAIN_STEP, REGISTER_STEP)
 MAIN_ENTRY_POINT = "main"
 FORECAST_ENTRY_POINT = "forecast"
 UNIVERSE_ENTRY_POINT = "universe"
+REPLAY_ENTRY_POINT = "replay"
 MONITOR_ENTRY_POINT = "monitor"
 TAG_UNIVERSE_RUN_ID = "universe_run_id"  # on each ticker's pipeline run, beside mlflow.parentRunId
 
@@ -38,6 +39,9 @@ BACKTEST_PATH = "evaluation/backtest.csv"
 FORECAST_TABLE_PATH = "forecast/forecast.csv"  # on forecast runs; what monitor scores
 MONITOR_BY_VERSION_PATH = "monitor/by_version.csv"  # on monitor runs: realized metrics per model version
 MONITOR_SCORED_DAYS_PATH = "monitor/scored_days.csv"  # on monitor runs: every forecast row scored
+REPLAY_DAYS_PATH = "replay/days.csv"  # on replay runs: what the schedule did each session
+REPLAY_SCORED_DAYS_PATH = "replay/scored_days.csv"  # every replayed forecast scored
+REPLAY_CHART_PATH = "replay/chart.png"  # rolling coverage and the champion over time
 
 # Columns of the transformed data: the only columns train_model and the served model need.
 DATE_COLUMN = "Date"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from flow_steps.config.calendars import NO_CALENDAR
+from flow_steps.config.errors import DataValidationError
 from flow_steps.data.reading import (
     date_column,
     decode_csv,
@@ -66,6 +67,11 @@ def cut_unclosed(content: bytes, source_name: str, date_format: str, calendar: s
     keep = closed(pd.DatetimeIndex(dates), calendar, now) | dates.isna().to_numpy()
     if keep.all():
         return Cut(content, now, ())
+    if not keep.any():
+        raise DataValidationError(
+            f"{source_name} has no close by {now:%Y-%m-%d %H:%M} UTC (as_of): its first bar is of "
+            f"{dates.min():%Y-%m-%d}"
+        )
     dropped = tuple(sorted(f"{day:%Y-%m-%d}" for day in dates[~keep.to_numpy()]))
     logger.info(
         "Dropped %d bar%s not closed at %s (%s): %s",

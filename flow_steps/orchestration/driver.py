@@ -94,6 +94,8 @@ def run_pipeline(
     universe_run_id: str | None = None,
     backend: str = "local",
     crash_retries: int = CRASH_RETRIES.default,
+    nested: bool = False,
+    model_name: str | None = None,
 ) -> Run:
     """Run (or reuse) the steps under one parent run; returns the train run.
 
@@ -103,7 +105,8 @@ def run_pipeline(
     a child of `universe_run_id` when a universe runs it. `backend` is the MLflow project backend of the
     steps: `local` (a process each) or `in-process` (in this process: a universe's workers). With the
     local backend, a step whose process crashed (orchestration/crashes.py) runs again, up to
-    `crash_retries` times.
+    `crash_retries` times. `nested`: a child of the active run (a replay's); `model_name` registers
+    under another name than the ticker's (a replay's own registry history).
     """
     own_params = {
         **params,
@@ -113,7 +116,7 @@ def run_pipeline(
     }
     part_of = {MLFLOW_PARENT_RUN_ID: universe_run_id, TAG_UNIVERSE_RUN_ID: universe_run_id}
     with tracked_run(
-        parent_run_name(run_name, own_params), own_params, part_of if universe_run_id else None
+        parent_run_name(run_name, own_params), own_params, part_of if universe_run_id else None, nested=nested
     ) as parent:
         started = time.perf_counter()
         ticker = normalize_ticker(params[COMPANY_ABBREVIATION.name])
@@ -127,19 +130,20 @@ def run_pipeline(
         mlflow.set_tag(TAG_MODEL_URI, f"runs:/{train.info.run_id}/{MODEL_ARTIFACT}")
         logger.info("Model: runs:/%s/%s", train.info.run_id, MODEL_ARTIFACT)
         if register_model:
-            _register(steps, train, stock_data, params)
+            _register(steps, train, stock_data, params, model_name)
         mlflow.log_metric("pipeline_seconds", time.perf_counter() - started)
         return train
 
 
-def _register(steps: StepRunner, train: Run, stock_data: str, params: dict[str, str]) -> None:
+def _register(
+    steps: StepRunner, train: Run, stock_data: str, params: dict[str, str], model_name: str | None = None
+) -> None:
     """Run register_model on the trained model and copy its outcome onto the parent run.
 
     Registration runs every time (the registry may have changed since), except for a reused training
     run that is already a registered version: then its earlier registration is reused, as decided then.
     """
-    ticker = normalize_ticker(params["company_abbreviation"])
-    model_name = registered_model_name(ticker)
+    model_name = model_name or registered_model_name(normalize_ticker(params["company_abbreviation"]))
     already_registered = steps.reused.get(TRAIN_STEP, False) and bool(
         versions_of_run(steps.client, model_name, train.info.run_id)
     )

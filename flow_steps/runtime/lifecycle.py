@@ -139,18 +139,20 @@ def tracked_run(
     params: dict[str, object],
     tags: dict[str, str] | None = None,
     run_id: str | None = None,
+    nested: bool = False,
 ) -> Iterator[mlflow.ActiveRun]:
     """The MLflow run of the work inside the block: started (or resumed, under `mlflow run`) tagged with
     the process that will close it, then with the code version and its parameters; a `PipelineError` or
     an outage longer than TRACKING_OUTAGE_SECONDS is stored in its `error` tag and ends it FAILED, an
     interruption ends it KILLED (closing is tried briefly: the next pipeline closes what the server did
     not take). `run_name` None keeps the name the run has (`mlflow run` made it); `run_id` continues that
-    run, nested under the active one (a step in a worker's process)."""
+    run, nested under the active one (a step in a worker's process); `nested` starts a child of the
+    active run (a replay's retraining)."""
     with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
         run = mlflow.start_run(
             run_id=run_id,
             run_name=run_name,
-            nested=run_id is not None,
+            nested=nested or run_id is not None,
             tags={**(tags or {}), **this_process().tags(), TAG_CODE_VERSION: code_version()},
         )
     with run:

@@ -17,6 +17,7 @@ import requests
 from mlflow.exceptions import MlflowException
 
 from flow_steps.config.errors import PipelineError
+from flow_steps.config.names import DEFAULT_EXPERIMENT
 from flow_steps.runtime.outages import outage_seconds, retries_for, retry_schedule, retry_settings
 
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
@@ -221,3 +222,16 @@ def run_name_unless_chosen(default: str) -> str | None:
         if current and not GENERATED_RUN_NAME.match(current):
             return None
     return default
+
+
+def use_experiment(experiment_name: str | None) -> None:
+    """Log to `experiment_name`, else to MLFLOW_EXPERIMENT_NAME / _ID, else to DEFAULT_EXPERIMENT.
+
+    Under `mlflow run` the run already exists, in the experiment `mlflow run --experiment-name` chose.
+    """
+    if os.environ.get(RUN_ID_VARIABLE):
+        return
+    if experiment_name or not (
+        os.environ.get("MLFLOW_EXPERIMENT_NAME") or os.environ.get("MLFLOW_EXPERIMENT_ID")
+    ):
+        mlflow.set_experiment(experiment_name or DEFAULT_EXPERIMENT)

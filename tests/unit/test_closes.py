@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from flow_steps.config.as_of import check_as_of, resolve_as_of
-from flow_steps.config.errors import PipelineError
+from flow_steps.config.errors import DataValidationError, PipelineError
 from flow_steps.data.closes import closed, closing_times, cut_unclosed
 
 CLOCK = pd.Timestamp("2026-12-06 10:13:00", tz="UTC")
@@ -118,3 +118,11 @@ def test_as_of_a_past_day_cuts_many_bars_and_names_a_few() -> None:
     cut = cut_unclosed(f"Date,Close\n{rows}".encode(), "f.csv", "auto", "XNYS", utc("2026-11-23 23:59"))
     assert cut.dropped == ("2026-11-24", "2026-11-25", "2026-11-27", "2026-11-30")
     assert cut.content == b"Date,Close\n2026-11-23,1\n"
+
+
+def test_a_file_with_no_close_by_now_is_one_line() -> None:
+    with pytest.raises(
+        DataValidationError,
+        match=r"^f.csv has no close by 2026-12-01 00:00 UTC \(as_of\): its first bar is of 2026-12-02$",
+    ):
+        cut_unclosed(PRICES.encode(), "f.csv", "auto", "XNYS", utc("2026-12-01"))

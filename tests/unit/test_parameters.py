@@ -11,6 +11,7 @@ from flow_steps import (
     forecast,
     monitor,
     register_model,
+    replay,
     train_model,
     transform_data,
     universe,
@@ -39,6 +40,7 @@ COMMANDS = {
     "forecast": forecast.cli,
     "universe": universe.cli,
     "monitor": monitor.cli,
+    "replay": replay.cli,
 }
 
 
