@@ -93,6 +93,10 @@ class TickerWorker:
     """One in-worker process (a Ray actor with 1 CPU): `run` one ticker's pipeline at a time."""
 
     def __init__(self, env: dict[str, str]):
+        # Imported before the first ticker, not with it: a ticker's download then follows its start
+        # closely, which is what a paced universe counts on (orchestration/pacing.py).
+        from flow_steps.orchestration import driver  # noqa: F401
+
         os.environ.update({**env, **WORKER_SETTINGS})
         configure_logging()
         client_defaults()

@@ -155,7 +155,10 @@ def test_the_train_step_alone_refuses_too_few_rows_the_same_way(tracking, in_pro
         (["--batch-size", "0"], "Invalid value for '--batch-size'"),
         (["--test-fraction", "0.7"], "Invalid value for '--test-fraction': 0.7 is not in the range 0<x<=0.5"),
         (["--test-fraction", "0"], "Invalid value for '--test-fraction'"),
-        (["--data-source", "nasdaq"], "is not 'sample', 'quandl', 'tiingo', a URL or an existing CSV file"),
+        (
+            ["--data-source", "nasdaq"],
+            "is not 'sample', 'quandl', 'tiingo', 'yahoo', a URL or an existing CSV file",
+        ),
         (["--data-source", "https://x.test/a.csv?api_key=s3cr3tvalue"], "contains a key"),
         (["--calendar", "NYSEE"], "'--calendar': calendar='NYSEE' is not an exchange calendar (XNYS New"),
         (["--calendar", "NYSEE"], 'list the codes with: python -c "import exchange_calendars'),

@@ -140,7 +140,7 @@ def test_literal_keys_in_urls_and_unknown_sources_are_refused_up_front():
     with pytest.raises(SourceError, match="unsupported scheme"):
         check_data_source("ftp://example.test/MSFT.csv")
     with pytest.raises(
-        SourceError, match="is not 'sample', 'quandl', 'tiingo', a URL or an existing CSV file"
+        SourceError, match="is not 'sample', 'quandl', 'tiingo', 'yahoo', a URL or an existing CSV file"
     ):
         check_data_source("nasdaq")
 

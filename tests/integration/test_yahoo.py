@@ -65,6 +65,20 @@ def test_the_whole_history_arrives_with_adjusted_closes_dividends_and_the_split(
     assert (prices["Dividends"] > 0).sum() > 10
 
 
+def test_a_process_that_loaded_tensorflow_first_still_fetches(yahoo_env):
+    """TensorFlow ships its own libcurl: in a process that loaded it before curl_cffi, curl_cffi's browser
+    impersonation fails ("Impersonating chrome152 is not supported"), as in a universe's worker that
+    trained a ticker before fetching the next one. The fetch runs in a process of its own."""
+    code = (
+        "import tensorflow, sys\n"
+        "from flow_steps.data.sources import fetch_raw_prices\n"
+        "sys.stdout.buffer.write(fetch_raw_prices('yahoo', 'IBM').content)\n"
+    )
+    result = run_command([sys.executable, "-c", code], dict(os.environ), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert pd.read_csv(io.StringIO(result.stdout))["Date"].tolist() == SERVED["Date"].tolist()
+
+
 def test_429_answers_are_retried_then_the_prices_arrive(yahoo_env):
     # yfinance retries a refused chart request once itself: two 429s fail one attempt of ours.
     yahoo_env.scripted = [RATE_LIMITED, RATE_LIMITED]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -24,6 +26,10 @@ if TYPE_CHECKING:  # yfinance_seam imports curl_cffi: only a fetch loads it
 logger = logging.getLogger(__name__)
 
 API_BASE_VARIABLE = "YAHOO_API_BASE"  # Yahoo's hosts replaced by this base URL (the tests' loopback server)
+DEFAULT_API_BASE = "https://query2.finance.yahoo.com"  # where yfinance asks for prices
+CHILD_MODULE = "flow_steps.data.sources.isolated_fetch"  # runs fetch_here in a process of its own
+CHILD_START_SECONDS = 30.0  # the child's imports (pandas, yfinance, curl_cffi), on top of the timeout
+REFUSED_EXIT = 3  # the child's exit code for a refusal, its last stderr line
 
 # What to do when Yahoo will not serve a script, in every line that says so.
 INSTEAD = "wait and run again, lower the pace (fewer tickers at once), or use data_source=tiingo"
@@ -48,36 +54,61 @@ class YahooSource(PriceSource):
         return data_source == YAHOO_SOURCE
 
     def fetch(self, data_source: str, ticker: str, options: SourceOptions) -> RawPrices:
-        from yfinance.exceptions import YFRateLimitError
-
-        from flow_steps.data.sources.yfinance_seam import DEFAULT_API_BASE, YahooSession
-
-        base = api_base()
-        shown = base or DEFAULT_API_BASE
+        """In a process of its own (CHILD_MODULE): yfinance's state is process-wide, and curl_cffi's
+        browser impersonation fails in a process that loaded TensorFlow (its own libcurl) first."""
+        shown = api_base() or DEFAULT_API_BASE
         seconds = timeout_seconds()
-        deadline = time.monotonic() + seconds
-        logger.info("Fetching Yahoo Finance daily prices of %s from %s (no key needed)", ticker, shown)
-        retries = 0
-        while True:
-            session = YahooSession(base, deadline)
-            try:
-                frame = daily_history(session, ticker, end_date(options.as_of), seconds)
-                break
-            except YFRateLimitError as error:
-                retry_after = session.last.retry_after if session.last else None
-                wait = wait_before_retry(retries, retry_after, deadline - time.monotonic())
-                if wait is None:
-                    raise SourceError(rate_limited(ticker, retries, seconds)) from error
-                logger.warning("Yahoo Finance answered 429 Too Many Requests: retrying in %g s", wait)
-                time.sleep(wait)
-                retries += 1
-            except Exception as error:  # yfinance raises its own, curl_cffi's and parsing errors
-                raise SourceError(yahoo_failure(ticker, error, session.last, shown, seconds)) from error
-            finally:
-                session.close()
-        if frame.empty:
-            raise SourceError(no_prices(ticker, options.as_of))
-        return RawPrices(price_csv(frame), f"{YAHOO_SOURCE}:{ticker}@{shown}")
+        command = [sys.executable, "-m", CHILD_MODULE, ticker, end_date(options.as_of) or ""]
+        try:
+            done = subprocess.run(command, capture_output=True, timeout=seconds + CHILD_START_SECONDS)
+        except subprocess.TimeoutExpired as error:
+            raise SourceError(
+                f"Yahoo Finance at {shown} did not answer within {seconds:g} s ({TIMEOUT_VARIABLE})"
+            ) from error
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        for line in lines[:-1] if done.returncode else lines:
+            logger.info("%s", line)  # the child's progress lines
+        if done.returncode == REFUSED_EXIT:
+            raise SourceError(lines[-1])
+        if done.returncode != 0:
+            last = lines[-1] if lines else "no output"
+            raise SourceError(f"the Yahoo Finance fetch of {ticker} failed (exit {done.returncode}): {last}")
+        return RawPrices(done.stdout, f"{YAHOO_SOURCE}:{ticker}@{shown}")
+
+
+def fetch_here(ticker: str, end: str | None) -> bytes:
+    """The ticker's daily history up to `end` (exclusive) as CSV, fetched in this process (the child's
+    work), 429s retried within PRICE_SOURCE_TIMEOUT; a refusal is one SourceError line."""
+    from yfinance.exceptions import YFRateLimitError
+
+    from flow_steps.data.sources.yfinance_seam import YahooSession
+
+    base = api_base()
+    shown = base or DEFAULT_API_BASE
+    seconds = timeout_seconds()
+    deadline = time.monotonic() + seconds
+    logger.info("Fetching Yahoo Finance daily prices of %s from %s (no key needed)", ticker, shown)
+    retries = 0
+    while True:
+        session = YahooSession(base, deadline)
+        try:
+            frame = daily_history(session, ticker, end, seconds)
+            break
+        except YFRateLimitError as error:
+            retry_after = session.last.retry_after if session.last else None
+            wait = wait_before_retry(retries, retry_after, deadline - time.monotonic())
+            if wait is None:
+                raise SourceError(rate_limited(ticker, retries, seconds)) from error
+            logger.warning("Yahoo Finance answered 429 Too Many Requests: retrying in %g s", wait)
+            time.sleep(wait)
+            retries += 1
+        except Exception as error:  # yfinance raises its own, curl_cffi's and parsing errors
+            raise SourceError(yahoo_failure(ticker, error, session.last, shown, seconds)) from error
+        finally:
+            session.close()
+    if frame.empty:
+        raise SourceError(no_prices(ticker, end))
+    return price_csv(frame)
 
 
 def daily_history(session: YahooSession, ticker: str, end: str | None, seconds: float) -> pd.DataFrame:
@@ -104,9 +135,9 @@ def price_csv(frame: pd.DataFrame) -> bytes:
     return table.to_csv(index=False).encode()
 
 
-def no_prices(ticker: str, as_of: datetime | None) -> str:
-    """One line for an answer without a single price."""
-    until = f" up to {as_of.date().isoformat()}" if as_of is not None else ""
+def no_prices(ticker: str, end: str | None) -> str:
+    """One line for an answer without a single price (`end`: the exclusive end asked for)."""
+    until = f" before {end}" if end is not None else ""
     return f"Yahoo Finance has no daily prices for {ticker}{until}: check company_abbreviation and the date"
 
 

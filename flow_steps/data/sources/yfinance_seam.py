@@ -23,7 +23,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from curl_cffi import requests as curl_requests
 
-DEFAULT_API_BASE = "https://query2.finance.yahoo.com"  # where yfinance asks for prices
 YAHOO_DOMAIN = "yahoo.com"
 MIN_REQUEST_SECONDS = 0.5  # a request started at the deadline still gets an answer or a timeout
 _ONE_FETCH_AT_A_TIME = threading.Lock()  # yfinance's state is process-wide
