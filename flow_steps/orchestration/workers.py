@@ -95,7 +95,7 @@ class TickerWorker:
     def __init__(self, env: dict[str, str]):
         # Imported before the first ticker, not with it: a ticker's download then follows its start
         # closely, which is what a paced universe counts on (orchestration/pacing.py).
-        from flow_steps.orchestration import driver  # noqa: F401
+        import flow_steps.orchestration.driver  # noqa: F401
 
         os.environ.update({**env, **WORKER_SETTINGS})
         configure_logging()
