@@ -195,7 +195,7 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     assert register.data.metrics["challenger_test_rmse"] == pytest.approx(metrics["test_rmse"], rel=1e-12)
     stock_data = mlflow.artifacts.download_artifacts(train.data.params["stock_data"])
     days = holdout_days(read_prepared(stock_data, "stock_data"), 0.2)
-    assert score("models:/stock-MSFT-lstm/1", days) == pytest.approx(metrics["test_rmse"], rel=1e-5)
+    assert score("models:/stock-MSFT-lstm/1", days).rmse == pytest.approx(metrics["test_rmse"], rel=1e-5)
     # Registering it again trains nothing and scores nothing: no TensorFlow start-up.
     again = run_command(
         [sys.executable, "-c", REGISTER_AND_REPORT_TENSORFLOW, *register_arguments(register)], tracking.env
