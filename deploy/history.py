@@ -45,6 +45,7 @@ import psycopg
 
 from deploy.history_pipeline import DESCRIPTION, add_retraining
 from deploy.history_shapes import COLUMNS, TABLES, Rows, Setting, Ticker, add_schedule_day
+from deploy.indexes import libpq_uri
 from flow_steps.config.names import (
     CHALLENGER_ALIAS,
     CHAMPION_ALIAS,
@@ -58,11 +59,6 @@ CHUNK_RUNS = 20_000  # rows are COPYed in one transaction per this many runs
 ARTIFACT_ROOT = (
     "mlflow-artifacts:"  # the team server's (--serve-artifacts): mlflow-artifacts:/<experiment id>
 )
-
-
-def libpq_uri(database_uri: str) -> str:
-    """`postgresql+psycopg://...` (SQLAlchemy's, as the server takes it) -> `postgresql://...` (libpq's)."""
-    return "postgresql://" + database_uri.split("://", 1)[1]
 
 
 def sessions(end: date, count: int) -> list[date]:
