@@ -161,11 +161,14 @@ def manage_indexes(arguments: argparse.Namespace) -> int:
         raise SystemExit("team_server: put the database password in PGPASSWORD, not in --database-uri")
     check_database("--database-uri", arguments.database_uri)
     indexes = indexes_module()
-    if arguments.drop_indexes:
-        for name in indexes.drop_indexes(arguments.database_uri):
-            print(f"dropped {name}")
-    for name, definition in indexes.show_indexes(arguments.database_uri):
-        print(f"{name}: {definition}")
+    try:
+        if arguments.drop_indexes:
+            for name in indexes.drop_indexes(arguments.database_uri):
+                print(f"dropped {name}")
+        for name, definition in indexes.show_indexes(arguments.database_uri):
+            print(f"{name}: {definition}")
+    except Exception as error:  # psycopg's: no privilege, a lock timeout
+        raise SystemExit(f"team_server: {' '.join(str(error).split())}") from None
     return 0
 
 
@@ -223,7 +226,12 @@ def main() -> None:
     if arguments.upgrade or (indexes and not indexes.tables_exist(arguments.database_uri)):
         subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", arguments.database_uri], check=True)
     if indexes:
-        indexes.create_indexes(arguments.database_uri)
+        try:
+            indexes.create_indexes(arguments.database_uri)
+        except Exception as error:  # psycopg's: a lock timeout, no privilege, a disk full
+            raise SystemExit(
+                f"team_server: cannot create the indexes: {' '.join(str(error).split())}"
+            ) from None
     with tempfile.NamedTemporaryFile("w", suffix=".ini", prefix="mlflow-auth-", delete=False) as handle:
         os.chmod(handle.name, 0o600)
         handle.write(
