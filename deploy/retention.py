@@ -3,8 +3,8 @@ collect them with `mlflow gc`.
 
     export MLFLOW_TRACKING_URI=https://mlflow.example:5000            # the team server, as an admin
     export MLFLOW_TRACKING_USERNAME=admin MLFLOW_TRACKING_PASSWORD=...
-    python -m deploy.retention --older-than-days 90 --dry-run          # what it would delete
-    python -m deploy.retention --older-than-days 90                    # delete (recoverable until gc)
+    python -m deploy.retention --older-than-days 400 --dry-run         # what it would delete
+    python -m deploy.retention --older-than-days 400                   # delete (recoverable until gc)
     PGPASSWORD=... mlflow gc --backend-store-uri postgresql+psycopg://mlflow@db:5432/mlflow
 
 A run is deleted when it is named `forecast` or `monitor`, has no parent run, has ended, started more
@@ -31,6 +31,7 @@ from mlflow.entities import Run, ViewType
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from flow_steps.config.declarations import WINDOW_FORECASTS
 from flow_steps.config.errors import one_line
 from flow_steps.config.names import FORECAST_ENTRY_POINT, MONITOR_ENTRY_POINT, TAG_CHILD_RUN_PREFIX
 
@@ -38,6 +39,8 @@ logger = logging.getLogger("deploy.retention")
 RETIRED_NAMES = (FORECAST_ENTRY_POINT, MONITOR_ENTRY_POINT)
 LINEAGE_TAG_SUFFIX = "_run_id"  # a version's download_raw_data_run_id, transform_data_run_id, train_run_id
 PAGE = 1000
+# monitor scores the newest window_forecasts forecast runs of a ticker: one a session, 5 sessions a week.
+MONITOR_WINDOW_DAYS = WINDOW_FORECASTS.default * 7 / 5
 DAY_MS = 86_400_000
 
 
@@ -112,6 +115,14 @@ def candidates(client: MlflowClient, experiment_ids: Iterable[str], cutoff_ms: i
 
 def retire(client: MlflowClient, older_than_days: float, dry_run: bool, parallel: int = 4) -> list[str]:
     """Delete the retired runs of every active experiment (see `retired`); their ids."""
+    if older_than_days < MONITOR_WINDOW_DAYS:
+        logger.warning(
+            "monitor scores the newest %d forecast runs (about %.0f days of sessions): deleting those older "
+            "than %g days shortens its window",
+            WINDOW_FORECASTS.default,
+            MONITOR_WINDOW_DAYS,
+            older_than_days,
+        )
     cutoff = int(time.time() * 1000 - older_than_days * DAY_MS)
     protected = protected_runs(client)
     experiments = [experiment.experiment_id for experiment in client.search_experiments()]
