@@ -150,6 +150,9 @@ def generate(
     schedule_experiment: str | None = None,
 ) -> int:
     """Write the history; the number of runs written."""
+    psycopg.connect(
+        libpq_uri(database_uri), connect_timeout=10
+    ).close()  # refused: at once, not after retries
     experiment, schedule = experiment_ids(database_uri, schedule_experiment)
     setting = Setting(experiment, schedule, ARTIFACT_ROOT)
     rng = random.Random(seed)
@@ -218,15 +221,19 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if arguments.days < 1 or arguments.tickers < 1 or arguments.retrain_every < 1:
         raise SystemExit("history: --days, --tickers and --retrain-every must be at least 1")
-    generate(
-        arguments.database_uri,
-        arguments.days,
-        arguments.tickers,
-        arguments.retrain_every,
-        arguments.end,
-        arguments.seed,
-        arguments.schedule_experiment,
-    )
+    try:
+        generate(
+            arguments.database_uri,
+            arguments.days,
+            arguments.tickers,
+            arguments.retrain_every,
+            arguments.end,
+            arguments.seed,
+            arguments.schedule_experiment,
+        )
+    except Exception as error:  # a database refused or unreachable, a table missing: one line, exit 1
+        original = getattr(error, "orig", None) or error
+        raise SystemExit(f"history: {' '.join(str(original).split())}") from None
 
 
 if __name__ == "__main__":
