@@ -26,6 +26,7 @@ import argparse
 import logging
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -172,6 +173,7 @@ def main() -> None:
     finally:
         server.stop()
         cluster.remove()
+        shutil.rmtree(folder, ignore_errors=True)
     print(pd.DataFrame(table).T.fillna("").to_markdown())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ def started_team(*options: str) -> Iterator[TeamServer]:
     finally:
         server.stop()
         cluster.remove()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager
