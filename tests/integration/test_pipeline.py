@@ -211,7 +211,17 @@ def test_mlflow_run_chains_the_steps_and_registers_a_model_that_serves_any_price
     assert version.tags["data_source_resolved"] == "sample:WIKI-MSFT.csv"
     # A registry page a person can read: a description, a one-line version description, few tags.
     assert not [name for name in version.tags if name.startswith(("metric.", "param."))]
-    assert len(version.tags) <= 8
+    assert set(version.tags) == {  # the lineage, the decision, and that it showed no skill over naive
+        "train_run_id",
+        "code_version",
+        "trained_through",
+        f"{DOWNLOAD_STEP}_run_id",
+        f"{TRANSFORM_STEP}_run_id",
+        "data_source_resolved",
+        "raw_sha256",
+        "promotion",
+        "no_skill_over_naive",
+    }
     assert version.description.startswith(f"Test RMSE {metrics['test_rmse']:.4g} = ")
     assert "first_version: no champion yet" in version.description and "\n" not in version.description
     assert f"80%/95% intervals covered {metrics['test_coverage_80']:.1%}/" in version.description
