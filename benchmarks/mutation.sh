@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mutation testing of the pure cores against the fast tier (docs/testing.md has the last score and every
-# survivor). Not part of .ci/run: about half an hour on 2 cores.
+# survivor). Not part of .ci/run: about two hours on 2 cores with nothing else running.
 #
 #   pip install -r requirements-mutation.txt    # mutmut, pinned
 #   bash benchmarks/mutation.sh                 # from anywhere; MUTATION_CHILDREN=1 to use one core
@@ -19,23 +19,28 @@ SCOPE=(
     "flow_steps.data.sessions.*"
     "flow_steps.data.tickers.*"
     "flow_steps.data.findings.*"
+    "flow_steps.data.closes.*"
     "flow_steps.config.secrets.*"
     "flow_steps.config.errors.*"
     "flow_steps.model.features.*"
     "flow_steps.model.intervals.*"
     "flow_steps.model.request_checks.*"
+    "flow_steps.model.adaptive.*"
     "flow_steps.training.evaluation.x_[!s]*"  # all but statistical_peer_forecasts (statsforecast fits)
     "flow_steps.training.evaluation.x_s[!t]*"
     "flow_steps.deployment.degradation.*"
     "flow_steps.deployment.scoring.x_holdout_days*"  # not score(): it loads a model with TensorFlow
+    "flow_steps.deployment.scoring.xǁHoldoutDaysǁ*"
+    "flow_steps.deployment.scoring.xǁDailyLossesǁ*"
+    "flow_steps.deployment.scoring.x_daily_losses*"
+    "flow_steps.deployment.scoring.x_naive_losses*"
+    "flow_steps.deployment.scoring.x_same_test_days*"
+    "flow_steps.deployment.scoring.x_losses_from_predictions*"
     "flow_steps.deployment.scoring.x_score_from_training*"
     "flow_steps.deployment.scoring.x_model_score*"
     "flow_steps.deployment.scoring.x_day_text*"
-    "flow_steps.deployment.scoring.xǁHoldoutDaysǁ*"
-    "flow_steps.deployment.promotion.x_decide_promotion*"  # the decisions, not the registry calls
-    "flow_steps.deployment.promotion.xǁPromotionǁ*"
-    "flow_steps.deployment.promotion.x_train_run_id*"
-    "flow_steps.deployment.promotion.x_version_description*"
+    "flow_steps.deployment.promotion.*"  # the decisions; the registry's part is registration.py's
+    "flow_steps.deployment.evidence.*"
     "flow_steps.deployment.versions.x_model_description*"
     "flow_steps.runtime.outages.x_[!t]*"  # all but tried_briefly (MLflow calls, the slow tier's)
     "flow_steps.config.spec.*"
