@@ -30,6 +30,10 @@ database restart with no setting here (tests/integration/test_outages.py restart
 The PostgreSQL driver is psycopg 3 (`postgresql+psycopg://`); the database passwords come from
 PGPASSWORD (or ~/.pgpass), which libpq reads itself, so they are never part of a URI either.
 `--upgrade` runs `mlflow db upgrade` on the database first (after an MLflow upgrade).
+
+`--create-indexes` adds the indexes of deploy/indexes.py (named flow_steps_..., idempotent, built without
+blocking writes) before the server starts, after `mlflow db upgrade` when the database has no tables yet;
+`--show-indexes` lists them and `--drop-indexes` drops them (only ours), each without starting the server.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+PROJECT_FOLDER = str(Path(__file__).resolve().parents[1])  # run as a script: where the deploy package is
 ADMIN_PASSWORD_VARIABLE = "MLFLOW_AUTH_ADMIN_PASSWORD"
 SECRET_KEY_VARIABLE = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 REQUIRED_VARIABLES = (ADMIN_PASSWORD_VARIABLE, SECRET_KEY_VARIABLE)
@@ -141,13 +146,41 @@ def check_database(option: str, uri: str) -> None:
         engine.dispose()
 
 
+def indexes_module():
+    """deploy/indexes.py, imported when an index option asks for it (it imports MLflow's names)."""
+    if PROJECT_FOLDER not in sys.path:
+        sys.path.insert(0, PROJECT_FOLDER)
+    from deploy import indexes
+
+    return indexes
+
+
+def manage_indexes(arguments: argparse.Namespace) -> int:
+    """--show-indexes / --drop-indexes: print ours (name and definition) or drop them; the exit status."""
+    if "@" in arguments.database_uri and ":" in arguments.database_uri.split("//", 1)[-1].split("@")[0]:
+        raise SystemExit("team_server: put the database password in PGPASSWORD, not in --database-uri")
+    check_database("--database-uri", arguments.database_uri)
+    indexes = indexes_module()
+    try:
+        if arguments.drop_indexes:
+            for name in indexes.drop_indexes(arguments.database_uri):
+                print(f"dropped {name}")
+        for name, definition in indexes.show_indexes(arguments.database_uri):
+            print(f"{name}: {definition}")
+    except Exception as error:  # psycopg's: no privilege, a lock timeout
+        raise SystemExit(f"team_server: {' '.join(str(error).split())}") from None
+    return 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--database-uri", required=True, help="postgresql+psycopg://USER@HOST:PORT/DB")
     parser.add_argument("--auth-database-uri", help="users and permissions (default: <database>_auth)")
-    parser.add_argument("--artifacts-destination", required=True, help="a directory, or s3://bucket/prefix")
+    parser.add_argument(
+        "--artifacts-destination", help="a directory, or s3://bucket/prefix (required to start)"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
@@ -167,7 +200,16 @@ def main() -> None:
     parser.add_argument("--tls-certfile", help="PEM certificate (chain): serve HTTPS only")
     parser.add_argument("--tls-keyfile", help="PEM private key of --tls-certfile")
     parser.add_argument("--upgrade", action="store_true", help="run `mlflow db upgrade` first")
+    parser.add_argument(
+        "--create-indexes", action="store_true", help="add our indexes first (docs/team-server.md)"
+    )
+    parser.add_argument("--show-indexes", action="store_true", help="list our indexes and exit")
+    parser.add_argument("--drop-indexes", action="store_true", help="drop our indexes (only ours) and exit")
     arguments = parser.parse_args()
+    if arguments.show_indexes or arguments.drop_indexes:
+        raise SystemExit(manage_indexes(arguments))
+    if not arguments.artifacts_destination:
+        raise SystemExit("team_server: give --artifacts-destination (a directory, or s3://bucket/prefix)")
     if problem := tls_problem(arguments.tls_certfile, arguments.tls_keyfile):
         raise SystemExit(f"team_server: {problem}")
     missing = [name for name in REQUIRED_VARIABLES if not os.environ.get(name)]
@@ -180,8 +222,16 @@ def main() -> None:
         check_database("--database-uri", arguments.database_uri)
         check_database("--auth-database-uri", auth_uri)  # by default the same server's <database>_auth
 
-    if arguments.upgrade:
+    indexes = indexes_module() if arguments.create_indexes else None
+    if arguments.upgrade or (indexes and not indexes.tables_exist(arguments.database_uri)):
         subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", arguments.database_uri], check=True)
+    if indexes:
+        try:
+            indexes.create_indexes(arguments.database_uri)
+        except Exception as error:  # psycopg's: a lock timeout, no privilege, a disk full
+            raise SystemExit(
+                f"team_server: cannot create the indexes: {' '.join(str(error).split())}"
+            ) from None
     with tempfile.NamedTemporaryFile("w", suffix=".ini", prefix="mlflow-auth-", delete=False) as handle:
         os.chmod(handle.name, 0o600)
         handle.write(
