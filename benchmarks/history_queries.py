@@ -25,7 +25,7 @@ from flow_steps.config.names import (
 )
 from flow_steps.deployment.realized import forecast_runs
 from flow_steps.deployment.versions import alias_version, versions_of_run
-from flow_steps.orchestration.steps import reuse_filter
+from flow_steps.orchestration.reuse import find_reusable
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 UI_PAGE = 100  # the experiment page's first page of runs (MLflow's UI asks for 100, newest first)
@@ -82,13 +82,8 @@ def next_day(params: dict[str, str], key: str) -> dict[str, str]:
 
 
 def look_up(client: MlflowClient, target: Target, step: str, params: dict[str, str]):
-    """The reuse look-up of StepRunner.find_finished, as it sends it."""
-    return client.search_runs(
-        [target.experiment],
-        reuse_filter(step, params, target.code_version, {}),
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
+    """The reuse look-up of StepRunner.find_finished, the same function."""
+    return find_reusable(client, target.experiment, step, params, target.code_version, {})
 
 
 def queries(target: Target) -> dict[str, Callable[[MlflowClient], object]]:

@@ -50,7 +50,8 @@ from flow_steps.config.spec import Param
 from flow_steps.data.tickers import normalize_ticker
 from flow_steps.deployment.versions import alias_version_number, versions_of_run
 from flow_steps.model.features import check_enough_rows
-from flow_steps.orchestration.steps import StepRunner, download_reuse_tags
+from flow_steps.orchestration.reuse import download_reuse_tags
+from flow_steps.orchestration.steps import StepRunner
 from flow_steps.runtime.interruption import close_orphaned_runs
 from flow_steps.runtime.lifecycle import refusals_explained, tracked_run
 from flow_steps.runtime.lineage import code_version

@@ -1,10 +1,8 @@
-"""Running one step of the pipeline, or reusing a finished run of it: the reuse rules and the child runs.
+"""Running one step of the pipeline, or reusing a finished run of it (reuse.py's look-up): the child runs.
 
-A step is reused when one `search_runs` call finds a FINISHED run with the same entry point, parameters,
-code version and extra tags (`reuse_filter`); a downloaded file only while its source cannot have
-changed (`download_reuse_tags`). Otherwise the step runs as a child run, through `mlflow.run`; a step
-in its own process (the local backend) names a file for its crash report, and one that crashed
-(crashes.py) runs again, up to `crash_retries` times.
+A step that is not reused runs as a child run, through `mlflow.run`; a step in its own process (the
+local backend) names a file for its crash report, and one that crashed (crashes.py) runs again, up to
+`crash_retries` times.
 """
 
 from __future__ import annotations
@@ -24,16 +22,14 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
 
 from flow_steps.config.declarations import CRASH_RETRIES
-from flow_steps.config.errors import PipelineError, SourceError, one_line
+from flow_steps.config.errors import PipelineError, one_line
 from flow_steps.config.names import (
     PROJECT_ROOT,
     TAG_CHILD_RUN_PREFIX,
-    TAG_CODE_VERSION,
     TAG_CRASH_RETRIES,
     TAG_ERROR,
     TAG_REUSED_PREFIX,
 )
-from flow_steps.data.sources import source_for
 from flow_steps.orchestration.crashes import (
     Crash,
     StepCrashed,
@@ -43,6 +39,7 @@ from flow_steps.orchestration.crashes import (
     should_retry,
 )
 from flow_steps.orchestration.in_process import BACKEND as IN_PROCESS_BACKEND
+from flow_steps.orchestration.reuse import find_reusable, quoted
 from flow_steps.runtime.interruption import FAILED, KILLED
 from flow_steps.runtime.lifecycle import CRASH_REPORT_VARIABLE, LAST_LINE_SUFFIX
 from flow_steps.runtime.outages import CLOSING_SECONDS, retrying_for, tried_briefly
@@ -51,28 +48,6 @@ logger = logging.getLogger(__name__)
 
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 RUNNING = RunStatus.to_string(RunStatus.RUNNING)
-
-
-def reuse_filter(entry_point: str, params: dict[str, str], version: str, tags: dict[str, str]) -> str:
-    """MLflow search filter for a FINISHED run of `entry_point` with these params and code version."""
-    clauses = [
-        "attributes.status = 'FINISHED'",
-        f"tags.`{MLFLOW_PROJECT_ENTRY_POINT}` = {_quote(entry_point)}",
-        f"tags.{TAG_CODE_VERSION} = {_quote(version)}",
-    ]
-    clauses += [f"params.{name} = {_quote(value)}" for name, value in sorted(params.items())]
-    clauses += [f"tags.{name} = {_quote(value)}" for name, value in sorted(tags.items())]
-    return " and ".join(clauses)
-
-
-def download_reuse_tags(data_source: str) -> dict[str, str] | None:
-    """Extra tags a reusable download run must carry, as its source says, or None when the source may
-    have changed (or names nothing: the download step then refuses it in one line)."""
-    try:
-        source = source_for(data_source)
-    except SourceError:
-        return None
-    return source.reuse_tags(data_source)
 
 
 class StepRunner:
@@ -99,15 +74,9 @@ class StepRunner:
 
     def find_finished(self, entry_point: str, params: dict[str, str], tags: dict[str, str]) -> Run | None:
         """The newest FINISHED run with the same entry point, params, code version and tags."""
-        if any("'" in value for value in [*params.values(), *tags.values()]):
-            return None  # not expressible in a filter string: run the step instead
-        found = self.client.search_runs(
-            experiment_ids=[self.parent.info.experiment_id],
-            filter_string=reuse_filter(entry_point, params, self.version, tags),
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
+        return find_reusable(
+            self.client, self.parent.info.experiment_id, entry_point, params, self.version, tags
         )
-        return found[0] if found else None
 
     def run(self, entry_point: str, params: dict[str, str], reuse_tags: dict[str, str] | None) -> Run:
         """Reuse a finished run when `reuse_tags` is not None and one matches, else launch the step."""
@@ -216,8 +185,8 @@ class StepRunner:
         """The newest run of `entry_point` started under the parent run."""
         found = self.client.search_runs(
             experiment_ids=[self.parent.info.experiment_id],
-            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = {_quote(self.parent.info.run_id)} "
-            f"and tags.`{MLFLOW_PROJECT_ENTRY_POINT}` = {_quote(entry_point)}",
+            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = {quoted(self.parent.info.run_id)} "
+            f"and tags.`{MLFLOW_PROJECT_ENTRY_POINT}` = {quoted(entry_point)}",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
@@ -229,10 +198,6 @@ class StepRunner:
         if failed and TAG_ERROR in failed.data.tags:
             return failed.data.tags[TAG_ERROR]
         return one_line(error)
-
-
-def _quote(value: str) -> str:
-    return f"'{value}'"
 
 
 def read_crash(report: Path) -> Crash | None:

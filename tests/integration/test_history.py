@@ -22,7 +22,7 @@ from flow_steps.config.names import (
 )
 from flow_steps.deployment.realized import forecast_runs
 from flow_steps.deployment.versions import alias_version_number, versions_of_run
-from flow_steps.orchestration.steps import reuse_filter
+from flow_steps.orchestration.reuse import find_reusable
 from flow_steps.runtime.interruption import close_orphaned_runs
 from tests.conftest import TINY_PARAMS, cli_options, run_command
 from tests.support.helpers import clean_env
@@ -120,7 +120,7 @@ def test_a_generated_history_reads_back_as_a_real_pipeline_forecast_and_monitor_
         code_version = generated[TRAIN_STEP].data.tags["code_version"]
         for step in (TRANSFORM_STEP, TRAIN_STEP, REGISTER_STEP, DOWNLOAD_STEP):
             run = generated[step]
-            [found] = client.search_runs([experiment], reuse_filter(step, run.data.params, code_version, {}))
+            found = find_reusable(client, experiment, step, run.data.params, code_version, {})
             assert found.info.run_id == run.info.run_id, step
         found = forecast_runs(client, "0", "T0001")
         assert [run.data.tags["as_of_utc"][:10] for run in found] == ["2026-12-04", "2026-12-03"]

@@ -12,7 +12,8 @@ import pytest
 
 from flow_steps.config.declarations import DOWNLOAD_PARAMS
 from flow_steps.config.names import DOWNLOAD_STEP, TRAIN_STEP, TRANSFORM_STEP
-from flow_steps.orchestration.steps import StepRunner, download_reuse_tags
+from flow_steps.orchestration.reuse import download_reuse_tags
+from flow_steps.orchestration.steps import StepRunner
 from flow_steps.runtime.lineage import code_version
 from tests.conftest import EXPERIMENT, FIXTURES, TINY_PARAMS, run_command
 from tests.support.helpers import mlflow_run, prepared_prices
