@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from flow_steps.config.errors import DataValidationError
+from flow_steps.config.names import ADAPTIVE_INTERVALS, STATIC_INTERVALS
+from flow_steps.model.adaptive import both_intervals
 from flow_steps.model.features import ReturnScaler, check_enough_rows, next_log_returns
 from flow_steps.model.intervals import (
     Interval,
@@ -83,3 +85,28 @@ def test_return_scaler_reads_numeric_text_as_floats():
     """Training log returns given as text are coerced to float before taking their spread."""
     # population standard deviation of +-0.01 around mean 0 is 0.01
     assert ReturnScaler.fit(["0.01", "-0.01"]).scale == pytest.approx(0.01)
+
+
+# Calibration scores 0.1 .. 0.4 (n = 4). At 50%: rank ceil((4 + 1) * 0.5) = 3, the multiplier 0.3.
+SCORES = np.array([0.1, 0.2, 0.3, 0.4])
+
+
+def test_calibrate_gives_the_levels_asked_for_only():
+    """Five scores 0.1 .. 0.5 (calibrate's least): at 50%, rank ceil((5 + 1) * 0.5) = 3: 0.3."""
+    forecast, sigma = np.ones(5), np.ones(5)
+    assert calibrate(np.exp([0.1, 0.2, 0.3, 0.4, 0.5]), forecast, sigma, levels=(50,)) == pytest.approx(
+        {50: 0.3}
+    )
+
+
+def test_both_intervals_use_the_levels_and_the_step_given():
+    """Day 1 at alpha_1 = 0.5: multiplier 0.3; its score 0.35 misses, so with gamma 0.25
+    alpha_2 = 0.5 + 0.25 * (0.5 - 1) = 0.375 and day 2 takes rank ceil(5 * 0.625) = 4: 0.4 (with the
+    default gamma 0.005, alpha_2 = 0.4975 keeps rank 3). Static: 0.3 on both days."""
+    forecast, sigma = np.ones(2), np.ones(2)
+    actual = np.exp([0.35, 0.05])
+    both = both_intervals(SCORES, actual, forecast, sigma, (50,), gamma=0.25)
+    assert set(both[STATIC_INTERVALS]) == set(both[ADAPTIVE_INTERVALS]) == {50}
+    assert both[STATIC_INTERVALS][50].upper == pytest.approx(np.exp([0.3, 0.3]))
+    assert both[ADAPTIVE_INTERVALS][50].upper == pytest.approx(np.exp([0.3, 0.4]))
+    assert both[ADAPTIVE_INTERVALS][50].lower == pytest.approx(np.exp([-0.3, -0.4]))

@@ -11,12 +11,23 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from flow_steps.config.names import (
+    METRIC_INTERVAL_P_VALUE,
+    METRIC_INTERVAL_STATISTIC,
     METRIC_N_TEST_DAYS,
+    METRIC_PROMOTION_IMPROVEMENT,
+    METRIC_PROMOTION_MEAN_LOSS_DIFFERENCE,
+    METRIC_PROMOTION_P_VALUE,
+    METRIC_PROMOTION_STATISTIC,
+    METRIC_SKILL_IMPROVEMENT,
+    METRIC_SKILL_P_VALUE,
+    METRIC_SKILL_STATISTIC,
     PREDICTIONS_PATH,
     SCORED_FROM_TRAINING,
     TAG_STOCK_DATA_SHA256,
 )
 from flow_steps.config.spec import significance_level
+from flow_steps.deployment.evidence import TestResult
+from flow_steps.deployment.promotion import Comparison, Promotion, evidence_metrics
 from flow_steps.deployment.scoring import HoldoutDays, model_score, naive_losses, score_from_training
 
 # Four closes, the last two are the test days: 13 and 12.
@@ -79,8 +90,18 @@ def test_a_training_run_tested_on_the_same_days_gives_its_logged_losses(tracking
         (PREDICTIONS.assign(actual=[13.0, 11.0]), "abc", DAYS),  # not these closes
         (PREDICTIONS.drop(columns=["lstm"]), "abc", DAYS),  # no LSTM column
         (pd.concat([PREDICTIONS, PREDICTIONS.tail(1)]), "abc", DAYS),  # three rows for two days
+        (PREDICTIONS.assign(actual=[13.000001, 12.0]), "abc", DAYS),  # 1e-6 off 13: 7.7e-8 relative
     ],
-    ids=["other-prices", "unknown-prices", "other-days", "no-table", "other-closes", "no-lstm", "rows"],
+    ids=[
+        "other-prices",
+        "unknown-prices",
+        "other-days",
+        "no-table",
+        "other-closes",
+        "no-lstm",
+        "rows",
+        "1e-7",
+    ],
 )
 def test_anything_but_the_same_test_days_is_scored_again(tracking, tmp_path, table, sha, days):
     assert score_from_training(training_run(tracking, tmp_path, table, sha), days) is None
@@ -100,3 +121,32 @@ def test_a_significance_level_is_a_float_above_zero_and_at_most_a_half():
     assert (level.name, level.kind, level.default, level.help) == ("alpha", "float", 0.05, "a test's level")
     assert (level.low, level.high, level.low_open, level.high_open) == (0, 0.5, True, False)
     assert significance_level("alpha", "", default=0.01).default == 0.01
+
+
+def test_evidence_metrics_log_each_test_against_the_champion_and_the_naive_forecast():
+    """RMSE 0.9 against the champion's 1.0: improvement 1 - 0.9 / 1.0 = 0.1; against the naive 1.2: 0.25."""
+    accuracy = TestResult(statistic=-2.0, p_value=0.03, n=30, mean_difference=-0.1)
+    intervals = TestResult(statistic=1.5, p_value=0.07, n=30)
+    champion = Comparison(rmse=0.9, other_rmse=1.0, accuracy=accuracy, intervals=intervals)
+    naive = Comparison(rmse=0.9, other_rmse=1.2, accuracy=TestResult(statistic=-1.0, p_value=0.16, n=30))
+    assert evidence_metrics(Promotion("promoted", "", champion, naive)) == pytest.approx(
+        {
+            METRIC_PROMOTION_STATISTIC: -2.0,
+            METRIC_PROMOTION_P_VALUE: 0.03,
+            METRIC_PROMOTION_MEAN_LOSS_DIFFERENCE: -0.1,
+            METRIC_PROMOTION_IMPROVEMENT: 0.1,
+            METRIC_INTERVAL_STATISTIC: 1.5,
+            METRIC_INTERVAL_P_VALUE: 0.07,
+            METRIC_SKILL_STATISTIC: -1.0,
+            METRIC_SKILL_P_VALUE: 0.16,
+            METRIC_SKILL_IMPROVEMENT: 0.25,
+        }
+    )
+    without_intervals = Comparison(rmse=0.9, other_rmse=1.0, accuracy=accuracy)
+    assert set(evidence_metrics(Promotion("kept", "", without_intervals))) == {
+        METRIC_PROMOTION_STATISTIC,
+        METRIC_PROMOTION_P_VALUE,
+        METRIC_PROMOTION_MEAN_LOSS_DIFFERENCE,
+        METRIC_PROMOTION_IMPROVEMENT,
+    }
+    assert evidence_metrics(Promotion("first version", "")) == {}
