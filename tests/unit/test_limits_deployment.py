@@ -20,6 +20,7 @@ from flow_steps.config.names import (
     TAG_STOCK_DATA_SHA256,
 )
 from flow_steps.deployment.degradation import realized_metrics
+from flow_steps.deployment.evidence import christoffersen
 from flow_steps.deployment.promotion import (
     Promotion,
     PromotionRules,
@@ -230,3 +231,15 @@ def test_the_registry_description_names_the_horizon_and_the_rule():
     assert text.startswith("msft-lstm: forecasts the next trading days' closing prices")
     assert f"(1-{MAX_HORIZON} trading days)" in text and "(1-260 trading days)" in text
     assert "by evidence: a one-sided Diebold-Mariano test" in text
+
+
+def test_christoffersen_needs_two_days_and_takes_exactly_two():
+    """[hit, miss] at 80%: Kupiec's LR = -2 ln(0.8 * 0.2 / (0.5 * 0.5)) = -2 ln 0.64; the one transition
+    0 -> 1 makes pi01 = pi = 1, so the independence part is 0; chi-squared(2)'s survival is exp(-x / 2):
+    p = 0.64."""
+    result = christoffersen(np.array([0, 1]), 80)
+    assert result.n == 2
+    assert result.statistic == pytest.approx(-2 * math.log(0.64))
+    assert result.p_value == pytest.approx(0.64)
+    with pytest.raises(ValueError, match="at least 2 days of 0 \\(hit\\) or 1 \\(miss\\)"):
+        christoffersen(np.array([1]), 80)
