@@ -2,6 +2,8 @@
 mutation run of 2026-12-06 found no fast test reaching. Each case worked out by hand; the training runs
 are written to an in-process sqlite store."""
 
+import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +29,14 @@ from flow_steps.config.names import (
 )
 from flow_steps.config.spec import significance_level
 from flow_steps.deployment.evidence import TestResult
-from flow_steps.deployment.promotion import Comparison, Promotion, evidence_metrics
-from flow_steps.deployment.scoring import HoldoutDays, model_score, naive_losses, score_from_training
+from flow_steps.deployment.promotion import Comparison, Promotion, PromotionRules, compare, evidence_metrics
+from flow_steps.deployment.scoring import (
+    DailyLosses,
+    HoldoutDays,
+    model_score,
+    naive_losses,
+    score_from_training,
+)
 
 # Four closes, the last two are the test days: 13 and 12.
 DAYS = HoldoutDays(
@@ -150,3 +158,18 @@ def test_evidence_metrics_log_each_test_against_the_champion_and_the_naive_forec
         METRIC_PROMOTION_IMPROVEMENT,
     }
     assert evidence_metrics(Promotion("first version", "")) == {}
+
+
+def test_too_few_days_for_a_test_still_give_the_mean_loss_difference_and_the_rmses():
+    """Squared errors [1, 4] against [4, 4]: mean difference (-3 + 0) / 2 = -1.5; no test: p = 1."""
+    comparison = compare(DailyLosses(np.array([1.0, 4.0])), DailyLosses(np.array([4.0, 4.0])))
+    accuracy = comparison.accuracy
+    assert (accuracy.n, accuracy.p_value, accuracy.mean_difference) == (2, 1.0, -1.5)
+    assert math.isnan(accuracy.statistic)
+    words = comparison.words(PromotionRules(), "champion version 1")
+    assert words.startswith("RMSE ")
+    assert words.endswith("2 days, too few for the Diebold-Mariano test (needs 16)")
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the mean of no days
+        none = compare(DailyLosses(np.array([])), DailyLosses(np.array([])))
+    assert none.accuracy.n == 0 and math.isnan(none.accuracy.mean_difference)

@@ -20,7 +20,7 @@ from flow_steps.config.names import (
     TAG_STOCK_DATA_SHA256,
 )
 from flow_steps.deployment.degradation import realized_metrics
-from flow_steps.deployment.evidence import christoffersen
+from flow_steps.deployment.evidence import christoffersen, kupiec_pof
 from flow_steps.deployment.promotion import (
     Promotion,
     PromotionRules,
@@ -243,3 +243,21 @@ def test_christoffersen_needs_two_days_and_takes_exactly_two():
     assert result.p_value == pytest.approx(0.64)
     with pytest.raises(ValueError, match="at least 2 days of 0 \\(hit\\) or 1 \\(miss\\)"):
         christoffersen(np.array([1]), 80)
+
+
+def test_christoffersen_with_a_miss_followed_once_by_a_miss_and_once_by_a_hit():
+    """[miss, miss, hit] at 80%: pairs 1 -> 1 and 1 -> 0, so pi11 = 1 / 2 = pi and the independence part
+    is 0; Kupiec's part with 2 misses of 3: -2 (ln 0.8 + 2 ln 0.2 - ln(1/3) - 2 ln(2/3))."""
+    statistic = -2 * (math.log(0.8) + 2 * math.log(0.2) - math.log(1 / 3) - 2 * math.log(2 / 3))
+    result = christoffersen(np.array([1, 1, 0]), 80)
+    assert result.statistic == pytest.approx(statistic)
+    assert result.p_value == pytest.approx(math.exp(-statistic / 2))
+
+
+def test_kupiec_takes_one_day_and_refuses_none():
+    """0 misses of 1 at 80%: -2 ln 0.8; chi-squared(1)'s survival is erfc(sqrt(x / 2))."""
+    result = kupiec_pof(0, 1, 80)
+    assert (result.n, result.statistic) == (1, pytest.approx(-2 * math.log(0.8)))
+    assert result.p_value == pytest.approx(math.erfc(math.sqrt(-math.log(0.8))))
+    with pytest.raises(ValueError, match="misses must be between 0 and n, got 0 of 0"):
+        kupiec_pof(0, 0, 80)
