@@ -81,14 +81,19 @@ class LastLine(logging.Handler):
 def report_crashes() -> None:
     """`faulthandler` for every thread: a crash (SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE) prints where
     it happened. Into the file CRASH_REPORT_VARIABLE names when the driver set it (for the life of the
-    process), the last log line kept beside it; else on the process's own stderr."""
+    process), the last log line kept beside it; else (also when that file's folder is gone: the step
+    outlived its driver) on the process's own stderr."""
     if report := os.environ.get(CRASH_REPORT_VARIABLE):
         root = logging.getLogger()
         for kept in [handler for handler in root.handlers if isinstance(handler, LastLine)]:
             root.removeHandler(kept)  # an earlier entry point in this process (tests)
         root.addHandler(LastLine(Path(report + LAST_LINE_SUFFIX)))
-        faulthandler.enable(file=open(report, "w"), all_threads=True)  # noqa: SIM115 faulthandler holds it
-    elif sys.__stderr__ is not None:  # also when click's test runner replaced sys.stderr
+        try:
+            faulthandler.enable(file=open(report, "w"), all_threads=True)  # noqa: SIM115 faulthandler holds it
+            return
+        except OSError:  # the driver gave up (an outage) and removed its folder while this step started
+            pass
+    if sys.__stderr__ is not None:  # also when click's test runner replaced sys.stderr
         with suppress(OSError, ValueError):  # one without a file descriptor cannot take it
             faulthandler.enable(file=sys.__stderr__, all_threads=True)
 

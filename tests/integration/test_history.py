@@ -32,7 +32,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("test_history")]
 END = date(2026, 12, 4)
 # Keys whose presence depends on the machine, not on what the pipeline writes: MLflow tags a run with
 # its git branch only when a branch is checked out (none in a detached HEAD); the generator always does.
-MACHINE_KEYS = {"mlflow.source.git.branch"}
+# Tags MLflow writes only in some checkouts: the branch (not on a detached HEAD), the remote's URL (a
+# clone has one, as CI's has; a fresh `git init` or a worktree of one has none).
+MACHINE_KEYS = {"mlflow.source.git.branch", "mlflow.source.git.repoURL"}
 
 
 def shape(client: MlflowClient, run) -> dict:

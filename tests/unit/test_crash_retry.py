@@ -207,3 +207,17 @@ def test_the_last_line_is_kept_and_a_removed_folder_is_ignored_in_silence(tmp_pa
     folder.rmdir()
     handler.emit(record)
     assert capsys.readouterr().err == ""
+
+
+def test_a_step_that_starts_after_its_driver_removed_the_folder_reports_on_its_stderr(
+    tracking, signals_raise, faulthandler_back, tmp_path
+):
+    """The driver gave up on an outage and removed its report folder while the step was still importing
+    (CI, 2026-12-06: a FileNotFoundError traceback): the step starts, faulthandler on its own stderr."""
+    faulthandler.disable()
+    with (
+        patch.dict(os.environ, {CRASH_REPORT_VARIABLE: str(tmp_path / "gone" / "train_model.report")}),
+        CliRunner().isolation(),
+        entry_point("Check"),
+    ):
+        assert faulthandler.is_enabled()
