@@ -40,7 +40,7 @@ from flow_steps.orchestration.crashes import (
 )
 from flow_steps.orchestration.in_process import BACKEND as IN_PROCESS_BACKEND
 from flow_steps.orchestration.reuse import find_reusable, quoted
-from flow_steps.runtime.interruption import FAILED, KILLED
+from flow_steps.runtime.interruption import FAILED, KILLED, end_children
 from flow_steps.runtime.lifecycle import CRASH_REPORT_VARIABLE, LAST_LINE_SUFFIX
 from flow_steps.runtime.outages import CLOSING_SECONDS, retrying_for, tried_briefly
 
@@ -133,34 +133,30 @@ class StepRunner:
             raise
 
     def _submit(self, entry_point: str, params: dict[str, str]) -> str:
-        """`mlflow.run` of the step, to its end; its run id, or ExecutionException when it failed.
-
-        The wait is ours, not MLflow's (`synchronous=True`): MLflow's reads the run before it waits, and
-        a tracking server gone at that moment raised out of `mlflow.run` with the step's process left
-        running after its driver (CI, 2026-12-06). Here whatever ends the wait ends the step's process
-        first; a step that failed with its run still RUNNING is marked FAILED, as MLflow's wait did. The
-        in-process backend returns once the step has ended its run (MLflow's wait would read the run
-        twice more and end it a second time: 4 requests a step)."""
-        submitted = mlflow.run(
-            str(PROJECT_ROOT),
-            entry_point=entry_point,
-            parameters=params,
-            experiment_id=self.parent.info.experiment_id,
-            run_name=f"{self.ticker} {entry_point}",
-            env_manager="local",
-            backend=self.backend,
-            synchronous=False,
-        )
+        """`mlflow.run` of the step, to its end; its run id, or ExecutionException when it failed."""
         try:
-            succeeded = submitted.wait()
-        except BaseException:  # an interruption: the step's process ends with the driver, never after
-            submitted.cancel()
+            submitted = mlflow.run(
+                str(PROJECT_ROOT),
+                entry_point=entry_point,
+                parameters=params,
+                experiment_id=self.parent.info.experiment_id,
+                run_name=f"{self.ticker} {entry_point}",
+                env_manager="local",
+                backend=self.backend,
+                # The in-process backend returns once the step has ended its run. MLflow's wait would
+                # read the run twice more and, comparing its status text with status numbers, end it a
+                # second time (4 requests a step).
+                synchronous=self.backend != IN_PROCESS_BACKEND,
+            )
+        except ExecutionException:
             raise
-        if not succeeded:
-            if self.backend != IN_PROCESS_BACKEND:
-                step = self.client.get_run(submitted.run_id)
-                if step.info.status == RUNNING:
-                    self.client.set_terminated(submitted.run_id, FAILED)
+        except BaseException:
+            # MLflow's wait failed while the step ran (its first read of the run, the server gone: CI,
+            # 2026-12-06); MLflow ends the step only on Ctrl-C. A step never outlives its driver.
+            if self.backend != IN_PROCESS_BACKEND and (ended := end_children()):
+                logger.warning("Ended %s's process %s: its driver is failing", entry_point, ended)
+            raise
+        if not submitted.wait():
             raise ExecutionException(f"Run (ID '{submitted.run_id}') failed")
         return submitted.run_id
 

@@ -131,3 +131,31 @@ def test_a_step_run_not_tagged_yet_goes_with_its_parent():
     ]
     found = orphaned(runs, "here", alive, parent_of={"ended parent": ended_parent}.get)
     assert [run.info.run_id for run in found] == ["dead parent", "child of dead", "child of ended"]
+
+
+# Run in a process of its own: a pytest worker's other children (a test's servers) are not this test's.
+ENDING_CHILDREN = """
+import signal, subprocess, sys, time
+from flow_steps.runtime.interruption import children, end_children
+assert children() == []
+SLEEP = "import time; time.sleep(60)"
+DEAF = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); " + SLEEP
+polite = subprocess.Popen([sys.executable, "-c", SLEEP])
+stubborn = subprocess.Popen([sys.executable, "-c", DEAF], stdout=subprocess.PIPE)
+stubborn.stdout.readline()  # its SIGTERM is ignored from here on
+started = time.monotonic()
+ended = end_children(grace_seconds=1)
+seconds = round(time.monotonic() - started)
+both = sorted(ended) == sorted([polite.pid, stubborn.pid])
+print(both, polite.wait(), stubborn.wait(), children(), seconds)
+"""
+
+
+@pytest.mark.slow
+def test_a_failing_driver_ends_its_childrens_processes_sigterm_then_sigkill():
+    """A child that takes SIGTERM ends at once; one that ignores it is killed after the grace (1 s)."""
+    result = subprocess.run(
+        [sys.executable, "-c", ENDING_CHILDREN], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["True", str(-signal.SIGTERM), str(-signal.SIGKILL), "[]", "1"]
