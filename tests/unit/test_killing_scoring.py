@@ -2,6 +2,7 @@
 mutation run of 2026-12-06 found no fast test reaching. Each case worked out by hand; the training runs
 are written to an in-process sqlite store."""
 
+import logging
 import math
 import warnings
 from pathlib import Path
@@ -61,8 +62,13 @@ INTERVAL_SCORES = [3.0, 6.5]
 
 
 def test_naive_losses_set_each_test_day_against_the_close_before():
-    losses = naive_losses(DAYS)
-    assert losses.squared_error.tolist() == [4.0, 1.0]  # 13 against 11, 12 against 13
+    """Closes 10, 11, 13, 12, 15 with two test days (12 and 15): forecasts 13 and 12, squared errors
+    (12 - 13)^2 = 1 and (15 - 12)^2 = 9."""
+    days = HoldoutDays(
+        np.array([10.0, 11.0, 13.0, 12.0, 15.0]), pd.Series(pd.date_range("2020-01-01", periods=5)), 2
+    )
+    losses = naive_losses(days)
+    assert losses.squared_error.tolist() == [1.0, 9.0]
     assert losses.interval_score is None
 
 
@@ -113,6 +119,15 @@ def test_a_training_run_tested_on_the_same_days_gives_its_logged_losses(tracking
 )
 def test_anything_but_the_same_test_days_is_scored_again(tracking, tmp_path, table, sha, days):
     assert score_from_training(training_run(tracking, tmp_path, table, sha), days) is None
+
+
+def test_a_training_run_without_predictions_says_so_and_why(tracking, tmp_path, caplog):
+    run = training_run(tracking, tmp_path, None)
+    with caplog.at_level(logging.INFO, logger="flow_steps.deployment.scoring"):
+        assert score_from_training(run, DAYS) is None
+    [message] = [record.getMessage() for record in caplog.records]
+    assert message.startswith(f"No test predictions on training run {run.info.run_id} (")
+    assert message.endswith("): scoring here")
 
 
 def test_model_score_says_where_the_losses_came_from(tracking, tmp_path):
