@@ -7,12 +7,14 @@ exchange-calendars' default span runs from 20 years before today to a year after
 no first day, its XTKS rules start on 1997-01-01.
 """
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from flow_steps.data.closes import cut_unclosed
-from flow_steps.data.sessions import session_closes
-from flow_steps.model.features import make_windows
+from flow_steps.data.sessions import Hole, SessionCheck, check_sessions, session_closes
+from flow_steps.model.features import holdout_size, make_windows
 from flow_steps.training.evaluation import backtest_summary
 
 
@@ -65,3 +67,36 @@ def test_a_backtest_of_one_fold_is_that_fold_and_its_own_means() -> None:
     assert table.columns.tolist() == ["fold", "model", "rmse"]
     assert table.values.tolist() == [[0, "lstm", 1.5], [0, "naive", 2.5]]
     assert means == {"backtest_test_rmse": 1.5, "backtest_test_mae": 0.5}
+
+
+def test_prices_before_a_calendars_first_rules_are_left_out_of_the_check_with_a_warning(caplog):
+    """Tokyo's rules start on 1997-01-01: the two 1996 prices are not checked (no non-session, no
+    error), the rest are: Tue 1997-01-07 then Thu 01-09 leaves Wed 01-08 without a price, one hole."""
+    dates = pd.Series(pd.to_datetime(["1996-12-27", "1996-12-30", "1997-01-06", "1997-01-07", "1997-01-09"]))
+    with caplog.at_level(logging.WARNING, logger="flow_steps.data.sessions"):
+        check = check_sessions(dates, "XTKS")
+    assert check == SessionCheck((Hole("1997-01-07", "1997-01-09", 1),), ())
+    assert [record.getMessage() for record in caplog.records] == [
+        "Prices before 1997-01-01 are not checked against XTKS: its rules start there"
+    ]
+
+
+def test_a_first_price_on_a_calendars_first_day_is_checked_without_a_warning(caplog):
+    dates = pd.Series(pd.to_datetime(["1997-01-06", "1997-01-07"]))  # Tokyo's first sessions of 1997
+    with caplog.at_level(logging.WARNING, logger="flow_steps.data.sessions"):
+        assert check_sessions(dates, "XTKS") == SessionCheck((), ())
+    assert caplog.records == []
+
+
+def test_holes_are_listed_largest_first():
+    """New York, January 2020: 01-03 then 01-07 misses Mon 01-06 (1 session); 01-07 then 01-13 misses
+    01-08, 01-09 and 01-10 (3)."""
+    dates = pd.Series(pd.to_datetime(["2020-01-02", "2020-01-03", "2020-01-07", "2020-01-13"]))
+    assert check_sessions(dates, "XNYS").holes == (
+        Hole("2020-01-07", "2020-01-13", 3),
+        Hole("2020-01-03", "2020-01-07", 1),
+    )
+
+
+def test_the_holdout_is_the_test_fraction_of_the_rows():
+    assert holdout_size(100, 0.2) == 20  # 100 * 0.2
