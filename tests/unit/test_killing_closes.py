@@ -82,9 +82,11 @@ def test_prices_before_a_calendars_first_rules_are_left_out_of_the_check_with_a_
 
 
 def test_a_first_price_on_a_calendars_first_day_is_checked_without_a_warning(caplog):
-    dates = pd.Series(pd.to_datetime(["1997-01-06", "1997-01-07"]))  # Tokyo's first sessions of 1997
+    """A price on 1997-01-01 itself is checked: a day Tokyo was closed (New Year, to 01-03), so a
+    non-session, and no session is missing before Mon 01-06."""
+    dates = pd.Series(pd.to_datetime(["1997-01-01", "1997-01-06"]))
     with caplog.at_level(logging.WARNING, logger="flow_steps.data.sessions"):
-        assert check_sessions(dates, "XTKS") == SessionCheck((), ())
+        assert check_sessions(dates, "XTKS") == SessionCheck((), ("1997-01-01",))
     assert caplog.records == []
 
 
