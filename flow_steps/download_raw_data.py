@@ -42,17 +42,15 @@ def download(
     # Refuse bad data here, before anything downstream runs.
     loaded = load_prices(raw.content, raw.resolved_source, checks=checks)
     summary = summarize_raw(loaded.table, loaded.report.date_format)
-    mlflow.set_tags(
-        {
-            TAG_DATA_SOURCE: raw.resolved_source,
-            TAG_AS_OF: now.isoformat(),
-            TAG_RAW_SHA256: sha256_bytes(raw.content),
-            TAG_RAW_ROWS: str(summary.rows),
-            TAG_RAW_FIRST_DATE: summary.first_date,
-            TAG_RAW_LAST_DATE: summary.last_date,
-        }
-    )
-    record_price_checks(loaded.report)
+    lineage = {
+        TAG_DATA_SOURCE: raw.resolved_source,
+        TAG_AS_OF: now.isoformat(),
+        TAG_RAW_SHA256: sha256_bytes(raw.content),
+        TAG_RAW_ROWS: str(summary.rows),
+        TAG_RAW_FIRST_DATE: summary.first_date,
+        TAG_RAW_LAST_DATE: summary.last_date,
+    }
+    record_price_checks(loaded.report, tags=lineage)  # one request
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{ticker}.csv"
         path.write_bytes(raw.content)

@@ -32,22 +32,23 @@ def transform(dataset_stock_csv: str, max_row_limit: int, checks: PriceChecks) -
     """Clean the raw prices, log what was dropped, and log the prepared CSV."""
     path = input_file(dataset_stock_csv, "dataset_stock_csv")
     loaded = load_prices(path.read_bytes(), path.name, max_row_limit, checks)
-    mlflow.set_tag(TAG_TICKER, path.stem)  # the raw file is raw-data/<TICKER>.csv
     log_prices_input(loaded.table, "dataset_stock_csv", dataset_stock_csv)
     prepared, report = loaded.prices, loaded.report
-    mlflow.set_tags(
-        {TAG_PRICE_COLUMN: report.price_column, TAG_SOURCE_NEWEST_FIRST: str(report.newest_first)}
-    )
-    mlflow.log_metrics(
-        {
+    record_price_checks(  # with the step's tags and counts, in one request
+        report,
+        tags={
+            TAG_TICKER: path.stem,  # the raw file is raw-data/<TICKER>.csv
+            TAG_PRICE_COLUMN: report.price_column,
+            TAG_SOURCE_NEWEST_FIRST: str(report.newest_first),
+        },
+        metrics={
             "rows_in": report.rows_in,
             ROWS_OUT_METRIC: report.rows_out,
             "missing_rows_dropped": report.missing_dropped,
             "duplicate_rows_dropped": report.duplicates_dropped,
             "limit_rows_dropped": report.limit_dropped,
-        }
+        },
     )
-    record_price_checks(report)
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / Path(TRANSFORMED_DATA_PATH).name
         write_prices(prepared, output)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 
-import mlflow
 from mlflow.entities import Run, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
@@ -125,14 +124,14 @@ def run_pipeline(
         with refusals_explained(f"write runs to {experiment_label()}", "EDIT"):
             close_orphaned_runs(steps.client, parent.info.experiment_id)
         train, stock_data = _run_steps(steps, params, reuse_training)
-        mlflow.log_metrics(
-            {name: train.data.metrics[name] for name in HEADLINE_METRICS if name in train.data.metrics}
-        )
-        mlflow.set_tag(TAG_MODEL_URI, f"runs:/{train.info.run_id}/{MODEL_ARTIFACT}")
+        # The train step's record, its headline metrics and the model's URI: one request.
+        steps.note({TAG_MODEL_URI: f"runs:/{train.info.run_id}/{MODEL_ARTIFACT}"})
+        metrics = train.data.metrics
+        steps.write({name: metrics[name] for name in HEADLINE_METRICS if name in metrics})
         logger.info("Model: runs:/%s/%s", train.info.run_id, MODEL_ARTIFACT)
         if register_model:
             _register(steps, train, stock_data, params, model_name)
-        mlflow.log_metric("pipeline_seconds", time.perf_counter() - started)
+        steps.write({"pipeline_seconds": time.perf_counter() - started})  # with the registration's tags
         return train
 
 
@@ -158,12 +157,13 @@ def _register(
             **_values(PROMOTION_PARAMS, params),
         },
         {} if already_registered else None,
+        write=False,
     )
     outcome = dict(registration.data.tags)
     if steps.reused[REGISTER_STEP]:  # as registered then; the champion as it is now
         outcome[TAG_PROMOTION] = ALREADY_REGISTERED
         outcome[TAG_CHAMPION_VERSION] = alias_version_number(steps.client, model_name, CHAMPION_ALIAS)
-    mlflow.set_tags(
+    steps.note(  # written with the pipeline's seconds
         {
             name: outcome[name]
             for name in (TAG_REGISTERED_MODEL, TAG_MODEL_VERSION, TAG_CHAMPION_VERSION, TAG_PROMOTION)
@@ -202,13 +202,14 @@ def _run_steps(steps: StepRunner, params: dict[str, str], reuse_training: bool) 
         TRAIN_STEP,
         {"stock_data": stock_data, **_values(TRAIN_PARAMS, params)},
         {} if reuse_training else None,
+        write=False,  # with the pipeline's headline metrics (run_pipeline)
     )
     findings = [
         RunTag(name, download.data.tags[name]) for name in DATA_FINDING_TAGS if name in download.data.tags
     ]
     if findings:  # the model learnt from such prices: say so where it is looked at
-        for run_id in (train.info.run_id, steps.parent.info.run_id):
-            steps.client.log_batch(run_id, tags=findings)
+        steps.client.log_batch(train.info.run_id, tags=findings)
+        steps.note({tag.key: tag.value for tag in findings})
     return train, stock_data
 
 

@@ -6,7 +6,9 @@ pyproject.toml) creates the step's run exactly as the local backend does (MLflow
 same command line from MLproject, and hands it to the step's own click command in this process, which
 runs the step's work in that run, nested under the active one (`lifecycle.run_step`); the step has
 ended its run when `run` returns (a step refused before its work began is ended FAILED here), so
-`mlflow.run` need not wait (`synchronous=False`, orchestration/steps.py). A universe's
+`mlflow.run` need not wait (`synchronous=False`, orchestration/steps.py). The run's name comes in
+`backend_config[RUN_NAME]` and is given as the step resumes its run (in the request that marks it
+RUNNING), not by `mlflow.run`'s tag once the step has ended: one request less a step. A universe's
 long-lived workers use it: TensorFlow, MLflow and the store are imported once per worker instead of five
 times per ticker. The steps' code is the same in both backends.
 """
@@ -30,6 +32,7 @@ from mlflow.projects.utils import (
     load_project,
 )
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from flow_steps.config.errors import PipelineError, one_line
 from flow_steps.runtime.lifecycle import continuing_run
@@ -37,6 +40,7 @@ from flow_steps.runtime.lifecycle import continuing_run
 logger = logging.getLogger(__name__)
 
 BACKEND = "in-process"
+RUN_NAME = "run_name"  # the key of backend_config that names the step's run
 
 
 class DoneRun(SubmittedRun):
@@ -69,14 +73,15 @@ def step_arguments(command: str) -> tuple[str, list[str]]:
     return words[2], words[3:]
 
 
-def run_here(module: str, arguments: list[str], run_id: str) -> bool:
-    """Run the step `module` with `arguments` through its click command in run `run_id`; whether it
-    succeeded. A failure is logged in one line, as the step's process would (its run is FAILED with the
-    reason in its `error` tag); an interruption propagates (its run is KILLED)."""
+def run_here(module: str, arguments: list[str], run_id: str, run_name: str | None = None) -> bool:
+    """Run the step `module` with `arguments` through its click command in run `run_id` (named `run_name`
+    as it resumes it, unless None); whether it succeeded. A failure is logged in one line, as the step's
+    process would (its run is FAILED with the reason in its `error` tag); an interruption propagates (its
+    run is KILLED)."""
     command = importlib.import_module(module).cli
     label = module.rsplit(".", 1)[-1]
     try:
-        with continuing_run(run_id):
+        with continuing_run(run_id, run_name):
             command.main(arguments, prog_name=module, standalone_mode=False)
     except PipelineError as error:
         logger.error("%s failed: %s", label, one_line(error))
@@ -107,15 +112,19 @@ class InProcessBackend(AbstractBackend):
         with tempfile.TemporaryDirectory(dir=backend_config.get(PROJECT_STORAGE_DIR)) as downloads:
             [command] = get_entry_point_command(project, entry_point, params, downloads)
             module, arguments = step_arguments(command)
-            succeeded = run_here(module, arguments, run.info.run_id)
+            succeeded = run_here(module, arguments, run.info.run_id, backend_config.get(RUN_NAME))
         if not succeeded:
-            end_failed_unless_ended(run.info.run_id)
+            end_failed_unless_ended(run.info.run_id, backend_config.get(RUN_NAME))
         return DoneRun(run.info.run_id, succeeded)
 
 
-def end_failed_unless_ended(run_id: str) -> None:
+def end_failed_unless_ended(run_id: str, run_name: str | None = None) -> None:
     """End run `run_id` FAILED if the step did not end it (refused before its work began: a bad option),
-    as MLflow's wait for a step's process does; `mlflow.run` does not wait for this backend's runs."""
+    as MLflow's wait for a step's process does, and name it `run_name` if it was not (refused before it
+    resumed its run); `mlflow.run` does not wait for this backend's runs."""
     client = MlflowClient()
-    if client.get_run(run_id).info.status == RunStatus.to_string(RunStatus.RUNNING):
+    run = client.get_run(run_id)
+    if run_name is not None and run.info.run_name != run_name:
+        client.set_tag(run_id, MLFLOW_RUN_NAME, run_name)
+    if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))

@@ -11,12 +11,13 @@ import logging
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import Run, RunStatus, RunTag
+from mlflow.entities import Metric, Run, RunStatus, RunTag
 from mlflow.exceptions import ExecutionException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_PROJECT_ENTRY_POINT
@@ -39,6 +40,7 @@ from flow_steps.orchestration.crashes import (
     should_retry,
 )
 from flow_steps.orchestration.in_process import BACKEND as IN_PROCESS_BACKEND
+from flow_steps.orchestration.in_process import RUN_NAME as IN_PROCESS_RUN_NAME
 from flow_steps.orchestration.reuse import find_reusable, quoted
 from flow_steps.runtime.interruption import FAILED, KILLED, end_children
 from flow_steps.runtime.lifecycle import CRASH_REPORT_VARIABLE, LAST_LINE_SUFFIX
@@ -71,6 +73,7 @@ class StepRunner:
         self.crash_retries = crash_retries
         self.reused: dict[str, bool] = {}  # entry point -> whether its run was reused
         self.retried: list[tuple[str, signal.Signals]] = []  # (entry point, signal) of each crash retried
+        self._noted: dict[str, str] = {}  # tags for the parent run, written with the next `write`
 
     def find_finished(self, entry_point: str, params: dict[str, str], tags: dict[str, str]) -> Run | None:
         """The newest FINISHED run with the same entry point, params, code version and tags."""
@@ -78,15 +81,41 @@ class StepRunner:
             self.client, self.parent.info.experiment_id, entry_point, params, self.version, tags
         )
 
-    def run(self, entry_point: str, params: dict[str, str], reuse_tags: dict[str, str] | None) -> Run:
-        """Reuse a finished run when `reuse_tags` is not None and one matches, else launch the step."""
+    def run(
+        self, entry_point: str, params: dict[str, str], reuse_tags: dict[str, str] | None, write: bool = True
+    ) -> Run:
+        """Reuse a finished run when `reuse_tags` is not None and one matches, else launch the step. The
+        parent is tagged with the child's id and whether it was reused; not `write`: with the next
+        `write`, together with what the caller notes meanwhile (one request instead of several)."""
         if reuse_tags is not None and (previous := self.find_finished(entry_point, params, reuse_tags)):
             logger.info("Reusing %s run %s (same params and code version)", entry_point, previous.info.run_id)
-            self._record(entry_point, previous, reused=True)
-            return previous
-        child = self.client.get_run(self._run_until_no_crash(entry_point, params))
-        self._record(entry_point, child, reused=False)
+            child, reused = previous, True
+        else:
+            child, reused = self.client.get_run(self._run_until_no_crash(entry_point, params)), False
+        self.reused[entry_point] = reused
+        self.note(
+            {
+                TAG_CHILD_RUN_PREFIX + entry_point: child.info.run_id,
+                TAG_REUSED_PREFIX + entry_point: str(reused).lower(),
+            }
+        )
+        if write:
+            self.write()
         return child
+
+    def note(self, tags: dict[str, str]) -> None:
+        """Tag the parent run with `tags` at the next `write`."""
+        self._noted.update(tags)
+
+    def write(self, metrics: dict[str, float] | None = None) -> None:
+        """Write the tags noted for the parent run, and its `metrics` (step 0), in one request."""
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            self.parent.info.run_id,
+            metrics=[Metric(name, value, now, 0) for name, value in (metrics or {}).items()],
+            tags=[RunTag(name, value) for name, value in self._noted.items()],
+        )
+        self._noted = {}
 
     def _run_until_no_crash(self, entry_point: str, params: dict[str, str]) -> str:
         """Run the step; when its process crashes, again, up to `crash_retries` times, each retry recorded
@@ -134,26 +163,30 @@ class StepRunner:
 
     def _submit(self, entry_point: str, params: dict[str, str]) -> str:
         """`mlflow.run` of the step, to its end; its run id, or ExecutionException when it failed."""
+        run_name, in_process = f"{self.ticker} {entry_point}", self.backend == IN_PROCESS_BACKEND
         try:
             submitted = mlflow.run(
                 str(PROJECT_ROOT),
                 entry_point=entry_point,
                 parameters=params,
                 experiment_id=self.parent.info.experiment_id,
-                run_name=f"{self.ticker} {entry_point}",
+                # In-process, the step names its run as it resumes it: MLflow would tag the name once
+                # the step has ended, a request more.
+                run_name=None if in_process else run_name,
+                backend_config={IN_PROCESS_RUN_NAME: run_name} if in_process else None,
                 env_manager="local",
                 backend=self.backend,
                 # The in-process backend returns once the step has ended its run. MLflow's wait would
                 # read the run twice more and, comparing its status text with status numbers, end it a
                 # second time (4 requests a step).
-                synchronous=self.backend != IN_PROCESS_BACKEND,
+                synchronous=not in_process,
             )
         except ExecutionException:
             raise
         except BaseException:
             # MLflow's wait failed while the step ran (its first read of the run, the server gone: CI,
             # 2026-12-06); MLflow ends the step only on Ctrl-C. A step never outlives its driver.
-            if self.backend != IN_PROCESS_BACKEND and (ended := end_children()):
+            if not in_process and (ended := end_children()):
                 logger.warning("Ended %s's process %s: its driver is failing", entry_point, ended)
             raise
         if not submitted.wait():
@@ -175,16 +208,6 @@ class StepRunner:
                 if step.info.status == RUNNING:
                     self.client.set_terminated(step.info.run_id, FAILED)
         raise StepCrashed(message, crash)
-
-    def _record(self, entry_point: str, child: Run, reused: bool) -> None:
-        self.reused[entry_point] = reused
-        tags = {
-            TAG_CHILD_RUN_PREFIX + entry_point: child.info.run_id,
-            TAG_REUSED_PREFIX + entry_point: str(reused).lower(),
-        }
-        self.client.log_batch(
-            self.parent.info.run_id, tags=[RunTag(name, value) for name, value in tags.items()]
-        )
 
     def _end_killed(self, entry_point: str) -> None:
         if (step := self._latest_child(entry_point)) and step.info.status != KILLED:

@@ -190,8 +190,9 @@ def run_step(
     `tracked_run`). Under `mlflow run` the run already exists (MLFLOW_RUN_ID) and keeps the name the driver
     gave it (`MSFT train_model`); run alone, the step starts its own. When it succeeds, `output` names
     what it made (an artifact URI), printed with the run id."""
-    if run_id := _STEP_RUN.get():  # called in a worker's process by the in-process backend
-        with tracked_run(None, params, run_id=run_id):
+    if step := _STEP_RUN.get():  # called in a worker's process by the in-process backend
+        run_id, run_name = step
+        with tracked_run(run_name, params, run_id=run_id):
             work()
         return
     with (
@@ -203,16 +204,17 @@ def run_step(
             click.echo(f"{step_name} run {run.info.run_id}: {output()}")
 
 
-# The run a step called in this process continues (the in-process backend sets it); None in a step's own
-# process, which learns its run from MLFLOW_RUN_ID.
-_STEP_RUN: ContextVar[str | None] = ContextVar("step_run", default=None)
+# The run a step called in this process continues, and the name it gives it (None: keeps its name); set
+# by the in-process backend. None in a step's own process, which learns its run from MLFLOW_RUN_ID.
+_STEP_RUN: ContextVar[tuple[str, str | None] | None] = ContextVar("step_run", default=None)
 
 
 @contextmanager
-def continuing_run(run_id: str) -> Iterator[None]:
-    """Inside the block, `run_step` runs the step's work in run `run_id`, nested under the active run,
-    without the process shell (`entry_point`): the caller's process is a worker that goes on."""
-    token = _STEP_RUN.set(run_id)
+def continuing_run(run_id: str, run_name: str | None = None) -> Iterator[None]:
+    """Inside the block, `run_step` runs the step's work in run `run_id` (named `run_name` as it resumes
+    it, unless None), nested under the active run, without the process shell (`entry_point`): the
+    caller's process is a worker that goes on."""
+    token = _STEP_RUN.set((run_id, run_name))
     try:
         yield
     finally:
@@ -246,16 +248,20 @@ def refusals_explained(action: str, permission: str) -> Iterator[None]:
         raise
 
 
-def record_price_checks(report: CleaningReport) -> None:
-    """Log what the price checks found on the active run (data/findings.py), and warn about each kind."""
+def record_price_checks(
+    report: CleaningReport, tags: dict[str, str] | None = None, metrics: dict[str, float] | None = None
+) -> None:
+    """Log what the price checks found on the active run (data/findings.py), and warn about each kind;
+    with the step's other `tags` and `metrics` (step 0), in the same request."""
     findings = price_findings(report)
     for warning in findings.warnings:
         logger.warning("%s", warning)
     now = int(time.time() * 1000)
+    metrics, tags = {**(metrics or {}), **findings.metrics}, {**(tags or {}), **findings.tags}
     MlflowClient().log_batch(
         mlflow.active_run().info.run_id,
-        metrics=[Metric(name, value, now, 0) for name, value in findings.metrics.items()],
-        tags=[RunTag(name, value) for name, value in findings.tags.items()],
+        metrics=[Metric(name, value, now, 0) for name, value in metrics.items()],
+        tags=[RunTag(name, value) for name, value in tags.items()],
     )
 
 

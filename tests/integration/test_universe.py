@@ -340,11 +340,14 @@ def test_a_worker_killed_mid_ticker_costs_that_ticker_only(tracking, tmp_path):
 
 def test_both_executors_make_the_same_runs_and_metrics(tmp_path):
     """The same two tickers in-worker and as processes, each in its own store: the same run tree (names,
-    entry points, params, artifact paths, dataset inputs) and the same metrics to 1e-9. In-worker, one
-    worker runs both: BBB trains the model AAA traced (fits large enough to be traced, not eager)."""
+    entry points, params, tags, artifact paths, dataset inputs), the same metrics to 1e-9 with the same
+    histories, and the same registry (versions, their tags and descriptions, aliases). In-worker, one
+    worker runs both: BBB trains the model AAA traced (fits large enough to be traced, not eager). The
+    executors write through different code paths (batched writes, the run name given as an in-worker step
+    resumes its run): the tags and the registry show that they write the same."""
     source = write_universe(tmp_path)
     traced = {**TINY_PARAMS, "window": "60", "epochs": "2"}  # 300 days: 6 batches x 2 epochs x 60 days
-    trees = {}
+    trees, registries = {}, {}
     for executor, workers in (("in-worker", "1"), ("process", "2")):
         folder = tmp_path / executor
         folder.mkdir()
@@ -355,6 +358,11 @@ def test_both_executors_make_the_same_runs_and_metrics(tmp_path):
             result = run_command([*command, *cli_options(params)], store.env, timeout=600)
             assert result.returncode == 0, result.stderr[-3000:]
             trees[executor] = run_tree(store)
+            registries[executor] = registry(store)
+    assert registries["in-worker"] == registries["process"]
+    assert {name: models["aliases"] for name, models in registries["process"].items()} == {
+        f"stock-{t}-lstm": {"challenger": "1", "champion": "1"} for t in ("AAA", "BBB")
+    }
     same, other = trees["in-worker"], trees["process"]
     assert same.keys() == other.keys() and len(same) == 1 + 2 * 5  # universe, 2 x (pipeline + 4 steps)
     read_prices = [name for name, run in same.items() if run["dataset inputs"]]
@@ -362,16 +370,57 @@ def test_both_executors_make_the_same_runs_and_metrics(tmp_path):
         f"{t} {step}" for t in ("AAA", "BBB") for step in (TRAIN_STEP, TRANSFORM_STEP)
     ]
     for name, run in same.items():
-        assert {key: value for key, value in run.items() if key != "metrics"} == {
-            key: value for key, value in other[name].items() if key != "metrics"
+        assert {key: value for key, value in run.items() if key not in ("metrics", "histories")} == {
+            key: value for key, value in other[name].items() if key not in ("metrics", "histories")
         }, name
         assert run["metrics"].keys() == other[name]["metrics"].keys(), name
         for metric, value in run["metrics"].items():
             if "seconds" not in metric and "per_hour" not in metric:
                 assert value == pytest.approx(other[name]["metrics"][metric], abs=1e-9), (name, metric)
+                steps = [step for step, _ in run["histories"][metric]]
+                assert steps == [step for step, _ in other[name]["histories"][metric]], (name, metric)
+                assert [value for _, value in run["histories"][metric]] == pytest.approx(
+                    [value for _, value in other[name]["histories"][metric]], abs=1e-9
+                ), (name, metric)
 
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
+# Tags that say how and when a run ran, not what it found: its process, the executor's backend, the time.
+HOW_IT_RAN = ("process_", "mlflow.project.backend", "mlflow.project.env", "mlflow.source.", "as_of_utc")
+
+
+def tags_of(run, store) -> dict[str, str]:
+    """A run's tags but HOW_IT_RAN, run ids and the store's folder replaced."""
+    return {
+        key: RUN_ID.sub("<run id>", value.replace(str(store.folder), "<store>"))
+        for key, value in run.data.tags.items()
+        if not key.startswith(HOW_IT_RAN)
+    }
+
+
+def registry(store) -> dict[str, dict]:
+    """Each registered model: its description, aliases and versions (tags, description, source run's
+    name), run ids replaced by run names."""
+    names = {run.info.run_id: run.info.run_name for run in store.runs()}
+
+    def named(text: str) -> str:
+        return RUN_ID.sub(lambda found: names.get(found[0], "<run id>"), text or "")
+
+    return {
+        model.name: {
+            "description": model.description,
+            "aliases": {alias: str(version) for alias, version in model.aliases.items()},
+            "versions": {
+                str(version.version): {
+                    "tags": {key: named(value) for key, value in version.tags.items()},
+                    "description": named(version.description),
+                    "run": names.get(version.run_id),
+                }
+                for version in store.client.search_model_versions(f"name = '{model.name}'")
+            },
+        }
+        for model in store.client.search_registered_models()
+    }
 
 
 def run_tree(store) -> dict[str, dict]:
@@ -407,5 +456,10 @@ def run_tree(store) -> dict[str, dict]:
                 for item in run.inputs.dataset_inputs
             ),
             "metrics": run.data.metrics,
+            "histories": {
+                key: [(m.step, m.value) for m in store.client.get_metric_history(run.info.run_id, key)]
+                for key in run.data.metrics
+            },
+            "tags": tags_of(run, store),
         }
     return tree
