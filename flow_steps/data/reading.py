@@ -154,7 +154,7 @@ def resolve_date_format(values: pd.Series, column: str, date_format: str = AUTO_
     """
     present = pd.Series(values.dropna().unique())
     if date_format != AUTO_DATE_FORMAT:
-        _first_unreadable(present, column, date_format, f"date_format '{date_format}'")
+        _first_unreadable(values, column, date_format, f"date_format '{date_format}'")
         return date_format
     if present.empty or _reads_every_date(present, ISO_DATES):
         return ISO_DATES
