@@ -61,7 +61,10 @@ def sessions_between(calendar: str, first: pd.Timestamp, last: pd.Timestamp) -> 
     first, last = pd.Timestamp(first).normalize(), pd.Timestamp(last).normalize()
     if calendar == NO_CALENDAR:
         return pd.bdate_range(first, last)
-    sessions = _calendar(calendar, first, last).sessions  # its first and last sessions fall inside
+    try:
+        sessions = _calendar(calendar, first, last).sessions  # its first and last sessions fall inside
+    except exchange_calendars.errors.NoSessionsError:  # a weekend, a holiday: no session in the span
+        return pd.DatetimeIndex([])
     return sessions[(sessions >= first) & (sessions <= last)]
 
 
