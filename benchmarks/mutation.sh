@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mutation testing of the pure cores against the fast tier (docs/testing.md has the last score and every
-# survivor). Not part of .ci/run: over two hours on 2 cores (2 h 16 min shared with other work, 2026-12-06).
+# survivor). Not part of .ci/run: about two hours on 2 cores (1 h 56 min shared with other work, 2026-12-06).
 #
 #   pip install -r requirements-mutation.txt    # mutmut, pinned
 #   bash benchmarks/mutation.sh                 # from anywhere; MUTATION_CHILDREN=1 to use one core

@@ -126,3 +126,72 @@ def test_a_file_with_no_close_by_now_is_one_line() -> None:
         match=r"^f.csv has no close by 2026-12-01 00:00 UTC \(as_of\): its first bar is of 2026-12-02$",
     ):
         cut_unclosed(PRICES.encode(), "f.csv", "auto", "XNYS", utc("2026-12-01"))
+
+
+# What the complete mutation run of 2026-12-06 left alive in `cut_unclosed`, the first code to read a
+# downloaded file's bytes: its refusals name the file and the column, a given date_format is used, and its
+# INFO line (docs/data.md: "one INFO line naming the dropped dates") names them right.
+NOW = utc("2026-12-04 18:00")  # a Friday, before NYSE's 21:00 UTC close
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"Date,Close\n\xff\n", r"^f\.csv is not UTF-8 text: "),
+        (b"", r"^f\.csv is empty: expected a CSV file with a header row$"),
+        (b"Date,Close\n01/03/2000,1\n02/03/2000,2\n", r"^column 'Date' has dates that read two ways"),
+    ],
+)
+def test_a_file_that_cannot_be_cut_is_refused_naming_the_file_or_its_date_column(content, message) -> None:
+    with pytest.raises(DataValidationError, match=message):
+        cut_unclosed(content, "f.csv", "auto", "XNYS", NOW)
+
+
+def test_a_given_date_format_settles_dates_that_read_two_ways_before_the_cut() -> None:
+    """03/12/2026 and 04/12/2026 read as March or December: day-first they are Thu 3 and Fri 4 December;
+    at 12:00 UTC on the 4th its close (21:00 UTC) has not happened, so that bar goes, the 3rd stays."""
+    content = b"Date,Close\n03/12/2026,1\n04/12/2026,2\n"
+    cut = cut_unclosed(content, "f.csv", "%d/%m/%Y", "XNYS", utc("2026-12-04 12:00"))
+    assert cut.dropped == ("2026-12-04",)
+    assert cut.content == b"Date,Close\n03/12/2026,1\n"
+    assert cut.now == utc("2026-12-04 12:00")
+
+
+def test_a_file_whose_dates_are_all_missing_is_passed_on_uncut() -> None:
+    """No date to cut by: the file goes on as it is (load_prices refuses it in its own words)."""
+    content = b"Date,Close\n,1\n"
+    cut = cut_unclosed(content, "f.csv", "auto", "XNYS", NOW)
+    assert (cut.content, cut.dropped) == (content, ())
+
+
+def test_the_cut_names_the_first_three_dropped_bars_and_how_many_more(caplog) -> None:
+    """Four NYSE sessions after Mon 2026-11-23 (24, 25, 27 and 30; 26 is Thanksgiving) are not closed at
+    23:59 UTC on the 23rd: three are named, "and 1 more"."""
+    rows = "".join(f"2026-11-{day:02d},1\n" for day in (23, 24, 25, 27, 30))
+    with caplog.at_level(logging.INFO, logger="flow_steps.data.closes"):
+        cut_unclosed(f"Date,Close\n{rows}".encode(), "f.csv", "auto", "XNYS", utc("2026-11-23 23:59"))
+    assert [record.getMessage() for record in caplog.records] == [
+        "Dropped 4 bars not closed at 2026-11-23 23:59 UTC (sessions of XNYS): 2026-11-24, 2026-11-25, "
+        "2026-11-27 and 1 more"
+    ]
+
+
+def test_without_a_calendar_the_cut_names_days_and_exactly_three_dropped_bars_in_full(caplog) -> None:
+    """calendar=none: a day's bar is closed at the day's end, midnight UTC. At 2026-12-02 00:00 the 1st is
+    closed, the 2nd, 3rd and 4th are not: three bars, all named, no "and 0 more"."""
+    content = b"Date,Close\n2026-12-01,1\n2026-12-02,2\n2026-12-03,3\n2026-12-04,4\n"
+    with caplog.at_level(logging.INFO, logger="flow_steps.data.closes"):
+        cut = cut_unclosed(content, "f.csv", "auto", "none", utc("2026-12-02 00:00"))
+    assert cut.dropped == ("2026-12-02", "2026-12-03", "2026-12-04")
+    assert [record.getMessage() for record in caplog.records] == [
+        "Dropped 3 bars not closed at 2026-12-02 00:00 UTC (days): 2026-12-02, 2026-12-03, 2026-12-04"
+    ]
+
+
+def test_one_dropped_bar_is_named_in_the_singular(caplog) -> None:
+    """Fri 2026-12-04 is not closed at 18:00 UTC (NYSE closes at 21:00 UTC in winter)."""
+    with caplog.at_level(logging.INFO, logger="flow_steps.data.closes"):
+        cut_unclosed(b"Date,Close\n2026-12-03,1\n2026-12-04,2\n", "f.csv", "auto", "XNYS", NOW)
+    assert [record.getMessage() for record in caplog.records] == [
+        "Dropped 1 bar not closed at 2026-12-04 18:00 UTC (sessions of XNYS): 2026-12-04"
+    ]
