@@ -47,7 +47,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-PROJECT_FOLDER = str(Path(__file__).resolve().parents[1])  # run as a script: where the deploy package is
 ADMIN_PASSWORD_VARIABLE = "MLFLOW_AUTH_ADMIN_PASSWORD"
 SECRET_KEY_VARIABLE = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 REQUIRED_VARIABLES = (ADMIN_PASSWORD_VARIABLE, SECRET_KEY_VARIABLE)
@@ -147,9 +146,8 @@ def check_database(option: str, uri: str) -> None:
 
 
 def indexes_module():
-    """deploy/indexes.py, imported when an index option asks for it (it imports MLflow's names)."""
-    if PROJECT_FOLDER not in sys.path:
-        sys.path.insert(0, PROJECT_FOLDER)
+    """deploy/indexes.py, imported when an index option asks for it (it imports MLflow's names). The
+    project is installed (pre_requirements.txt's `-e .`), so its `deploy` package imports from anywhere."""
     from deploy import indexes
 
     return indexes

@@ -233,3 +233,28 @@ def test_every_module_is_on_the_architecture_page():
         if path.relative_to(PACKAGE_DIR).as_posix() not in page and path.name not in page
     ]
     assert missing == []
+
+
+NOT_THE_PROJECT = {".git", "mutants", "build", "node_modules", "__pycache__"}  # copies, caches, tools
+
+
+def project_sources() -> list[Path]:
+    """Every Python file of the project (no virtual environment, no mutmut copy, no cache)."""
+    return [
+        path
+        for path in PROJECT_ROOT.rglob("*.py")
+        if not NOT_THE_PROJECT.intersection(path.relative_to(PROJECT_ROOT).parts)
+        and not any(part.startswith((".venv", "venv")) for part in path.relative_to(PROJECT_ROOT).parts)
+    ]
+
+
+def test_no_file_of_the_project_changes_sys_path_and_no_test_hook_is_read_by_the_package():
+    """Imports work because the project is installed (`-e .`), never by patching the import path; tests patch or
+    inject what they need, the shipped package reads no FLOW_STEPS_TEST_* variable."""
+    sources = project_sources()
+    assert PROJECT_ROOT / "deploy" / "team_server.py" in sources  # the scan sees the project
+    patched = [str(path) for path in sources if "sys" + ".path" in path.read_text()]
+    hooks = [
+        str(p) for p in (PROJECT_ROOT / "flow_steps").rglob("*.py") if "FLOW_STEPS_" + "TEST" in p.read_text()
+    ]
+    assert (patched, hooks) == ([], [])
