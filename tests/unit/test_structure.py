@@ -249,8 +249,8 @@ def project_sources() -> list[Path]:
 
 
 def test_no_file_of_the_project_changes_sys_path_and_no_test_hook_is_read_by_the_package():
-    """Imports work because the project is installed (`-e .`), never by patching the import path; tests patch or
-    inject what they need, the shipped package reads no FLOW_STEPS_TEST_* variable."""
+    """Imports work because the project is installed (`-e .`), never by patching the import path; tests
+    patch or inject what they need, the shipped package reads no FLOW_STEPS_TEST_* variable."""
     sources = project_sources()
     assert PROJECT_ROOT / "deploy" / "team_server.py" in sources  # the scan sees the project
     patched = [str(path) for path in sources if "sys" + ".path" in path.read_text()]
