@@ -25,6 +25,7 @@ from flow_steps.config.names import (
     REGISTER_STEP,
     TRAIN_STEP,
     TRANSFORM_STEP,
+    forecast_tags,
     registered_model_name,
 )
 
@@ -246,7 +247,7 @@ def add_schedule_day(
         params=declared(FORECAST_ENTRY_POINT, **common),
         tags={
             "as_of_utc": as_of_utc,
-            "forecast_tickers": f",{symbol},",
+            **forecast_tags([symbol]),
             "model_version": str(ticker.champion),
             "model_uri": f"models:/{ticker.model}@{CHAMPION_ALIAS}",
         },

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from flow_steps.config.declarations import COMPANY_ABBREVIATION, DATASET_STOCK_CSV, STOCK_DATA
-from flow_steps.config.names import TAG_FORECAST_TICKERS, TAG_RAW_SHA256
+from flow_steps.config.names import TAG_RAW_SHA256
 
 logger = logging.getLogger(__name__)
 PREFIX = "flow_steps_"
@@ -33,13 +33,12 @@ ESCAPED_PREFIX = PREFIX.replace("_", "\\_") + "%"  # a LIKE pattern: our names o
 
 @dataclass(frozen=True)
 class Index:
-    """One of our indexes: its name, what it covers (CREATE INDEX ... ON <definition>), the query it serves
-    and the extension it needs, if any."""
+    """One of our indexes: its name, what it covers (CREATE INDEX ... ON <definition>) and the query it
+    serves."""
 
     name: str
     definition: str
     serves: str
-    extension: str | None = None
 
     def create_sql(self) -> str:
         return f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {self.name} ON {self.definition}"
@@ -66,12 +65,6 @@ INDEXES = (
         f"({_keys(DATASET_STOCK_CSV.name, STOCK_DATA.name, COMPANY_ABBREVIATION.name)})",
         "the reuse look-ups of download, transform and train (their most selective parameter)",
     ),
-    Index(
-        f"{PREFIX}tags_forecast_tickers",
-        f"tags USING gin (value gin_trgm_ops) WHERE key = '{TAG_FORECAST_TICKERS}'",
-        "monitor's search for a ticker's forecast runs (LIKE '%,MSFT,%')",
-        extension="pg_trgm",
-    ),
 )
 
 
@@ -81,17 +74,17 @@ def libpq_uri(database_uri: str) -> str:
 
 
 def create_indexes(database_uri: str) -> list[str]:
-    """Create the indexes that do not exist (and their extensions); the names of those present after."""
+    """Create the indexes that do not exist and drop ours that are retired (named flow_steps_... but no
+    longer in INDEXES); the names of ours present after."""
     import psycopg
 
+    current = {index.name for index in INDEXES}
+    retired = [name for name, _ in show_indexes(database_uri) if name not in current]
     with psycopg.connect(libpq_uri(database_uri), autocommit=True) as connection:
+        for name in retired:
+            logger.info("Dropping %s: no search of the pipeline needs it now", name)
+            connection.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
         for index in INDEXES:
-            if index.extension:
-                try:
-                    connection.execute(f"CREATE EXTENSION IF NOT EXISTS {index.extension}")
-                except psycopg.Error as error:
-                    logger.warning("Skipping %s: %s", index.name, " ".join(str(error).split()))
-                    continue
             drop_if_invalid(connection, index.name)
             logger.info("Creating %s (if missing) for %s", index.name, index.serves)
             connection.execute(index.create_sql())
@@ -124,11 +117,10 @@ def show_indexes(database_uri: str) -> list[tuple[str, str]]:
 
 
 def drop_indexes(database_uri: str) -> list[str]:
-    """Drop our indexes (no other; the extension stays: other objects may use it); the names dropped."""
+    """Drop our indexes, retired ones too (every flow_steps_... index, no other); the names dropped."""
     import psycopg
 
-    ours = {index.name for index in INDEXES}
-    found = [name for name, _ in show_indexes(database_uri) if name in ours]
+    found = [name for name, _ in show_indexes(database_uri)]
     with psycopg.connect(libpq_uri(database_uri), autocommit=True) as connection:
         for name in found:
             connection.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")

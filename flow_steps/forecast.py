@@ -23,8 +23,8 @@ from flow_steps.config.names import (
     FORECAST_ENTRY_POINT,
     FORECAST_TABLE_PATH,
     TAG_AS_OF,
-    TAG_FORECAST_TICKERS,
     TAG_MODEL_URI,
+    forecast_tags,
 )
 from flow_steps.config.values import PriceChecks
 from flow_steps.data.sources import refuse_embedded_secrets
@@ -81,7 +81,7 @@ def cli(
         mlflow.set_tags(
             {
                 TAG_MODEL_URI: model_uri,
-                TAG_FORECAST_TICKERS: f",{tickers[0]},",
+                **forecast_tags(tickers),
                 TAG_AS_OF: now.isoformat(),
                 **registry_version_tags(model_uri),
             }
@@ -99,7 +99,7 @@ def cli(
         mlflow.set_tags(
             {
                 TAG_MODEL_URI: resolve_model_uri(model, TICKER_PLACEHOLDER),
-                TAG_FORECAST_TICKERS: f",{','.join(tickers)},",
+                **forecast_tags(tickers),
                 TAG_AS_OF: now.isoformat(),
             }
         )

@@ -175,8 +175,12 @@ ROWS_OUT_METRIC = "rows_out"  # transform_data: rows of prepared prices
 LAST_CLOSE_COLUMN = "last_close"
 MODEL_VERSION_COLUMN = "model_version"
 TICKER_COLUMN = "ticker"  # in a batch forecast table and a universe's summary
-# On forecast runs: the tickers forecast, as ",MSFT,AAPL," (monitor finds a ticker's with LIKE '%,MSFT,%').
+# On forecast runs: the tickers forecast, as ",MSFT,AAPL," (to read), and a tag per ticker,
+# forecast_ticker.MSFT = "true", by which monitor finds a ticker's (an equality on the tag's key: MLflow's
+# index of tags by key, where a LIKE on the list reads every forecast run's tag).
 TAG_FORECAST_TICKERS = "forecast_tickers"
+FORECAST_TICKER_TAG_PREFIX = "forecast_ticker."
+FORECAST_TICKER_TAG_VALUE = "true"
 HORIZON_PARAM = "horizon"
 # Keys of the served model's config that a forecast reads too (it sends the closes after the training end).
 MODEL_CONFIG_WINDOW = "window"
@@ -200,6 +204,17 @@ def raw_data_path(ticker: str) -> str:
 def coverage_test_metric(test: str, level: int, what: str) -> str:
     """monitor's metric of a coverage test: kupiec_80_p_value, christoffersen_95_statistic, ..."""
     return f"{test}_{level}_{what}"
+
+
+def forecast_ticker_tag(ticker: str) -> str:
+    """The tag a forecast run carries (value "true") for each ticker it forecast: forecast_ticker.MSFT."""
+    return f"{FORECAST_TICKER_TAG_PREFIX}{ticker}"
+
+
+def forecast_tags(tickers: list[str]) -> dict[str, str]:
+    """A forecast run's ticker tags: the list (",MSFT,AAPL,") and one per ticker."""
+    listed = {TAG_FORECAST_TICKERS: f",{','.join(tickers)},"}
+    return listed | {forecast_ticker_tag(ticker): FORECAST_TICKER_TAG_VALUE for ticker in tickers}
 
 
 def registered_model_name(ticker: str) -> str:

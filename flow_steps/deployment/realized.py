@@ -19,17 +19,18 @@ from flow_steps.config.names import (
     CHAMPION_ALIAS,
     DATE_COLUMN,
     FORECAST_TABLE_PATH,
+    FORECAST_TICKER_TAG_VALUE,
     MODEL_VERSION_COLUMN,
     MONITOR_BY_VERSION_PATH,
     MONITOR_SCORED_DAYS_PATH,
     TAG_CHAMPION_VERSION,
     TAG_DEGRADATION,
     TAG_DEGRADED,
-    TAG_FORECAST_TICKERS,
     TAG_MODEL_URI,
     TAG_MODEL_VERSION,
     TAG_TOO_FEW_DAYS,
     TICKER_COLUMN,
+    forecast_ticker_tag,
     registered_model_name,
 )
 from flow_steps.config.values import PriceChecks
@@ -51,9 +52,10 @@ SEARCH_LIMIT = 1000  # forecast runs looked at, newest first
 
 def forecast_runs(client: MlflowClient, experiment_id: str, ticker: str) -> list:
     """The ticker's finished forecast runs in the experiment, newest first."""
+    tagged = f"tags.`{forecast_ticker_tag(ticker)}` = '{FORECAST_TICKER_TAG_VALUE}'"
     return client.search_runs(
         [experiment_id],
-        f"tags.{TAG_FORECAST_TICKERS} LIKE '%,{ticker},%' and attributes.status = 'FINISHED'",
+        f"{tagged} and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=SEARCH_LIMIT,
     )

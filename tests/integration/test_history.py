@@ -15,6 +15,7 @@ from deploy.local_team import ADMIN
 from flow_steps.config.names import (
     DEFAULT_EXPERIMENT,
     DOWNLOAD_STEP,
+    FORECAST_TICKER_TAG_PREFIX,
     PIPELINE_STEPS,
     REGISTER_STEP,
     TRAIN_STEP,
@@ -37,6 +38,11 @@ END = date(2026, 12, 4)
 MACHINE_KEYS = {"mlflow.source.git.branch", "mlflow.source.git.repoURL"}
 
 
+def ticker_blind(key: str) -> str:
+    """A tag key with its ticker left out (a forecast run's forecast_ticker.MSFT), as tickers differ."""
+    return FORECAST_TICKER_TAG_PREFIX + "<ticker>" if key.startswith(FORECAST_TICKER_TAG_PREFIX) else key
+
+
 def shape(client: MlflowClient, run) -> dict:
     """What a run is made of, values aside: param, tag and metric keys, which metrics have a history of
     consecutive steps, its dataset inputs' contexts."""
@@ -46,7 +52,7 @@ def shape(client: MlflowClient, run) -> dict:
     }
     return {
         "params": sorted(run.data.params),
-        "tags": sorted(set(run.data.tags) - MACHINE_KEYS),
+        "tags": sorted(ticker_blind(key) for key in set(run.data.tags) - MACHINE_KEYS),
         "metrics": sorted(run.data.metrics),
         "steps consecutive": all(steps == list(range(len(steps))) for steps in histories.values()),
         "inputs": sorted(

@@ -59,8 +59,10 @@ def test_indexes_are_made_once_kept_across_restarts_and_upgrades_and_only_ours_a
         sql(server, "CREATE INDEX team_own_index ON runs (name)")  # someone else's
         others = other_indexes(server)
         assert {"team_own_index", "tag_pk", "param_pk", "index_tags_run_uuid"} <= others
+        sql(server, "CREATE INDEX flow_steps_retired ON runs (name)")  # ours, no longer in INDEXES
+        assert shown(server) == sorted([*OURS, "flow_steps_retired"])
         server.stop()
-        server.start("--upgrade", "--create-indexes")  # again, after `mlflow db upgrade`: nothing to do
+        server.start("--upgrade", "--create-indexes")  # after `mlflow db upgrade`: only the retired one goes
         server.stop()
         server.start()  # a start without the option keeps them
         assert shown(server) == OURS

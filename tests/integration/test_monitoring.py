@@ -293,6 +293,8 @@ def test_forecast_takes_tickers_from_a_file_and_a_model_by_its_run(champions, tm
     table = pd.read_csv(tracking.client.download_artifacts(run.info.run_id, FORECAST_TABLE_PATH))
     assert table["ticker"].tolist() == ["MSFT"] * 3 + ["BIAS"] * 3
     assert run.data.tags["forecast_tickers"] == ",MSFT,BIAS,"
+    ticker_tags = {key: value for key, value in run.data.tags.items() if key.startswith("forecast_ticker.")}
+    assert ticker_tags == {"forecast_ticker.MSFT": "true", "forecast_ticker.BIAS": "true"}  # monitor's
 
     msft = tracking.client.get_model_version_by_alias(registered_model_name("MSFT"), "champion")
     by_run = forecast_from("MSFT", str(tmp_path / "MSFT.csv"), "--model", f"runs:/{msft.run_id}/model")
