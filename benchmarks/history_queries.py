@@ -92,7 +92,13 @@ def queries(target: Target) -> dict[str, Callable[[MlflowClient], object]]:
     download = {**t.params[DOWNLOAD_STEP], "as_of": "2099-01-01"}  # a new day: no run yet
     return {
         "forecast: champion alias": lambda c: alias_version(c, t.model, CHAMPION_ALIAS),
-        "monitor: ticker's forecast runs": lambda c: forecast_runs(c, t.schedule_experiment, t.ticker),
+        "monitor: a page of a ticker's forecast runs": lambda c: next(
+            forecast_runs(c, t.schedule_experiment, t.ticker)
+        ),
+        # not one query: every page, as monitor reads them for a full window (a year of forecasts)
+        "monitor: all of a ticker's forecast runs": lambda c: list(
+            forecast_runs(c, t.schedule_experiment, t.ticker)
+        ),
         "orphan sweep (RUNNING runs)": lambda c: c.search_runs(
             [t.experiment], "attributes.status = 'RUNNING'", max_results=1000
         ),

@@ -34,6 +34,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from flow_steps.config.declarations import WINDOW_FORECASTS
 from flow_steps.config.errors import one_line
 from flow_steps.config.names import FORECAST_ENTRY_POINT, MONITOR_ENTRY_POINT, TAG_CHILD_RUN_PREFIX
+from flow_steps.runtime.tracking import pages
 
 logger = logging.getLogger("deploy.retention")
 RETIRED_NAMES = (FORECAST_ENTRY_POINT, MONITOR_ENTRY_POINT)
@@ -66,17 +67,6 @@ def lineage_of(version_run_id: str, version_tags: dict[str, str], run_tags) -> s
         found.add(parent)
         found |= {value for key, value in run_tags(parent).items() if key.startswith(TAG_CHILD_RUN_PREFIX)}
     return found
-
-
-def pages(fetch) -> Iterator:
-    """Every item of a paged MLflow search (`fetch(page_token)` returns a PagedList)."""
-    token = None
-    while True:
-        page = fetch(token)
-        yield from page
-        token = page.token
-        if not token:
-            return
 
 
 def protected_runs(client: MlflowClient) -> set[str]:

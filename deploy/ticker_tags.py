@@ -21,13 +21,13 @@ from collections.abc import Iterator
 from mlflow.entities import RunTag, ViewType
 from mlflow.tracking import MlflowClient
 
-from deploy.retention import pages
 from flow_steps.config.errors import one_line
 from flow_steps.config.names import (
     FORECAST_TICKER_TAG_VALUE,
     TAG_FORECAST_TICKERS,
     forecast_ticker_tag,
 )
+from flow_steps.runtime.tracking import pages
 
 logger = logging.getLogger("deploy.ticker_tags")
 PAGE = 1000

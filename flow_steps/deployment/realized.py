@@ -7,11 +7,14 @@ run; the tests on the champion's one-day-ahead forecasts decide whether it is de
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import mlflow
 import pandas as pd
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -44,27 +47,38 @@ from flow_steps.deployment.degradation import (
     scored_days,
 )
 from flow_steps.deployment.versions import alias_version_number
+from flow_steps.runtime.tracking import pages
 
 logger = logging.getLogger(__name__)
 
 SEARCH_LIMIT = 1000  # forecast runs looked at, newest first
+# Forecast runs a search answers at once. The server's time grows with the runs it answers (about 1.6 ms
+# each): a year of a ticker's forecasts in one answer took 400 ms (docs/performance.md, "History").
+FORECAST_PAGE = 25
 
 
-def forecast_runs(client: MlflowClient, experiment_id: str, ticker: str) -> list:
-    """The ticker's finished forecast runs in the experiment, newest first."""
+def forecast_runs(client: MlflowClient, experiment_id: str, ticker: str) -> Iterator[Run]:
+    """The ticker's finished forecast runs in the experiment, newest first (at most SEARCH_LIMIT), a page
+    read when the one before is used up."""
     tagged = f"tags.`{forecast_ticker_tag(ticker)}` = '{FORECAST_TICKER_TAG_VALUE}'"
-    return client.search_runs(
-        [experiment_id],
-        f"{tagged} and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=SEARCH_LIMIT,
+    found = pages(
+        lambda token: client.search_runs(
+            [experiment_id],
+            f"{tagged} and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=FORECAST_PAGE,
+            page_token=token,
+        )
     )
+    return itertools.islice(found, SEARCH_LIMIT)
 
 
 def logged_forecasts(run, ticker: str) -> pd.DataFrame:
     """One forecast run's rows for `ticker`, labelled with the run and the model version that answered."""
+    # From the run's artifact location: by run id, MLflow reads the run twice and searches its logged
+    # models first (three requests more a forecast run, on a tracking server).
     table = pd.read_csv(
-        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=FORECAST_TABLE_PATH)
+        mlflow.artifacts.download_artifacts(artifact_uri=f"{run.info.artifact_uri}/{FORECAST_TABLE_PATH}")
     )
     if TICKER_COLUMN in table:
         table = table[table[TICKER_COLUMN] == ticker]
@@ -77,7 +91,7 @@ def logged_forecasts(run, ticker: str) -> pd.DataFrame:
     return table.assign(**{RUN_COLUMN: run.info.run_id})
 
 
-def newest_scored(runs: list, ticker: str, prices: pd.DataFrame, window: int) -> pd.DataFrame:
+def newest_scored(runs: Iterable[Run], ticker: str, prices: pd.DataFrame, window: int) -> pd.DataFrame:
     """The scored days of the newest `window` forecast runs that have any (see monitoring.scored_days)."""
     scored = []
     for run in runs:

@@ -150,7 +150,8 @@ def _register_and_promote(
     else:
         promotion = Promotion(ALREADY_REGISTERED, f"run {run_id} is already version {version.version}")
 
-    champion_now = alias_version(client, model_name, CHAMPION_ALIAS)
+    # Under the promotion lock no other registration moves the alias: no need to read it again.
+    champion_now = version if is_new and promotion.promotes else champion
     mlflow.set_tags(
         {
             TAG_REGISTERED_MODEL: model_name,

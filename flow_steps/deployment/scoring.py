@@ -138,7 +138,10 @@ def score_from_training(train: Run, days: HoldoutDays) -> DailyLosses | None:
     if not same_test_days(train, days):
         return None
     try:
-        path = mlflow.artifacts.download_artifacts(run_id=train.info.run_id, artifact_path=PREDICTIONS_PATH)
+        # From the run's artifact location: by run id, MLflow reads the run twice and searches its
+        # logged models first (three requests more on a tracking server).
+        predictions = f"{train.info.artifact_uri}/{PREDICTIONS_PATH}"
+        path = mlflow.artifacts.download_artifacts(artifact_uri=predictions)
     except (MlflowException, OSError) as error:
         logger.info("No test predictions on training run %s (%s): scoring here", train.info.run_id, error)
         return None

@@ -18,6 +18,7 @@ from flow_steps.config.entry_points import BY_ENTRY_POINT
 from flow_steps.config.errors import SourceError
 from flow_steps.config.names import TAG_CODE_VERSION
 from flow_steps.data.sources import source_for
+from flow_steps.runtime.tracking import pages
 
 REUSE_PAGE_SIZE = 100  # candidate runs read per search page (most look-ups find one)
 # PostgreSQL plans joins of up to join_collapse_limit (8, its default) relations exhaustively and longer
@@ -66,21 +67,16 @@ def find_reusable(
     tags, or None."""
     if any("'" in value for value in [version, *tags.values(), *params.values()]):
         return None  # not expressible in a filter string: run the step instead
-    token = None
-    while True:
-        page = client.search_runs(
+    found = pages(
+        lambda token: client.search_runs(
             experiment_ids=[experiment_id],
             filter_string=reuse_filter(entry_point, params, version, tags),
             order_by=["attributes.start_time DESC"],
             max_results=REUSE_PAGE_SIZE,
             page_token=token,
         )
-        for run in page:
-            if same_inputs(run, params, tags):
-                return run
-        token = page.token
-        if not token:
-            return None
+    )
+    return next((run for run in found if same_inputs(run, params, tags)), None)
 
 
 def download_reuse_tags(data_source: str) -> dict[str, str] | None:

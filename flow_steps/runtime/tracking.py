@@ -11,6 +11,7 @@ import os
 import re
 import ssl
 import time
+from collections.abc import Callable, Iterator
 
 import mlflow
 import requests
@@ -235,3 +236,15 @@ def use_experiment(experiment_name: str | None) -> None:
         os.environ.get("MLFLOW_EXPERIMENT_NAME") or os.environ.get("MLFLOW_EXPERIMENT_ID")
     ):
         mlflow.set_experiment(experiment_name or DEFAULT_EXPERIMENT)
+
+
+def pages(fetch: Callable[[str | None], list]) -> Iterator:
+    """Every item of a paged MLflow search, a page read only when the one before is used up:
+    `fetch(page_token)` returns a PagedList (its `token` None on the last page)."""
+    token = None
+    while True:
+        page = fetch(token)
+        yield from page
+        token = page.token
+        if not token:
+            return
