@@ -93,7 +93,7 @@ def queries(target: Target) -> dict[str, Callable[[MlflowClient], object]]:
     return {
         "forecast: champion alias": lambda c: alias_version(c, t.model, CHAMPION_ALIAS),
         "monitor: a page of a ticker's forecast runs": lambda c: next(
-            forecast_runs(c, t.schedule_experiment, t.ticker)
+            forecast_runs(c, t.schedule_experiment, t.ticker), None
         ),
         # not one query: every page, as monitor reads them for a full window (a year of forecasts)
         "monitor: all of a ticker's forecast runs": lambda c: list(
