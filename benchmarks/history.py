@@ -74,6 +74,15 @@ def run_count(uri: str) -> int:
         return connection.execute("SELECT count(*) FROM runs").fetchone()[0]
 
 
+def autovacuum_workers(uri: str) -> int:
+    """Autovacuum workers busy now: a condition of the timings (they share the cores)."""
+    import psycopg
+
+    query = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+    with psycopg.connect(libpq_uri(uri), password=DB_PASSWORD) as connection:
+        return connection.execute(query).fetchone()[0]
+
+
 def explain(uri: str, target, label: str) -> None:
     """Print the plan of each search's main query (the first SELECT on runs or the registry) on `uri`."""
     from sqlalchemy import event
@@ -152,6 +161,7 @@ def main() -> None:
                          days[wanted - 1], seed=wanted)  # fmt: skip
                 written = wanted
             runs = run_count(uri)
+            logger.info("%d runs; autovacuum workers busy: %d", runs, autovacuum_workers(uri))
             os.environ.update(MLFLOW_TRACKING_USERNAME=USER[0], MLFLOW_TRACKING_PASSWORD=USER[1])
             client = MlflowClient(server.url)
             mlflow.set_tracking_uri(server.url)
