@@ -16,6 +16,8 @@ Runs `mlflow server` in the foreground with:
   submits no server jobs, and the runner's ten worker processes would only cost memory and CPU;
 - uvicorn's HTTP protocol with TCP_NODELAY on every connection (`nodelay_http.py`): with `--workers`
   above 1, uvicorn's own leaves Nagle's algorithm on and each keep-alive request waits about 40 ms;
+- every statement of its database sessions planned with its values (`plan_cache_mode=force_custom_plan`
+  added to PGOPTIONS): a generic plan cannot use our partial indexes (CUSTOM_PLANS below);
 - `--app-name basic-auth`, configured by an ini file written to a private temporary file (mode 0600)
   from the environment: the admin password never appears in the repository or in a command line.
 
@@ -55,6 +57,12 @@ REQUIRED_VARIABLES = (ADMIN_PASSWORD_VARIABLE, SECRET_KEY_VARIABLE)
 SERVER_DEFAULTS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 DEPLOY_FOLDER = Path(__file__).resolve().parent
 NODELAY_PROTOCOL = "nodelay_http:NoDelayH11Protocol"  # uvicorn's --http value (see nodelay_http.py)
+# Every statement of the server's database sessions planned with its own values (PGOPTIONS: libpq sends it
+# at connect). psycopg 3 prepares a statement it has run 5 times on a connection, and PostgreSQL may then
+# keep one generic plan for it, made without the values: MLflow binds a tag's key as a parameter, so that
+# plan cannot use an index limited to some keys (deploy/indexes.py) and reads every row of the key, on
+# every call, for as long as the pooled connection lives (docs/performance.md, "History").
+CUSTOM_PLANS = "-c plan_cache_mode=force_custom_plan"
 
 
 def auth_config(
@@ -97,9 +105,11 @@ def server_command(arguments: argparse.Namespace) -> list[str]:
 
 def server_env(auth_config_path: str) -> dict[str, str]:
     """The server's environment: this one without the admin password (the ini file has it), the auth
-    config, SERVER_DEFAULTS unless set, and this folder importable (for nodelay_http)."""
+    config, SERVER_DEFAULTS unless set, CUSTOM_PLANS added to PGOPTIONS, and this folder importable (for
+    nodelay_http)."""
     env = {**SERVER_DEFAULTS, **os.environ, "MLFLOW_AUTH_CONFIG_PATH": auth_config_path}
     env.pop(ADMIN_PASSWORD_VARIABLE, None)
+    env["PGOPTIONS"] = " ".join(filter(None, [env.get("PGOPTIONS"), CUSTOM_PLANS]))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(DEPLOY_FOLDER), env.get("PYTHONPATH")]))
     return env
 

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from deploy.history import generate
-from deploy.indexes import INDEXES, libpq_uri
+from deploy.indexes import INDEXES, create_indexes, libpq_uri
 from deploy.local_postgres import DB_PASSWORD
 from deploy.local_team import ADMIN, TeamServer
 from flow_steps.config.names import DEFAULT_EXPERIMENT
@@ -140,3 +140,41 @@ def test_retention_deletes_old_forecast_and_monitor_runs_but_no_lineage_and_gc_f
         assert all(after[table] < before[table] for table in ("tags", "params"))
         assert client.get_run(kept).info.lifecycle_stage == "active"
         assert client.get_model_version_by_alias("stock-T0000-lstm", "champion").version == champion.version
+
+
+def plans_logged(server: TeamServer, since: int) -> list[str]:
+    """The plans auto_explain wrote to the cluster's log after byte `since`, one string each."""
+    text = (server.cluster.folder / "log").read_text(errors="replace")[since:]
+    return [block for block in text.split("LOG:  duration:")[1:] if "Query Text:" in block]
+
+
+def test_the_servers_searches_use_indexes_made_while_it_runs(monkeypatch):
+    """psycopg 3 prepares a statement it has run 5 times on a connection, and PostgreSQL may then keep one
+    generic plan for it, made without the values: MLflow binds a tag's key as a parameter, so that plan
+    cannot use an index limited to some keys, and the server's pooled connections keep it. The server's
+    sessions plan each statement with its values (team_server.CUSTOM_PLANS): a pipeline's step-run search,
+    made 12 times before the indexes exist, uses them once they are made, with no restart. The plans are
+    the ones PostgreSQL's auto_explain logs for the server's own sessions."""
+    with started_team() as server, admin(monkeypatch):
+        monkeypatch.setenv("PGPASSWORD", DB_PASSWORD)
+        uri = server.cluster.uri("mlflow")
+        generate(uri, days=20, tickers=10, retrain_every=1, end=date.today(), seed=3)
+        with psycopg.connect(libpq_uri(uri), password=DB_PASSWORD, autocommit=True) as connection:
+            connection.execute("LOAD 'auto_explain'")  # so that its settings are known
+            connection.execute("ALTER SYSTEM SET session_preload_libraries = 'auto_explain'")
+            connection.execute("ALTER SYSTEM SET auto_explain.log_min_duration = 0")
+            connection.execute("SELECT pg_reload_conf()")
+        server.stop()
+        server.start()  # its sessions load auto_explain
+        client = MlflowClient(server.url)
+        experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
+        pipelines = "params.company_abbreviation = 'T0000' and params.register_model = 'true'"
+        [parent] = client.search_runs([experiment], pipelines, max_results=1)
+        steps = f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+        for _ in range(12):
+            assert len(client.search_runs([experiment], steps)) == 4
+        create_indexes(uri)
+        since = (server.cluster.folder / "log").stat().st_size
+        assert len(client.search_runs([experiment], steps)) == 4
+        [plan] = [plan for plan in plans_logged(server, since) if "WHERE tags.key = $1" in plan]
+        assert "flow_steps_tags_lookup_value" in plan, plan

@@ -93,3 +93,12 @@ def test_the_server_runs_the_nodelay_protocol_importable_and_tls_options_kept(mo
     assert env["PYTHONPATH"].split(os.pathsep) == [str(DEPLOY), "/opt/site"]
     assert team_server.ADMIN_PASSWORD_VARIABLE not in env
     assert env["MLFLOW_AUTH_CONFIG_PATH"] == "/tmp/auth.ini"
+
+
+def test_the_servers_database_sessions_plan_every_statement_with_its_values(monkeypatch):
+    monkeypatch.delenv("PGOPTIONS", raising=False)
+    assert team_server.server_env("/tmp/auth.ini")["PGOPTIONS"] == "-c plan_cache_mode=force_custom_plan"
+    monkeypatch.setenv("PGOPTIONS", "-c statement_timeout=5min")  # an operator's own options are kept
+    assert team_server.server_env("/tmp/auth.ini")["PGOPTIONS"] == (
+        "-c statement_timeout=5min -c plan_cache_mode=force_custom_plan"
+    )
