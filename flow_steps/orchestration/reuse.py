@@ -2,9 +2,9 @@
 
 A step is reused when a FINISHED run has the same entry point, parameters, code version and extra tags
 (`find_reusable`). The search names the entry point, the code version, the extra tags and as many of the
-step's parameters (its input first: the ticker, the file or the model it reads) as keep the query within
-PostgreSQL's exhaustive join planning (MLflow joins one relation per clause; fifteen were planned badly
-on a year of history); the other parameters are compared here. A downloaded file is reused only while
+step's parameters (its input first: the ticker, the file or the model it reads) as keep the query quick
+to plan (MLflow joins one relation per clause; fifteen were planned badly on a year of history, eight took
+22 ms to plan); the other parameters are compared here. A downloaded file is reused only while
 its source cannot have changed (`download_reuse_tags`).
 """
 
@@ -21,9 +21,10 @@ from flow_steps.data.sources import source_for
 from flow_steps.runtime.tracking import pages
 
 REUSE_PAGE_SIZE = 100  # candidate runs read per search page (most look-ups find one)
-# PostgreSQL plans joins of up to join_collapse_limit (8, its default) relations exhaustively and longer
-# ones in the order written: a reuse search joins runs, its two tags, its extra tags and its params.
-JOINED_RELATIONS = 8
+# A reuse search joins runs, its two tags, its extra tags and its params. PostgreSQL plans joins beyond
+# join_collapse_limit (8) in the order written, and the time to plan grows fast below it: 22 ms at 8
+# relations, 8 at 7, 3.5 at 6 (docs/performance.md, "History"), paid on every search.
+JOINED_RELATIONS = 7
 
 
 def searched_params(entry_point: str, params: dict[str, str], tags: dict[str, str]) -> list[str]:

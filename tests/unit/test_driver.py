@@ -18,7 +18,7 @@ from flow_steps.orchestration.reuse import (
 )
 
 
-def test_reuse_filter_names_status_entry_point_code_version_tags_and_the_first_five_params():
+def test_reuse_filter_names_status_entry_point_code_version_tags_and_the_first_four_params():
     params = {
         "on_suspect_move": "refuse",
         "max_row_limit": "300",
@@ -31,8 +31,7 @@ def test_reuse_filter_names_status_entry_point_code_version_tags_and_the_first_f
     assert reuse_filter("transform_data", params, "abc123", {}) == (
         "attributes.status = 'FINISHED' and tags.`mlflow.project.entryPoint` = 'transform_data' "
         "and tags.code_version = 'abc123' and params.dataset_stock_csv = 'file:///a/b.csv' "
-        "and params.max_row_limit = '300' and params.date_format = 'auto' and params.calendar = 'XNYS' "
-        "and params.max_gap_sessions = '3'"
+        "and params.max_row_limit = '300' and params.date_format = 'auto' and params.calendar = 'XNYS'"
     )
     assert reuse_filter("download_raw_data", {"company_abbreviation": "IBM"}, "v", {"raw_sha256": "ab"}) == (
         "attributes.status = 'FINISHED' and tags.`mlflow.project.entryPoint` = 'download_raw_data' "
@@ -46,14 +45,14 @@ TRAIN_VALUES = {name: "1" for name in ("patience", "seed", "batch_size", "epochs
 @pytest.mark.parametrize(
     "tags, searched",
     [
-        (0, ["stock_data", "lstm_units", "window", "epochs", "batch_size"]),  # 8 relations: runs + 7
-        (1, ["stock_data", "lstm_units", "window", "epochs"]),
-        (3, ["stock_data", "lstm_units"]),
-        (4, ["stock_data"]),
-        (5, ["stock_data"]),  # never fewer than the input
+        (0, ["stock_data", "lstm_units", "window", "epochs"]),  # 7 relations: runs, 2 tags, 4 params
+        (1, ["stock_data", "lstm_units", "window"]),
+        (2, ["stock_data", "lstm_units"]),
+        (3, ["stock_data"]),
+        (4, ["stock_data"]),  # never fewer than the input
     ],
 )
-def test_the_search_names_the_input_first_and_stays_within_eight_relations(tags, searched):
+def test_the_search_names_the_input_first_and_stays_within_seven_relations(tags, searched):
     params = {"stock_data": "s3://a/prices.csv", **TRAIN_VALUES}
     assert searched_params("train_model", params, {f"tag{n}": "x" for n in range(tags)}) == searched
 
