@@ -14,7 +14,8 @@ of `mlflow ui`'s experiment and model pages, at given history sizes, without and
    (deploy/indexes.py: what `team_server.py --create-indexes` makes). Size 0 is the near-empty database
    (one retraining per ticker, so that every query has a target).
 3. With `--pipeline`, runs one ticker's `python main.py` through the server at each size (small settings,
-   registering), then the same with `--reuse-training` (fully reused): their walls, the issue's measure.
+   registering), then the same with `--reuse-training` (fully reused): their walls, the issue's measure;
+   `--pipeline-repeats N` runs each N times: the median wall and its range.
 4. With `--explain`, prints PostgreSQL's plan (EXPLAIN ANALYZE) of each search's main query, straight
    on the database, at each size and index setting.
 Prints one table: a row per search, a column per size and index setting, `p50 / p95` in milliseconds.
@@ -107,8 +108,9 @@ def explain(uri: str, target, label: str) -> None:
         event.remove(engine, "before_cursor_execute", hook)
 
 
-def pipeline_walls(server: TeamServer, folder: Path) -> dict[str, float]:
-    """One ticker's pipeline through the server (it trains), then fully reused: seconds each."""
+def pipeline_walls(server: TeamServer, repeats: int) -> dict[str, str]:
+    """One ticker's pipeline through the server (it trains), then fully reused, `repeats` times each:
+    the median wall in seconds and the range."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("MLFLOW_")}
     env.update(
         MLFLOW_TRACKING_URI=server.url, MLFLOW_TRACKING_USERNAME=ADMIN[0], MLFLOW_TRACKING_PASSWORD=ADMIN[1]
@@ -118,10 +120,14 @@ def pipeline_walls(server: TeamServer, folder: Path) -> dict[str, float]:
         ("ticker wall, trains (s)", []),
         ("ticker wall, fully reused (s)", ["--reuse-training"]),
     ):
-        started = time.perf_counter()
-        command = [sys.executable, "main.py", *PIPELINE_OPTIONS, *extra]
-        subprocess.run(command, cwd=PROJECT, env=env, check=True, capture_output=True, timeout=1800)
-        walls[label] = time.perf_counter() - started
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            command = [sys.executable, "main.py", *PIPELINE_OPTIONS, *extra]
+            subprocess.run(command, cwd=PROJECT, env=env, check=True, capture_output=True, timeout=1800)
+            seconds.append(time.perf_counter() - started)
+        spread = f" ({min(seconds):.1f}-{max(seconds):.1f})" if repeats > 1 else ""
+        walls[label] = f"{statistics.median(seconds):.1f}{spread}"
     return walls
 
 
@@ -134,6 +140,7 @@ def main() -> None:
     parser.add_argument("--retrain-every", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--pipeline", action="store_true", help="time one ticker's pipeline at each size")
+    parser.add_argument("--pipeline-repeats", type=int, default=1, help="runs of each pipeline timed")
     parser.add_argument("--explain", action="store_true", help="print each search's plan")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -177,8 +184,8 @@ def main() -> None:
                     table.setdefault(name, {})[column] = f"{p50:.1f} / {p95:.1f}"
                     logger.info("%s, %s: p50 %.1f ms, p95 %.1f ms", column, name, p50, p95)
                 if arguments.pipeline:
-                    for name, seconds in pipeline_walls(server, folder).items():
-                        table.setdefault(name, {})[column] = f"{seconds:.1f}"
+                    for name, wall in pipeline_walls(server, arguments.pipeline_repeats).items():
+                        table.setdefault(name, {})[column] = wall
             drop_indexes(uri)
     finally:
         server.stop()
